@@ -1,0 +1,367 @@
+"""Semantic checks: what a schema cannot see.
+
+CEL syntax and names, jinja2 syntax and names, action param schemas, runbook entries, request
+templates, targets and their kinds, duplicate names, referenced files, Redis command allowlists.
+Each check reports every problem it finds, located in the document.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jsonschema
+
+from engine import templates
+from engine.config.loader import LoadedDocument
+from engine.config.models import (
+    RESERVED_NAMES,
+    Action,
+    Diagnosis,
+    Invariant,
+    Observation,
+    Prompts,
+    Subject,
+    Target,
+)
+from engine.config.problems import DocPath, Problem, Severity
+from engine.errors import ExpressionCompileError, ExpressionEvalError
+from engine.expr import CompiledExpr, compile_expr
+from engine.redis_commands import READ_ONLY, WRITE, command_name
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+# Which target scheme each observation kind needs.
+_OBSERVATION_SCHEME = {"http": "http", "prometheus": "http", "metrics": "http", "redis": "redis"}
+
+
+@dataclass
+class PartialConfig:
+    """The parts of a config that passed the schema, with their document paths.
+
+    Semantic checks run on these even when other parts are broken, so one run reports all.
+    """
+
+    subject: Subject | None = None
+    targets: dict[str, Target] = field(default_factory=dict)
+    observations: dict[str, Observation] = field(default_factory=dict)
+    invariants: list[tuple[int, Invariant]] = field(default_factory=list)
+    actions: list[tuple[int, Action]] = field(default_factory=list)
+    prompts: Prompts | None = None
+    diagnosis: Diagnosis | None = None
+    # Names present in the document even if their entries are invalid: avoids cascades such
+    # as "unknown target" for a target whose own definition already has an error.
+    target_names: set[str] = field(default_factory=set)
+    observation_names: set[str] = field(default_factory=set)
+    action_names: set[str] = field(default_factory=set)
+    # False when some invariant or action failed the schema: usage of names is then unknown.
+    entries_complete: bool = True
+
+
+class Checker:
+    def __init__(self, doc: LoadedDocument, partial: PartialConfig) -> None:
+        self.doc = doc
+        self.cfg = partial
+        self.problems: list[Problem] = []
+        self.used_observations: set[str] = set()
+
+    # ------------------------------------------------------------------ reporting
+
+    def report(self, path: DocPath, message: str, severity: Severity = "error", *, key: bool = False) -> None:
+        mark = self.doc.key_mark_for(path) if key else self.doc.mark_for(path)
+        self.problems.append(Problem(self.doc.file, mark.line, mark.column, path, message, severity))
+
+    def report_in_file(self, file: Path, line: int, path: DocPath, message: str) -> None:
+        self.problems.append(Problem(str(file), max(line, 1), 1, path, message))
+
+    # ------------------------------------------------------------------ building blocks
+
+    def cel(self, path: DocPath, source: str, allowed: set[str], what: str) -> CompiledExpr | None:
+        try:
+            compiled = compile_expr(source)
+        except ExpressionCompileError as exc:
+            where = f" at column {exc.column} of the expression" if exc.column else ""
+            self.report(path, f"CEL syntax error in {what}{where}: {exc}")
+            return None
+        self.used_observations |= compiled.names & self.cfg.observation_names
+        for name in sorted(compiled.names - allowed):
+            self.report(path, f"unknown name '{name}' in {what}; {_names_hint(name, allowed)}")
+            # A misspelt observation is still meant: don't also call it unused.
+            self.used_observations |= set(difflib.get_close_matches(name, sorted(self.cfg.observation_names), n=1))
+        return compiled
+
+    def template(self, path: DocPath, source: str, allowed: set[str], what: str, file: Path | None = None) -> None:
+        try:
+            names = templates.undeclared_names(source)
+        except jinja2.TemplateSyntaxError as exc:
+            message = f"jinja2 syntax error in {what}: {exc.message}"
+            if file is not None:
+                self.report_in_file(file, exc.lineno, path, message)
+            else:
+                self.report(path, f"{message} (line {exc.lineno} of the template)")
+            return
+        self.used_observations |= names & self.cfg.observation_names
+        for name in sorted(names - allowed):
+            message = f"unknown variable '{name}' in {what}; {_names_hint(name, allowed)}"
+            if file is not None:
+                self.report_in_file(file, _first_line_of(source, name), path, message)
+            else:
+                self.report(path, message)
+
+    def file_exists(self, path: DocPath, rel: str, what: str) -> Path | None:
+        resolved = (self.doc.base_dir / rel).resolve()
+        if not resolved.is_file():
+            self.report(path, f"{what} '{rel}' does not exist (looked for {resolved})")
+            return None
+        return resolved
+
+    def target(self, path: DocPath, name: str, scheme: str, what: str) -> None:
+        if name not in self.cfg.target_names:
+            self.report(path, f"unknown target '{name}' in {what}; {_names_hint(name, self.cfg.target_names, 'targets')}")
+            return
+        target = self.cfg.targets.get(name)
+        if target is not None and target.scheme in ("http", "redis") and target.scheme != scheme:
+            self.report(path, f"{what} needs a {scheme} target, but target '{name}' is {target.scheme} ({target.endpoints[0]})")
+
+    # ------------------------------------------------------------------ the checks
+
+    def run(self) -> list[Problem]:
+        self.check_subject()
+        self.check_targets()
+        self.check_observations()
+        self.check_invariants()
+        self.check_actions()
+        self.check_prompts()
+        self.check_diagnosis()
+        self.check_unused_observations()
+        return self.problems
+
+    def check_subject(self) -> None:
+        subject = self.cfg.subject
+        if subject is not None and subject.context_file is not None:
+            self.file_exists(("subject", "context_file"), subject.context_file, "context file")
+
+    def check_targets(self) -> None:
+        for name, target in self.cfg.targets.items():
+            for i, url in enumerate(target.endpoints):
+                path: DocPath = ("targets", name, "urls", i) if target.urls is not None else ("targets", name, "url")
+                scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+                if scheme not in ("http", "https", "redis", "rediss"):
+                    self.report(path, f"target '{name}' has URL '{url}'; use http(s)://host:port or redis(s)://host:port/db")
+                elif scheme.rstrip("s") != target.scheme.rstrip("s") and i > 0:
+                    self.report(path, f"all endpoints of target '{name}' must be of one kind ({target.scheme})")
+
+    def check_observations(self) -> None:
+        for name, obs in self.cfg.observations.items():
+            base: DocPath = ("observations", name)
+            if name in RESERVED_NAMES:
+                self.report(base, f"observation name '{name}' is reserved; pick another name", key=True)
+            kind = obs.kind
+            self.target(base + (kind, "target"), obs.query.target, _OBSERVATION_SCHEME[kind], f"{kind} observation '{name}'")
+            if obs.redis is not None:
+                command = command_name(obs.redis.command)
+                if command not in READ_ONLY:
+                    self.report(
+                        base + ("redis", "command"),
+                        f"redis command '{command}' is not allowed in an observation; observations only read "
+                        f"(allowed: {', '.join(sorted(READ_ONLY))})",
+                    )
+            if obs.select is not None:
+                allowed = {"body", "status", "headers"} if kind == "http" else {"value"}
+                self.cel(base + ("select",), obs.select, allowed | {"now"}, f"the select of observation '{name}'")
+            if obs.shape is not None:
+                self.json_schema(base + ("shape",), obs.shape, f"the shape of observation '{name}'")
+
+    def check_invariants(self) -> None:
+        observed = set(self.cfg.observation_names) | {"now", "prev"}
+        seen: dict[str, int] = {}
+        for index, inv in self.cfg.invariants:
+            base: DocPath = ("invariants", index)
+            self.duplicate(seen, inv.name, index, base, "invariant")
+            scope = observed | ({"item"} if inv.for_each is not None else set())
+            what = f"invariant '{inv.name}'"
+            if inv.for_each is not None:
+                self.cel(base + ("for_each",), inv.for_each, observed, f"for_each of {what}")
+            if inv.key is not None:
+                self.cel(base + ("key",), inv.key, scope, f"key of {what}")
+            self.cel(base + ("expr",), inv.expr, scope, f"expr of {what}")
+            if inv.resolve_when is not None:
+                self.cel(base + ("resolve_when",), inv.resolve_when, scope, f"resolve_when of {what}")
+            if inv.message is not None:
+                self.template(base + ("message",), inv.message, scope | set(templates.MESSAGE_VARIABLES), f"the message of {what}")
+            for i, entry in enumerate(inv.runbook):
+                self.runbook_entry(base + ("runbook", i), entry.action, entry.params, scope | {"key"}, what)
+
+    def runbook_entry(self, path: DocPath, action_name: str, params: dict[str, str], scope: set[str], what: str) -> None:
+        if action_name not in self.cfg.action_names:
+            self.report(path + ("action",), f"runbook of {what} names unknown action '{action_name}'; {_names_hint(action_name, self.cfg.action_names, 'actions')}")
+            return
+        action = next((a for _, a in self.cfg.actions if a.name == action_name), None)
+        constants: dict[str, Any] = {}
+        for pname, source in params.items():
+            compiled = self.cel(path + ("params", pname), source, scope, f"param '{pname}' of a runbook entry of {what}")
+            if compiled is not None and not compiled.names:
+                try:
+                    constants[pname] = compiled.evaluate({})
+                except ExpressionEvalError as exc:
+                    self.report(path + ("params", pname), f"param '{pname}' cannot be evaluated: {exc}")
+        if action is None or not _is_valid_schema(action.params):
+            return
+        properties = action.params.get("properties", {}) if isinstance(action.params.get("properties"), dict) else {}
+        for missing in sorted(set(action.params.get("required", [])) - set(params)):
+            self.report(path + ("params",), f"action '{action_name}' requires param '{missing}', which this runbook entry does not give")
+        if action.params.get("additionalProperties") is False:
+            for extra in sorted(set(params) - set(properties)):
+                self.report(path + ("params", extra), f"action '{action_name}' has no param '{extra}' (its params: {', '.join(sorted(properties)) or 'none'})", key=True)
+        for pname, value in constants.items():
+            subschema = properties.get(pname)
+            if isinstance(subschema, dict):
+                for error in jsonschema.Draft202012Validator(subschema).iter_errors(value):
+                    self.report(path + ("params", pname), f"param '{pname}' = {value!r} is rejected by action '{action_name}': {error.message}")
+
+    def check_actions(self) -> None:
+        observed = set(self.cfg.observation_names) | {"now", "prev", "params"}
+        seen: dict[str, int] = {}
+        for index, action in self.cfg.actions:
+            base: DocPath = ("actions", index)
+            self.duplicate(seen, action.name, index, base, "action")
+            what = f"action '{action.name}'"
+            schema_ok = self.json_schema(base + ("params",), action.params, f"the params of {what}")
+            if schema_ok and action.params.get("type") != "object":
+                self.report(base + ("params",), f"the params schema of {what} must have `type: object`")
+            declared = set(action.params.get("properties", {})) if schema_ok and isinstance(action.params.get("properties"), dict) else None
+            if action.when is not None:
+                self.cel(base + ("when",), action.when, observed, f"the guard of {what}")
+            if action.http is not None:
+                self.target(base + ("http", "target"), action.http.target, "http", what)
+                for sub, value in _http_template_fields(action):
+                    self.placeholders(base + ("http",) + sub, value, declared, what)
+            if action.redis is not None:
+                self.target(base + ("redis", "target"), action.redis.target, "redis", what)
+                command = command_name(action.redis.command)
+                if command not in WRITE:
+                    self.report(
+                        base + ("redis", "command"),
+                        f"redis command '{command}' is not allowed in {what} (allowed: {', '.join(sorted(WRITE))})",
+                    )
+                for i, arg in enumerate(action.redis.command):
+                    self.placeholders(base + ("redis", "command", i), arg, declared, what)
+
+    def placeholders(self, path: DocPath, value: Any, declared: set[str] | None, what: str) -> None:
+        if declared is None:
+            return
+        for text in _strings(value):
+            for name in PLACEHOLDER.findall(text):
+                if name not in declared:
+                    self.report(path, f"'{{{name}}}' in {what} is not a declared param; {_names_hint(name, declared, 'params')}")
+
+    def json_schema(self, path: DocPath, schema: Any, what: str) -> bool:
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            where = ".".join(str(p) for p in exc.absolute_path)
+            self.report(path, f"{what} is not a valid JSON Schema: {exc.message}" + (f" (at {where})" if where else ""))
+            return False
+        return True
+
+    def check_prompts(self) -> None:
+        prompts = self.cfg.prompts
+        if prompts is None:
+            return
+        allowed = set(templates.PROMPT_VARIABLES)
+        for name in ("system", "ticket"):
+            inline = getattr(prompts, name)
+            if inline is not None:
+                self.template(("prompts", name), inline, allowed, f"the {name} prompt")
+            rel = getattr(prompts, f"{name}_file")
+            if rel is not None:
+                file = self.file_exists(("prompts", f"{name}_file"), rel, f"{name} prompt file")
+                if file is not None:
+                    source = _read_text(file)
+                    if source is None:
+                        self.report(("prompts", f"{name}_file"), f"{name} prompt file '{rel}' is not UTF-8 text")
+                    else:
+                        self.template(("prompts", f"{name}_file"), source, allowed, f"the {name} prompt", file=file)
+
+    def check_diagnosis(self) -> None:
+        diagnosis = self.cfg.diagnosis
+        if diagnosis is not None and diagnosis.replay_file is not None:
+            self.file_exists(("diagnosis", "replay_file"), diagnosis.replay_file, "replay file")
+
+    def check_unused_observations(self) -> None:
+        if not self.cfg.entries_complete:
+            return
+        for name in sorted(set(self.cfg.observations) - self.used_observations):
+            self.report(("observations", name), f"observation '{name}' is not used by any invariant, guard, template or runbook", "warning", key=True)
+
+    def duplicate(self, seen: dict[str, int], name: str, index: int, base: DocPath, what: str) -> None:
+        if name in seen:
+            first = self.doc.mark_for((base[0], seen[name], "name"))
+            self.report(base + ("name",), f"duplicate {what} name '{name}' (first defined at line {first.line})")
+        else:
+            seen[name] = index
+
+
+def run_checks(doc: LoadedDocument, partial: PartialConfig) -> list[Problem]:
+    return Checker(doc, partial).run()
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _names_hint(name: str, allowed: Iterable[str], what: str = "names declared here") -> str:
+    names = sorted(allowed)
+    close = difflib.get_close_matches(name, names, n=1)
+    listing = f"{what}: {', '.join(names)}" if names else f"no {what} are declared"
+    return (f"did you mean '{close[0]}'? " if close else "") + listing
+
+
+def _is_valid_schema(schema: Any) -> bool:
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError:
+        return False
+    return isinstance(schema, dict)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def _http_template_fields(action: Action) -> Iterator[tuple[DocPath, Any]]:
+    assert action.http is not None
+    yield ("path",), action.http.path
+    for k, v in action.http.query.items():
+        yield ("query", k), v
+    for k, v in action.http.headers.items():
+        yield ("headers", k), v
+    if action.http.body is not None:
+        yield ("body",), action.http.body
+
+
+def _read_text(file: Path) -> str | None:
+    try:
+        return file.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError):
+        return None
+
+
+def _first_line_of(source: str, name: str) -> int:
+    pattern = re.compile(rf"\b{re.escape(name)}\b")
+    for number, line in enumerate(source.splitlines(), start=1):
+        if pattern.search(line):
+            return number
+    return 1

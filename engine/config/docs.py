@@ -1,0 +1,173 @@
+"""Generate docs/config.md: every section and field of the language, each with an example.
+
+Examples come from the field's own `examples` when it declares one, else from the first place
+the shipped configs (configs/*.yaml) use the field. A field with neither is an error, so the
+reference cannot silently lose its examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from engine.config.introspect import descend, field_key, is_model, unwrap
+from engine.config.loader import load_document
+from engine.config.models import Config
+from engine.config.schema import config_schema
+
+
+def collect_examples(configs: Iterable[Path]) -> dict[str, dict[str, Any]]:
+    """model name -> field key -> the first value found in the shipped configs."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in configs:
+        doc, _ = load_document(path, env={})
+        if doc is not None:
+            _walk(Config, doc.data, found)
+    return found
+
+
+def _walk(annotation: Any, data: Any, found: dict[str, dict[str, Any]]) -> None:
+    annotation = unwrap(annotation)
+    if is_model(annotation) and isinstance(data, dict):
+        into = found.setdefault(annotation.__name__, {})
+        for key, value in data.items():
+            into.setdefault(key, value)
+            child = descend(annotation, key)
+            if child is not None:
+                _walk(child, value, found)
+    elif isinstance(data, dict):
+        for value in data.values():
+            child = descend(annotation, "x")
+            if child is not None:
+                _walk(child, value, found)
+    elif isinstance(data, list):
+        child = descend(annotation, 0)
+        if child is not None:
+            for value in data:
+                _walk(child, value, found)
+
+
+def _models() -> list[type[BaseModel]]:
+    """Config and every model reachable from it, in document order."""
+    seen: list[type[BaseModel]] = []
+
+    def visit(model: type[BaseModel]) -> None:
+        if model in seen:
+            return
+        seen.append(model)
+        for info in model.model_fields.values():
+            for child in _nested_models(info.annotation):
+                visit(child)
+
+    visit(Config)
+    return seen
+
+
+def _nested_models(annotation: Any) -> list[type[BaseModel]]:
+    annotation = unwrap(annotation)
+    if is_model(annotation):
+        return [annotation]
+    out = []
+    for part in ("x", 0):
+        child = descend(annotation, part)
+        if child is not None and child is not annotation:
+            out.extend(_nested_models(child))
+    return out
+
+
+def render_config_reference(configs: Iterable[Path]) -> str:
+    examples = collect_examples(configs)
+    defs = config_schema()["$defs"]
+    missing: list[str] = []
+    lines = [
+        "# The opctl config language",
+        "",
+        "Generated from the models by `python -m engine.config.docs` (a test fails when this file",
+        "is stale). The JSON Schema for editors is `schemas/opctl.schema.json`; start a config with",
+        "`# yaml-language-server: $schema=../schemas/opctl.schema.json`.",
+        "",
+        "Conventions: unknown keys are errors; durations are strings with a unit (`250ms`, `5s`,",
+        "`2m`, `1h30m`, `1d`); paths are relative to the config file; `${VAR}` and `${VAR:-default}`",
+        "are replaced from the environment in any string; CEL expressions see every observation",
+        "by name, `prev` (the previous tick's values), `now` (unix seconds) and, inside `for_each`,",
+        "`item`; action guards also see `params`.",
+        "",
+    ]
+    for model in _models():
+        schema = config_schema() if model is Config else defs.get(model.__name__, {})
+        title = "Config (the document)" if model is Config else model.__name__
+        lines += [f"## {title}", "", (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else "", ""]
+        lines += ["| key | type | default | description |", "|---|---|---|---|"]
+        example: dict[str, Any] = {}
+        for name, info in model.model_fields.items():
+            key = field_key(name, info)
+            prop = schema.get("properties", {}).get(key, {})
+            required = key in schema.get("required", [])
+            default = "required" if required else f"`{_short(prop.get('default'))}`"
+            description = (prop.get("description") or info.description or "").replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| `{key}` | {_type(prop)} | {default} | {description} |")
+            value = _example(model, key, info, examples)
+            if value is _MISSING:
+                missing.append(f"{model.__name__}.{key}")
+            else:
+                example[key] = value
+        lines += ["", "Example:", "", "```yaml", yaml.safe_dump(example, sort_keys=False, width=100, allow_unicode=True).rstrip(), "```", ""]
+    if missing:
+        raise ValueError(f"no example for: {', '.join(missing)}; add `examples=[...]` to the field or use it in configs/")
+    return "\n".join(lines)
+
+
+_MISSING = object()
+
+
+def _example(model: type[BaseModel], key: str, info: Any, examples: dict[str, dict[str, Any]]) -> Any:
+    if info.examples:
+        return info.examples[0]
+    if key in examples.get(model.__name__, {}):
+        value = examples[model.__name__][key]
+        return _trim(value)
+    return _MISSING
+
+
+def _trim(value: Any) -> Any:
+    """Keep examples short: at most two entries of any list or mapping."""
+    if isinstance(value, list):
+        return [_trim(v) for v in value[:2]]
+    if isinstance(value, dict):
+        return {k: _trim(v) for k, v in list(value.items())[:2]}
+    return value
+
+
+def _type(prop: dict[str, Any]) -> str:
+    if "$ref" in prop:
+        return prop["$ref"].rsplit("/", 1)[-1]
+    if "enum" in prop:
+        return " \\| ".join(f"`{v}`" for v in prop["enum"])
+    if "const" in prop:
+        return f"`{prop['const']}`"
+    if "anyOf" in prop:
+        return " or ".join(_type(p) for p in prop["anyOf"] if p.get("type") != "null")
+    kind = prop.get("type", "any")
+    if kind == "array":
+        return f"list of {_type(prop.get('items', {}))}"
+    if kind == "object" and isinstance(prop.get("additionalProperties"), dict):
+        return f"map of {_type(prop['additionalProperties'])}"
+    if kind == "object" and prop.get("patternProperties"):
+        return f"map of {_type(next(iter(prop['patternProperties'].values())))}"
+    if prop.get("pattern", "").startswith("^(\\d+"):
+        return "duration"
+    return str(kind)
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+if __name__ == "__main__":
+    root = Path(__file__).resolve().parents[2]
+    (root / "docs" / "config.md").write_text(render_config_reference(sorted((root / "configs").glob("*.yaml"))))

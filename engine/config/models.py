@@ -1,0 +1,423 @@
+"""The config language as pydantic models: the single source of truth for the JSON Schema.
+
+Every model forbids unknown keys. Durations are written as strings ("5s", "2m") and held as
+float seconds. CEL expressions and jinja2 templates are held as source strings here; they are
+compiled and checked by `engine.config.checks`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
+
+from engine.durations import DURATION_PATTERN, parse_duration
+
+NAME_PATTERN = r"^[a-z_][a-z0-9_]*$"
+# Names the engine binds itself inside expressions; observations may not shadow them.
+RESERVED_NAMES = frozenset({"item", "params", "now", "prev", "key", "ticket", "entity", "env", "true", "false", "null"})
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f"durations are strings with a unit such as 5s, 2m or 1h30m, not {value!r}")
+    return parse_duration(value)
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(_duration),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "description": "A duration: a number with a unit (ms, s, m, h, d), e.g. 250ms, 5s, 2m, 1h30m.",
+            "examples": ["5s", "2m", "1h30m"],
+        }
+    ),
+]
+Name = Annotated[
+    str,
+    Field(
+        pattern=NAME_PATTERN,
+        max_length=64,
+        description="A lower-case identifier: letters, digits and underscores.",
+    ),
+]
+Cel = Annotated[
+    str,
+    Field(min_length=1, description="A CEL expression (https://github.com/google/cel-spec)."),
+]
+Template = Annotated[str, Field(description="A jinja2 template.")]
+RelPath = Annotated[
+    str, Field(min_length=1, description="A file path, relative to the config file.")
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- subject & targets
+
+
+class Subject(Strict):
+    """The system under watch."""
+
+    name: Name
+    description: str = ""
+    context: str | None = Field(
+        None,
+        description="What the operator should know about the system (inline markdown).",
+        examples=["Three stateless nodes share limits through one Redis; a node that stops heartbeating is dead."],
+    )
+    context_file: RelPath | None = Field(None, description="Same as `context`, from a file.")
+
+    @model_validator(mode="after")
+    def _one_context(self) -> Subject:
+        if self.context is not None and self.context_file is not None:
+            raise ValueError("give either `context` or `context_file`, not both")
+        return self
+
+
+class Target(Strict):
+    """Where observations and actions go: one endpoint, or several with a mode."""
+
+    url: str | None = Field(
+        None, description="One endpoint: http(s)://host:port[/base] or redis(s)://host:port/db."
+    )
+    urls: list[str] | None = Field(
+        None, min_length=1, description="Several endpoints of the same kind (see `mode`)."
+    )
+    mode: Literal["single", "fanout", "failover"] | None = Field(
+        None,
+        description=(
+            "single: one URL. fanout: query every endpoint, results tagged by endpoint. "
+            "failover: the first endpoint that answers (as for a PD cluster)."
+        ),
+    )
+    token: str | None = Field(
+        None,
+        description="Bearer token for HTTP, password for Redis. Write ${ENV_VAR}; it is redacted.",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Sent with every request.", examples=[{"X-Tenant": "ops"}]
+    )
+    timeout: Duration = Field(2.0, description="Per-request timeout.")
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> Target:
+        if (self.url is None) == (self.urls is None):
+            raise ValueError("give exactly one of `url` or `urls`")
+        if self.urls is not None and self.mode in (None, "single"):
+            raise ValueError("with several `urls`, set `mode: fanout` or `mode: failover`")
+        if self.url is not None and self.mode not in (None, "single"):
+            raise ValueError(f"`mode: {self.mode}` needs several endpoints in `urls`")
+        return self
+
+    @property
+    def endpoints(self) -> list[str]:
+        return list(self.urls) if self.urls is not None else [str(self.url)]
+
+    @property
+    def effective_mode(self) -> str:
+        return self.mode or "single"
+
+    @property
+    def scheme(self) -> str:
+        """`http` or `redis` (TLS variants fold into their plain kind)."""
+        first = self.endpoints[0].split("://", 1)[0].lower()
+        return {"https": "http", "rediss": "redis"}.get(first, first)
+
+
+# --------------------------------------------------------------------------- observations
+
+
+class HttpQuery(Strict):
+    """GET a JSON document. The value is the parsed body (or what `select` makes of it)."""
+
+    target: Name
+    path: str = Field("/", description="Path under the target URL; may carry a query string.")
+    query: dict[str, str] = Field(default_factory=dict, description="Query parameters.")
+    headers: dict[str, str] = Field(default_factory=dict, examples=[{"Accept": "application/json"}])
+
+
+class PrometheusQuery(Strict):
+    """An instant query (`/api/v1/query`). The value is a list of {labels, value}; NaN is null."""
+
+    target: Name
+    query: str = Field(min_length=1, description="PromQL.")
+
+
+class MetricsScrape(Strict):
+    """Scrape a Prometheus text exposition. The value maps sample names to lists of {labels, value}."""
+
+    target: Name
+    path: str = Field("/metrics", examples=["/metrics"])
+    families: list[str] | None = Field(
+        None, description="Keep only these metric families (default: all)."
+    )
+
+
+class RedisQuery(Strict):
+    """A read-only Redis command (allowlisted). INFO is parsed into a mapping."""
+
+    target: Name
+    command: list[str | int] = Field(min_length=1, examples=[["INFO", "memory"], ["DBSIZE"]])
+
+
+class Observation(Strict):
+    """One query per tick; its value is bound to the observation's name in expressions."""
+
+    description: str = ""
+    http: HttpQuery | None = None
+    prometheus: PrometheusQuery | None = None
+    metrics: MetricsScrape | None = None
+    redis: RedisQuery | None = None
+    select: Cel | None = Field(
+        None,
+        description=(
+            "CEL projection of the raw result. For http: variables `body`, `status`, `headers`; "
+            "for the other kinds: `value`."
+        ),
+    )
+    timeout: Duration | None = Field(None, description="Default: the target's timeout.", examples=["1s"])
+    shape: dict[str, Any] | None = Field(
+        None,
+        description="JSON Schema of the observation's value; `opctl test --property` generates data from it.",
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Observation:
+        kinds = [k for k in ("http", "prometheus", "metrics", "redis") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                "an observation needs exactly one of `http`, `prometheus`, `metrics`, `redis`"
+                + (f" (got {', '.join(kinds)})" if kinds else "")
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        for k in ("http", "prometheus", "metrics", "redis"):
+            if getattr(self, k) is not None:
+                return k
+        raise AssertionError("validated observation without a kind")
+
+    @property
+    def query(self) -> HttpQuery | PrometheusQuery | MetricsScrape | RedisQuery:
+        return getattr(self, self.kind)  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- invariants
+
+
+class RunbookEntry(Strict):
+    """An action the offline runbook provider proposes; params are CEL over the entity."""
+
+    action: Name
+    params: dict[str, Cel] = Field(default_factory=dict)
+    reason: str = ""
+
+
+class Invariant(Strict):
+    """A CEL expression that must hold (true = healthy), per entity or cluster-wide."""
+
+    name: Name
+    description: str = ""
+    severity: Literal["critical", "warning", "info"] = "warning"
+    for_each: Cel | None = Field(
+        None, description="CEL giving a list; `expr` is evaluated once per element, bound to `item`."
+    )
+    key: Cel | None = Field(
+        None, description="CEL giving the entity's identity (a string or number); needed with `for_each`."
+    )
+    expr: Cel = Field(description="CEL that is true when healthy.")
+    hold: Duration = Field(
+        0.0, alias="for", description="How long a violation must last before it fires (hysteresis)."
+    )
+    keep_firing_for: Duration = Field(
+        0.0, description="How long a firing violation must stay healthy before it resolves."
+    )
+    resolve_when: Cel | None = Field(
+        None, description="While firing, resolve only when this CEL is true (a recovery threshold)."
+    )
+    on_error: Literal["keep", "firing", "ok"] = Field(
+        "keep",
+        description=(
+            "When an observation it uses fails: keep the current state (default), "
+            "treat it as violated, or treat it as healthy."
+        ),
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Copied onto tickets.", examples=[{"team": "storage"}]
+    )
+    message: Template | None = Field(
+        None, description="jinja2 template for the ticket message; sees `item`, `key` and observations."
+    )
+    runbook: list[RunbookEntry] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _key_with_for_each(self) -> Invariant:
+        if self.for_each is not None and self.key is None:
+            raise ValueError("`for_each` needs `key`: a CEL expression naming each entity, e.g. item.id")
+        if self.for_each is None and self.key is not None:
+            raise ValueError("`key` only makes sense with `for_each`")
+        return self
+
+
+# --------------------------------------------------------------------------- actions
+
+
+class HttpRequest(Strict):
+    """An HTTP request to the declared target. `{param}` in path, query, body and headers is replaced."""
+
+    target: Name
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+    path: str = Field(description="Path with `{param}` placeholders (URL-encoded on use).")
+    query: dict[str, str] = Field(default_factory=dict, examples=[{"state": "Offline"}])
+    headers: dict[str, str] = Field(default_factory=dict, examples=[{"X-Reason": "opctl {action}"}])
+    body: Any = Field(
+        None,
+        description='JSON body; a string that is exactly "{param}" becomes the typed param value.',
+    )
+
+
+class RedisRequest(Strict):
+    """A Redis write command; `{param}` in arguments is replaced."""
+
+    target: Name
+    command: list[str | int] = Field(min_length=1, examples=[["CONFIG", "SET", "maxmemory", "{bytes}"]])
+
+
+class Verify(Strict):
+    within: Duration = Field(60.0, description="The invariant must hold again within this time, or escalate.")
+
+
+class Action(Strict):
+    """The only remediations allowed; everything a model or runbook proposes passes the gate."""
+
+    name: Name
+    description: str = Field(min_length=1)
+    params: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}, "additionalProperties": False},
+        description="JSON Schema of the params object.",
+    )
+    when: Cel | None = Field(
+        None, description="Guard over fresh observations and `params`; the action runs only when true."
+    )
+    http: HttpRequest | None = None
+    redis: RedisRequest | None = None
+    risk: Literal["low", "medium", "high"] = "medium"
+    approval: Literal["required", "mode"] = Field(
+        "mode", description="required: always wait for a human. mode: follow the global `mode`."
+    )
+    cooldown: Duration = Field(60.0, description="Minimum time between runs per (action, entity).")
+    budget_per_hour: int | None = Field(None, ge=1, description="At most this many runs per hour.")
+    verify: Verify = Field(default_factory=Verify)
+    max_attempts: int = Field(1, ge=1, le=10, description="Runs per ticket at most.", examples=[2])
+
+    @model_validator(mode="after")
+    def _one_request(self) -> Action:
+        if (self.http is None) == (self.redis is None):
+            raise ValueError("an action needs exactly one of `http` or `redis`")
+        return self
+
+    @property
+    def target(self) -> str:
+        request = self.http or self.redis
+        assert request is not None
+        return request.target
+
+
+# --------------------------------------------------------------------------- diagnosis & gate
+
+
+class Prompts(Strict):
+    """jinja2 templates for diagnosis (inline or from files); built-in defaults otherwise."""
+
+    system: Template | None = Field(None, examples=["You are the on-call SRE for {{ subject.name }}."])
+    system_file: RelPath | None = None
+    ticket: Template | None = Field(
+        None, examples=["Ticket #{{ ticket.id }}: {{ ticket.message }}\n{{ entity | tojson(2) }}"]
+    )
+    ticket_file: RelPath | None = None
+
+    @model_validator(mode="after")
+    def _inline_or_file(self) -> Prompts:
+        for name in ("system", "ticket"):
+            if getattr(self, name) is not None and getattr(self, f"{name}_file") is not None:
+                raise ValueError(f"give either `{name}` or `{name}_file`, not both")
+        return self
+
+
+class Diagnosis(Strict):
+    provider: Literal["auto", "claude", "runbook", "replay"] = Field(
+        "auto", description="auto = claude when ANTHROPIC_API_KEY is set, else runbook."
+    )
+    model: str = "claude-sonnet-4-5"
+    max_tokens: int = Field(2048, ge=256, le=64000, description="Per model call.")
+    token_budget_per_hour: int = Field(
+        200_000, ge=1000, description="All model calls together.", examples=[100_000]
+    )
+    max_tool_turns: int = Field(6, ge=1, le=30)
+    timeout: Duration = Field(60.0, description="Per model call.", examples=["30s"])
+    replay_file: RelPath | None = Field(
+        None, description="Recorded responses for provider `replay`.", examples=["../subjects/ratelimiter/tests/diagnoses.json"]
+    )
+
+    @model_validator(mode="after")
+    def _replay_needs_file(self) -> Diagnosis:
+        if self.provider == "replay" and self.replay_file is None:
+            raise ValueError("`provider: replay` needs `replay_file`")
+        return self
+
+
+class Gate(Strict):
+    budget_per_hour: int = Field(20, ge=1, description="Actions per hour across all actions.")
+    approval_ttl: Duration = Field(900.0, description="A proposal waiting for approval expires after this.")
+
+
+# --------------------------------------------------------------------------- the config
+
+
+class Config(Strict):
+    """A whole subject: what to watch, what must hold, how to explain it, what may be done."""
+
+    version: Literal[1] = Field(description="Version of the config language; 1.")
+    subject: Subject = Field(description="The system under watch.")
+    targets: dict[Name, Target] = Field(min_length=1, description="Named endpoints.")
+    interval: Duration = Field(10.0, description="Time between ticks.")
+    observations: dict[Name, Observation] = Field(
+        min_length=1, description="Named queries; each value is bound to its name in expressions."
+    )
+    invariants: list[Invariant] = Field(min_length=1, description="What must hold.")
+    actions: list[Action] = Field(default_factory=list, description="The only remediations allowed.")
+    prompts: Prompts = Field(default_factory=Prompts, description="Diagnosis prompt templates.")
+    diagnosis: Diagnosis = Field(default_factory=Diagnosis, description="Who diagnoses tickets.")
+    gate: Gate = Field(default_factory=Gate, description="Global limits of the action gate.")
+    mode: Literal["observe", "approve", "execute"] = Field(
+        "observe",
+        description="observe: record proposals only. approve: wait for a human. execute: act within the gates.",
+    )
+    store: RelPath | None = Field(
+        None, description="SQLite file for tickets and the audit log (default .opctl/<subject>.db)."
+    )
+
+    def action(self, name: str) -> Action | None:
+        return next((a for a in self.actions if a.name == name), None)
+
+    def invariant(self, name: str) -> Invariant | None:
+        return next((i for i in self.invariants if i.name == name), None)
+
+
+def is_identifier(name: str) -> bool:
+    return re.match(NAME_PATTERN, name) is not None

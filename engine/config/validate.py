@@ -1,0 +1,238 @@
+"""`opctl validate`: every problem of every file, located; and `load_config` for the engine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from engine.config.checks import PartialConfig, run_checks
+from engine.config.introspect import descend, keys_of
+from engine.config.loader import LoadedDocument, load_document
+from engine.config.models import Action, Config, Diagnosis, Invariant, Observation, Prompts, Subject, Target
+from engine.config.problems import DocPath, Problem, sort_key
+from engine.errors import ConfigError
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A valid config with what the engine needs to use it."""
+
+    config: Config
+    file: Path
+    base_dir: Path
+    secrets: frozenset[str]
+
+    def resolve(self, rel: str) -> Path:
+        return (self.base_dir / rel).resolve()
+
+    @property
+    def store_path(self) -> Path:
+        return self.resolve(self.config.store or f".opctl/{self.config.subject.name}.db")
+
+
+def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
+    """Files as given, and every *.yaml/*.yml under directories (sorted, recursive)."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+            if not found:
+                problems.append(Problem(str(path), 0, 0, (), "no *.yaml or *.yml files in this directory", "warning"))
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileNotFoundError(str(path))
+    return files, problems
+
+
+def validate_paths(paths: Iterable[str | Path], env: Mapping[str, str] | None = None) -> list[Problem]:
+    """All problems of all files; raises FileNotFoundError for a path that does not exist."""
+    files, problems = expand_paths(paths)
+    for file in files:
+        problems.extend(validate_file(file, env))
+    return problems
+
+
+def validate_file(path: str | Path, env: Mapping[str, str] | None = None) -> list[Problem]:
+    problems, _ = _validate(path, env)
+    return problems
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """The valid config at `path`, or ConfigError listing every problem (warnings pass)."""
+    problems, loaded = _validate(path, env)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors or loaded is None:
+        listing = "\n".join(p.as_text() for p in errors)
+        raise ConfigError(f"{path} is not a valid config ({len(errors)} problem(s)):\n{listing}")
+    return loaded
+
+
+def _validate(path: str | Path, env: Mapping[str, str] | None) -> tuple[list[Problem], LoadedConfig | None]:
+    doc, problems = load_document(path, os.environ if env is None else env)
+    if doc is None:
+        return sorted(problems, key=sort_key), None
+    loader_count = len(problems)
+    located = {p.path for p in problems}
+    config: Config | None = None
+    try:
+        config = Config.model_validate(doc.data)
+    except ValidationError as exc:
+        problems.extend(_schema_problems(doc, exc))
+    problems.extend(run_checks(doc, _partial(doc.data)))
+    # A place the loader already faulted (say, an unset ${VAR}) gets no follow-on problems.
+    problems = problems[:loader_count] + [p for p in problems[loader_count:] if p.path not in located]
+    problems = _unique(problems)
+    loaded = None
+    if config is not None:
+        loaded = LoadedConfig(config, Path(path).resolve(), doc.base_dir, doc.secrets)
+    return sorted(problems, key=sort_key), loaded
+
+
+# ---------------------------------------------------------------------------- schema errors
+
+
+def _schema_problems(doc: LoadedDocument, exc: ValidationError) -> list[Problem]:
+    out = []
+    for error in exc.errors(include_url=False):
+        path, rest = _doc_path(doc.data, error["loc"])
+        message, key_position = _message(error, path, rest)
+        mark = doc.key_mark_for(path) if key_position else doc.mark_for(path)
+        out.append(Problem(doc.file, mark.line, mark.column, path, message))
+    return out
+
+
+def _doc_path(data: Any, loc: tuple[Any, ...]) -> tuple[DocPath, list[Any]]:
+    """Follow pydantic's loc through the document, dropping union tags such as 'str'.
+
+    Returns the deepest path that exists in the document, and the loc parts past it.
+    """
+    path: list[str | int] = []
+    current = data
+    rest = list(loc)
+    while rest:
+        part = rest[0]
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+        elif isinstance(part, str) and (part.startswith(("function-", "tagged-union")) or part in _TYPE_TAGS):
+            rest.pop(0)
+            continue
+        else:
+            break
+        path.append(part)
+        rest.pop(0)
+    return tuple(path), rest
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal", "is-instance"}
+
+
+def _message(error: Mapping[str, Any], path: DocPath, rest: list[Any]) -> tuple[str, bool]:
+    kind = error["type"]
+    where = f"'{path[-1]}'" if path else "the document"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(path[:-1])
+        hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+        return f"unknown key '{path[-1]}'{hint}", True
+    if kind == "missing":
+        missing = rest[0] if rest else path[-1] if path else "?"
+        return f"missing required key '{missing}'", True
+    text = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    if kind in ("value_error", "assertion_error"):
+        return text, False
+    if kind == "literal_error":
+        return f"{where} must be one of {error['ctx']['expected']} (got {error['input']!r})", False
+    return f"{where}: {text[0].lower()}{text[1:]} (got {_short(error.get('input'))})", False
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _allowed_keys(path: DocPath) -> list[str]:
+    """Keys the model at `path` accepts, for 'unknown key' messages."""
+    annotation: Any = Config
+    for part in path:
+        annotation = descend(annotation, part)
+        if annotation is None:
+            return []
+    return keys_of(annotation)
+
+
+# ---------------------------------------------------------------------------- partial config
+
+
+def _partial(data: Any) -> PartialConfig:
+    """Validate each section and each entry on its own, keeping what passes."""
+    partial = PartialConfig()
+    if not isinstance(data, dict):
+        return partial
+    partial.subject = _try(Subject, data.get("subject"))
+    partial.prompts = _try(Prompts, data.get("prompts", {}))
+    partial.diagnosis = _try(Diagnosis, data.get("diagnosis", {}))
+    for section, model, into in (
+        ("targets", Target, partial.targets),
+        ("observations", Observation, partial.observations),
+    ):
+        entries = data.get(section)
+        if isinstance(entries, dict):
+            names = {k for k in entries if isinstance(k, str)}
+            if section == "targets":
+                partial.target_names = names
+            else:
+                partial.observation_names = names
+            for name, raw in entries.items():
+                value = _try(model, raw)
+                if value is not None:
+                    into[name] = value
+    for section, model, into_list in (
+        ("invariants", Invariant, partial.invariants),
+        ("actions", Action, partial.actions),
+    ):
+        entries = data.get(section)
+        if isinstance(entries, list):
+            for index, raw in enumerate(entries):
+                if section == "actions" and isinstance(raw, dict) and isinstance(raw.get("name"), str):
+                    partial.action_names.add(raw["name"])
+                value = _try(model, raw)
+                if value is not None:
+                    into_list.append((index, value))
+                else:
+                    partial.entries_complete = False
+    return partial
+
+
+def _try(model: type[BaseModel], raw: Any) -> Any:
+    if raw is None:
+        return None
+    try:
+        return TypeAdapter(model).validate_python(raw)
+    except ValidationError:
+        return None
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for p in problems:
+        key = (p.file, p.line, p.column, p.path, p.message, p.severity)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out

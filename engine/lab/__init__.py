@@ -1,0 +1,1 @@
+"""Local lab: real processes on loopback for `opctl lab` / `opctl demo`, and for tests."""
