@@ -1,0 +1,195 @@
+"""The run loop: one tick = observe → evaluate → store. Only this module knows the order.
+
+`Monitor.tick()` does the work of one tick and returns a `TickReport`; `Monitor.run()` only
+schedules ticks and stops cleanly (after the current tick) when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+
+from engine import templates
+from engine.config.models import Invariant
+from engine.config.validate import LoadedConfig
+from engine.evaluate import Entity, Evaluation, Evaluator
+from engine.metrics import EngineMetrics
+from engine.observe import ObservationResult, Observer
+from engine.redact import Redactor
+from engine.store import Store
+from engine.trim import trim
+
+SNAPSHOT_BUDGET = 16_000  # characters of observation data kept with a ticket
+
+
+@dataclass(frozen=True)
+class TickReport:
+    """What one tick saw and did; printed as one JSON line per tick by `opctl run --json`."""
+
+    tick: int
+    at: float
+    duration_s: float
+    observations: dict[str, dict[str, Any]]
+    invariants: dict[str, dict[str, Any]]
+    opened: list[dict[str, Any]] = field(default_factory=list)
+    resolved: list[dict[str, Any]] = field(default_factory=list)
+    open_tickets: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tick": self.tick,
+            "at": round(self.at, 3),
+            "duration_s": round(self.duration_s, 4),
+            "observations": self.observations,
+            "invariants": self.invariants,
+            "tickets_opened": self.opened,
+            "tickets_resolved": self.resolved,
+            "open_tickets": self.open_tickets,
+        }
+
+
+class Monitor:
+    """Watches one subject: observe, evaluate, record. Collaborators are injected."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        store: Store,
+        observer: Observer | None = None,
+        clock: Callable[[], float] = time.time,
+        metrics: EngineMetrics | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.store = store
+        self.observer = observer or Observer(loaded)
+        self.clock = clock
+        self.metrics = metrics or EngineMetrics()
+        self.evaluator = Evaluator(self.config)
+        self.redactor = Redactor(loaded.secrets)
+        self.states = store.load_states()  # restored: a restart continues pending/firing timers
+        self.previous: dict[str, Any] = {}
+        self.ticks = 0
+
+    async def tick(self) -> TickReport:
+        started = time.monotonic()
+        results = await self.observer.observe_all()
+        now = self.clock()
+        evaluation = self.evaluator.evaluate(results, self.previous, self.states, now)
+        messages = self._messages(evaluation, results, now)
+        snapshot = self._snapshot(results)
+        changes = self.store.apply_tick(
+            states=evaluation.states,
+            transitions=evaluation.transitions,
+            entities=evaluation.entities,
+            observations_snapshot=snapshot,
+            invariants={inv.name: inv for inv in self.config.invariants},
+            messages=messages,
+            now=now,
+        )
+        errors = {name: r.error or "failed" for name, r in results.items() if not r.ok}
+        self.store.record_observation_errors(errors, now)
+        self.states = dict(evaluation.states)
+        self.previous.update({name: r.value for name, r in results.items() if r.ok})
+        self.ticks += 1
+        open_count = len(self.store.tickets(status="open", limit=100_000))
+        report = TickReport(
+            tick=self.ticks,
+            at=now,
+            duration_s=time.monotonic() - started,
+            observations={name: _observation_summary(r) for name, r in sorted(results.items())},
+            invariants={
+                name: {"health": rep.health, "error": rep.error, **rep.counts}
+                for name, rep in sorted(evaluation.reports.items())
+            },
+            opened=[_ticket_summary(t) for t in changes.opened],
+            resolved=[_ticket_summary(t) for t in changes.resolved],
+            open_tickets=open_count,
+        )
+        self.metrics.record_tick(report, evaluation)
+        return report
+
+    async def run(
+        self,
+        *,
+        interval: float | None = None,
+        stop: asyncio.Event,
+        on_tick: Callable[[TickReport], None],
+        once: bool = False,
+    ) -> None:
+        """Tick every `interval` seconds until `stop` is set; a tick in progress completes."""
+        period = interval if interval is not None else self.config.interval
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                on_tick(await self.tick())
+                if once:
+                    return
+                delay = max(0.0, period - (time.monotonic() - started))
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            await self.observer.aclose()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _messages(self, evaluation: Evaluation, results: Mapping[str, ObservationResult], now: float) -> dict[tuple[str, str], str]:
+        values = {name: r.value for name, r in results.items()}
+        out: dict[tuple[str, str], str] = {}
+        for ident, entity in evaluation.entities.items():
+            invariant = self.config.invariant(entity.invariant)
+            if invariant is not None:
+                out[ident] = self.redactor.text(render_message(invariant, entity, values, now))
+        return out
+
+    def _snapshot(self, results: Mapping[str, ObservationResult]) -> dict[str, Any]:
+        data = {name: (r.value if r.ok else {"error": r.error}) for name, r in results.items()}
+        return self.redactor.value(trim(data, SNAPSHOT_BUDGET))
+
+
+def render_message(invariant: Invariant, entity: Entity, values: Mapping[str, Any], now: float) -> str:
+    """The ticket message: the invariant's template, or a plain default; never raises."""
+    subject = f"'{entity.key}'" if entity.key else "the cluster"
+    default = f"invariant {invariant.name} is violated for {subject}"
+    if invariant.message is None:
+        return default
+    variables = {
+        **values,
+        "item": entity.item,
+        "key": entity.key,
+        "invariant": invariant.name,
+        "severity": invariant.severity,
+        "labels": invariant.labels,
+        "now": now,
+    }
+    try:
+        return templates.render(invariant.message, variables).strip()
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+        return f"{default} (message template failed: {exc})"
+
+
+def _observation_summary(result: ObservationResult) -> dict[str, Any]:
+    summary: dict[str, Any] = {"ok": result.ok, "duration_s": round(result.duration_s, 4)}
+    if not result.ok:
+        summary["error"] = result.error
+    if result.endpoint_errors:
+        summary["endpoint_errors"] = {endpoint: reason for endpoint, reason in result.endpoint_errors}
+    return summary
+
+
+def _ticket_summary(ticket: Any) -> dict[str, Any]:
+    return {
+        "id": ticket.id,
+        "invariant": ticket.invariant,
+        "key": ticket.entity_key,
+        "severity": ticket.severity,
+        "message": ticket.message,
+    }

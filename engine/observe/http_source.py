@@ -1,0 +1,103 @@
+"""`http` observations: GET a JSON document from an endpoint.
+
+`fetch` returns the whole reply (status, lower-cased headers, parsed body) because the
+observation's `select` may treat a non-2xx status as data; `reply_value` decides what the
+observation's value is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from engine.config.models import HttpQuery, Target
+from engine.durations import format_duration
+from engine.errors import ObservationError
+from engine.observe.values import one_line
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    url: str
+    status: int
+    headers: dict[str, str]
+    body: Any  # parsed JSON, or the text when the body is not JSON
+
+    @property
+    def success(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def join_url(endpoint: str, path: str) -> str:
+    """`http://h:1/base` + `/v1/x` -> `http://h:1/base/v1/x` (the endpoint may carry a base path)."""
+    return endpoint.rstrip("/") + "/" + path.lstrip("/")
+
+
+def request_headers(target: Target, extra: Mapping[str, str]) -> dict[str, str]:
+    """Target headers, then the query's own, then the bearer token when the target has one."""
+    headers = {"Accept": "application/json", **target.headers, **extra}
+    if target.token:
+        headers["Authorization"] = f"Bearer {target.token}"
+    return headers
+
+
+async def get(
+    client: httpx.AsyncClient, url: str, *, params: Mapping[str, str], headers: Mapping[str, str], timeout: float
+) -> httpx.Response:
+    """One GET with transport failures turned into ObservationError with a one-line reason.
+
+    `params` are added to a query string already in `url` (httpx would replace it)."""
+    try:
+        full = httpx.URL(url).copy_merge_params(dict(params)) if params else httpx.URL(url)
+        return await client.get(full, headers=dict(headers), timeout=timeout)
+    except httpx.TimeoutException:
+        raise ObservationError(f"timeout after {format_duration(timeout)} from {url}") from None
+    except httpx.ConnectError as exc:
+        if _refused(exc):
+            raise ObservationError(f"connection refused to {url}") from None
+        raise ObservationError(f"cannot connect to {url}: {one_line(str(exc)) or type(exc).__name__}") from None
+    except httpx.HTTPError as exc:
+        raise ObservationError(f"request to {url} failed: {one_line(str(exc)) or type(exc).__name__}") from None
+
+
+def _refused(exc: BaseException) -> bool:
+    # httpx says "All connection attempts failed"; the refusal is further down the chain.
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or "refused" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def parse_body(response: httpx.Response, url: str) -> Any:
+    """JSON when the reply says it is JSON (or says nothing and parses); the text otherwise."""
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    text = response.text
+    declared_json = content_type == "application/json" or content_type.endswith("+json")
+    if declared_json or (not content_type and text.strip()):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            if declared_json:
+                raise ObservationError(f"invalid JSON from {url}: {one_line(str(exc))}") from None
+    return text
+
+
+async def fetch(query: HttpQuery, endpoint: str, target: Target, timeout: float, session: httpx.AsyncClient) -> HttpReply:
+    url = join_url(endpoint, query.path)
+    response = await get(session, url, params=query.query, headers=request_headers(target, query.headers), timeout=timeout)
+    body = parse_body(response, url)
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    return HttpReply(url=url, status=response.status_code, headers=headers, body=body)
+
+
+def status_error(reply: HttpReply) -> ObservationError:
+    """`HTTP 500 from <url>: <start of the body>`."""
+    body = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
+    detail = one_line(body, 120)
+    return ObservationError(f"HTTP {reply.status} from {reply.url}" + (f": {detail}" if detail else ""))
