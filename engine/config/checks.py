@@ -54,6 +54,7 @@ class PartialConfig:
     actions: list[tuple[int, Action]] = field(default_factory=list)
     prompts: Prompts | None = None
     diagnosis: Diagnosis | None = None
+    lab: str | None = None
     # Names present in the document even if their entries are invalid: avoids cascades such
     # as "unknown target" for a target whose own definition already has an error.
     target_names: set[str] = field(default_factory=set)
@@ -132,6 +133,7 @@ class Checker:
 
     def run(self) -> list[Problem]:
         self.check_subject()
+        self.check_lab()
         self.check_targets()
         self.check_observations()
         self.check_invariants()
@@ -140,6 +142,10 @@ class Checker:
         self.check_diagnosis()
         self.check_unused_observations()
         return self.problems
+
+    def check_lab(self) -> None:
+        if self.cfg.lab is not None:
+            self.file_exists(("lab",), self.cfg.lab, "lab file")
 
     def check_subject(self) -> None:
         subject = self.cfg.subject

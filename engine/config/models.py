@@ -411,6 +411,11 @@ class Config(Strict):
     store: RelPath | None = Field(
         None, description="SQLite file for tickets and the audit log (default .opctl/<subject>.db)."
     )
+    lab: RelPath | None = Field(
+        None,
+        description="The subject's local lab: processes and chaos scenarios for `opctl lab` and `opctl demo`.",
+        examples=["../subjects/ratelimiter/lab.yaml"],
+    )
 
     def action(self, name: str) -> Action | None:
         return next((a for a in self.actions if a.name == name), None)

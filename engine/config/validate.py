@@ -186,6 +186,8 @@ def _partial(data: Any) -> PartialConfig:
     partial.subject = _try(Subject, data.get("subject"))
     partial.prompts = _try(Prompts, data.get("prompts", {}))
     partial.diagnosis = _try(Diagnosis, data.get("diagnosis", {}))
+    lab = data.get("lab")
+    partial.lab = lab if isinstance(lab, str) and lab else None
     for section, model, into in (
         ("targets", Target, partial.targets),
         ("observations", Observation, partial.observations),

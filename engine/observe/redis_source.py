@@ -13,6 +13,7 @@ clients), so every command's value has one documented shape:
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,7 +65,7 @@ async def fetch(query: RedisQuery, endpoint: str, target: Target, timeout: float
         raise ObservationError(f"timeout after {format_duration(timeout)} from {endpoint}") from None
     except rexc.ConnectionError as exc:
         text = str(exc)
-        if "refused" in text.lower() or "Error 111 " in text or _refused(exc):
+        if "refused" in text.lower() or f"Error {errno.ECONNREFUSED} " in text or _refused(exc):
             raise ObservationError(f"connection refused to {endpoint}") from None
         raise ObservationError(f"cannot reach redis at {endpoint}: {one_line(text)}") from None
     except rexc.ResponseError as exc:

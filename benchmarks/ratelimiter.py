@@ -1,0 +1,386 @@
+"""Benchmark of the rate limiter, one run on one Redis; the last line is one JSON object.
+
+    .venv/bin/python benchmarks/ratelimiter.py [--seconds 3] [--skip-limits] [--skip-http]
+
+(a) Redis-side rate of pipelined EVALSHA: our `sliding_window` script vs a bare fixed-window
+    INCR + PEXPIRE script (redis-benchmark -P 16 when installed, else pipelined Python clients).
+(b) In-process decisions/s: our Limiter (single checks, 32 tasks; and batches of 100) vs the
+    `limits` library's moving and sliding windows (sync `hit`), run in its own venv because
+    `limits[redis]` pins redis<8. Same Redis, 100 identifiers, 500 per minute.
+(c) HTTP decisions/s of `python -m ratelimiter_service` with 2 workers, single and batch (100
+    checks per request), p50/p99 request latency, from one keep-alive load generator process.
+(d) MEMORY USAGE bytes per key for each algorithm.
+
+Everything shares 2 cores with Redis and the load generator: figures are for this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from engine.lab.redis_server import RedisServer, free_port  # noqa: E402
+from ratelimiter_service.keys import limiter_key  # noqa: E402
+from ratelimiter_service.limiter import Limiter, load_script_source  # noqa: E402
+from ratelimiter_service.policies import Policy  # noqa: E402
+
+IDENTIFIERS = 100
+LIMIT, WINDOW_MS = 500, 60_000
+FIXED_WINDOW_SCRIPT = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return n
+"""
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+# -- (a) script rate ---------------------------------------------------------------------------
+
+
+def redis_benchmark_rps(port: int, args: list[str], requests: int) -> float:
+    command = [
+        "redis-benchmark", "-p", str(port), "-c", "50", "-P", "16", "-r", "10000",
+        "-n", str(requests), "--csv", *args,
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120).stdout
+    last = [line for line in out.splitlines() if line.strip()][-1]
+    return float(last.split(",")[1].strip('"'))
+
+
+def python_pipeline_rps(url: str, sha: str, key_of: str, args: list[str], seconds: float) -> float:
+    """Fallback without redis-benchmark: one process, pipelines of 256 EVALSHA."""
+    client = redis.Redis.from_url(url)
+    done, started = 0, time.perf_counter()
+    try:
+        while time.perf_counter() - started < seconds:
+            pipe = client.pipeline(transaction=False)
+            for i in range(256):
+                pipe.evalsha(sha, 1, key_of.replace("__rand_int__", str((done + i) % 10_000)), *args)
+            pipe.execute()
+            done += 256
+    finally:
+        client.close()
+    return done / (time.perf_counter() - started)
+
+
+def part_a(server: RedisServer, seconds: float) -> dict[str, float]:
+    client = redis.Redis.from_url(server.url)
+    ours_sha = client.script_load(load_script_source("sliding_window"))
+    fixed_sha = client.script_load(FIXED_WINDOW_SCRIPT)
+    client.close()
+    ours_key = limiter_key("rl", "bench", "id", "sliding_window").replace("id", "__rand_int__")
+    # Our script: limit high enough that every call is the common "admit" path.
+    ours_args = ["100000", str(WINDOW_MS), "1", "", "0"]
+    fixed_args = [str(WINDOW_MS)]
+    have_tool = shutil.which("redis-benchmark") is not None
+    ours, fixed, ratios = [], [], []
+    # Paired rounds, median ratio: other work on the machine drifts between rounds, not within.
+    for _ in range(3):
+        if have_tool:
+            n = int(100_000 * seconds / 3)
+            ours.append(redis_benchmark_rps(server.port, ["EVALSHA", ours_sha, "1", ours_key, *ours_args], n))
+            fixed.append(redis_benchmark_rps(server.port, ["EVALSHA", fixed_sha, "1", "fw:__rand_int__", *fixed_args], n))
+        else:
+            ours.append(python_pipeline_rps(server.url, ours_sha, ours_key, ours_args, seconds / 3))
+            fixed.append(python_pipeline_rps(server.url, fixed_sha, "fw:__rand_int__", fixed_args, seconds / 3))
+        ratios.append(ours[-1] / fixed[-1])
+    figures = {
+        "a_tool": 1.0 if have_tool else 0.0,
+        "a_sliding_window_evalsha_per_s": round(statistics.median(ours)),
+        "a_fixed_window_evalsha_per_s": round(statistics.median(fixed)),
+        "a_ratio": round(statistics.median(ratios), 3),
+    }
+    say(
+        f"(a) pipelined EVALSHA ({'redis-benchmark -c 50 -P 16' if have_tool else 'python pipelines of 256'}): "
+        f"sliding_window {figures['a_sliding_window_evalsha_per_s']:,}/s vs fixed window INCR+PEXPIRE "
+        f"{figures['a_fixed_window_evalsha_per_s']:,}/s -> median paired ratio {figures['a_ratio']} (target >= 0.75)"
+    )
+    return figures
+
+
+# -- (b) in-process decisions ------------------------------------------------------------------
+
+
+async def ours_in_process(url: str, seconds: float) -> tuple[float, float]:
+    client = aioredis.Redis.from_url(url)
+    limiter = Limiter(client)
+    policy = Policy(name="benchb", limit=LIMIT, window_ms=WINDOW_MS)
+    await limiter.check(policy, "warm")
+    try:
+        deadline = time.perf_counter() + seconds
+        counts = [0] * 32
+
+        async def worker(index: int) -> None:
+            n = 0
+            while time.perf_counter() < deadline:
+                await limiter.check(policy, f"id{(index * 7919 + n) % IDENTIFIERS}")
+                n += 1
+            counts[index] = n
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(32)))
+        single = sum(counts) / (time.perf_counter() - started)
+
+        batches, started = 0, time.perf_counter()
+        deadline = started + seconds
+        checks = [(policy, f"id{i % IDENTIFIERS}", 1) for i in range(100)]
+        while time.perf_counter() < deadline:
+            await limiter.check_batch(checks)
+            batches += 1
+        batch = batches * 100 / (time.perf_counter() - started)
+    finally:
+        await client.aclose()
+    return single, batch
+
+
+LIMITS_PROGRAM = textwrap.dedent(
+    """
+    import json, sys, time
+    from limits import parse
+    from limits.storage import storage_from_string
+    from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
+    url, seconds, identifiers = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+    storage = storage_from_string(url)
+    item = parse(sys.argv[4])
+    out = {}
+    for name, cls in (("moving_window", MovingWindowRateLimiter), ("sliding_window", SlidingWindowCounterRateLimiter)):
+        limiter = cls(storage)
+        limiter.hit(item, "warm")
+        n, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            limiter.hit(item, "id%d" % (n % identifiers))
+            n += 1
+        out[name] = n / (time.perf_counter() - started)
+    print(json.dumps(out))
+    """
+)
+
+
+def limits_python() -> Path:
+    """A venv with `limits[redis]` (and hiredis), kept in the temp dir between runs."""
+    venv = Path(tempfile.gettempdir()) / "opctl-bench-limits-venv"
+    python = venv / "bin" / "python"
+    if not python.exists() or subprocess.run([python, "-c", "import limits, redis"], capture_output=True).returncode:
+        say("(b) creating a venv for `limits` (pins redis<8) ...")
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run(
+            [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "limits[redis]", "hiredis"],
+            check=True,
+            timeout=300,
+        )
+    return python
+
+
+def part_b(server: RedisServer, seconds: float, skip_limits: bool) -> dict[str, float]:
+    single, batch = asyncio.run(ours_in_process(server.url, seconds))
+    figures: dict[str, float] = {"b_ours_single_per_s": round(single), "b_ours_batch_per_s": round(batch)}
+    say(f"(b) ours in-process: single checks (32 tasks) {single:,.0f}/s; batches of 100 {batch:,.0f}/s")
+    if skip_limits:
+        return figures
+    python = limits_python()
+    out = subprocess.run(
+        [python, "-c", LIMITS_PROGRAM, server.url, str(seconds), str(IDENTIFIERS), f"{LIMIT}/minute"],
+        capture_output=True, text=True, timeout=120,
+    )
+    if out.returncode != 0:
+        say(f"(b) limits run failed: {out.stderr.strip()[-500:]}")
+        return figures
+    theirs = json.loads(out.stdout.strip().splitlines()[-1])
+    best = max(theirs.values())
+    figures.update(
+        b_limits_moving_window_per_s=round(theirs["moving_window"]),
+        b_limits_sliding_window_per_s=round(theirs["sliding_window"]),
+        b_ratio_single_vs_best_limits=round(single / best, 2),
+        b_ratio_batch_vs_best_limits=round(batch / best, 2),
+    )
+    say(
+        f"(b) limits (sync hit): moving window {theirs['moving_window']:,.0f}/s, sliding window "
+        f"{theirs['sliding_window']:,.0f}/s -> ours/limits: single {single / best:.2f}x, batch {batch / best:.2f}x "
+        "(target >= 2x)"
+    )
+    return figures
+
+
+# -- (c) HTTP --------------------------------------------------------------------------------
+
+
+async def http_load(port: int, path: str, body: bytes, tasks: int, seconds: float) -> tuple[int, list[float], int]:
+    """Keep-alive HTTP/1.1 POSTs from `tasks` connections; (requests, latencies s, non-2xx/429)."""
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - started)
+                if status not in (200, 429):
+                    errors += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(tasks)))
+    return len(latencies), latencies, errors
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def part_c(server: RedisServer, seconds: float) -> dict[str, float]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "RATELIMITER_REDIS_URL": server.url,
+        "RATELIMITER_PORT": str(port),
+        "RATELIMITER_HOST": "127.0.0.1",
+        "RATELIMITER_WORKERS": "2",
+        "RATELIMITER_NODE_ID": "bench",
+        "RATELIMITER_DEFAULT_LIMIT": str(LIMIT),
+        "RATELIMITER_DEFAULT_WINDOW_MS": str(WINDOW_MS),
+        "RATELIMITER_REDIS_DEADLINE_MS": "1000",
+        "PYTHONPATH": str(REPO),
+    }
+    log = open(Path(tempfile.gettempdir()) / f"opctl-bench-service-{port}.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ratelimiter_service"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the service did not become ready; see {log.name}")
+            time.sleep(0.1)
+        single_body = json.dumps({"key": "id1"}).encode()
+        batch_body = json.dumps({"checks": [{"key": f"id{i % IDENTIFIERS}"} for i in range(100)]}).encode()
+        asyncio.run(http_load(port, "/v1/check", single_body, 4, 0.5))  # warm both workers
+        n, single_lat, single_err = asyncio.run(http_load(port, "/v1/check", single_body, 32, seconds))
+        single_rate = n / seconds
+        m, batch_lat, batch_err = asyncio.run(http_load(port, "/v1/check/batch", batch_body, 8, seconds))
+        batch_rate = m * 100 / seconds
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+    figures = {
+        "c_single_decisions_per_s": round(single_rate),
+        "c_single_p50_ms": round(percentile(single_lat, 0.5) * 1000, 2),
+        "c_single_p99_ms": round(percentile(single_lat, 0.99) * 1000, 2),
+        "c_batch_decisions_per_s": round(batch_rate),
+        "c_batch_p50_ms": round(percentile(batch_lat, 0.5) * 1000, 2),
+        "c_batch_p99_ms": round(percentile(batch_lat, 0.99) * 1000, 2),
+        "c_ratio_batch_vs_single": round(batch_rate / single_rate, 2),
+        "c_errors": single_err + batch_err,
+    }
+    say(
+        f"(c) HTTP, 2 workers: single {single_rate:,.0f} decisions/s (p50 {figures['c_single_p50_ms']} ms, "
+        f"p99 {figures['c_single_p99_ms']} ms, 32 connections); batch of 100 {batch_rate:,.0f} decisions/s "
+        f"(p50 {figures['c_batch_p50_ms']} ms, p99 {figures['c_batch_p99_ms']} ms per request, 8 connections) "
+        f"-> batch/single {figures['c_ratio_batch_vs_single']}x (target >= 5x); non-2xx/429: {figures['c_errors']}"
+    )
+    return figures
+
+
+# -- (d) memory ------------------------------------------------------------------------------
+
+
+async def memory_per_key(url: str) -> dict[str, float]:
+    client = aioredis.Redis.from_url(url)
+    limiter = Limiter(client)
+    figures: dict[str, float] = {}
+    try:
+        for algorithm, requests in (("sliding_window", 10), ("gcra", 10), ("sliding_log", 1), ("sliding_log", 100)):
+            policy = Policy(name="default", limit=100, window_ms=WINDOW_MS, algorithm=algorithm)
+            key = f"user-{algorithm}-{requests}"
+            await limiter.check(policy, key, requests)
+            name = limiter_key("rl", "default", key, algorithm)
+            label = algorithm if algorithm != "sliding_log" else f"sliding_log_{requests}"
+            figures[f"d_bytes_{label}"] = int(await client.memory_usage(name, samples=0))
+    finally:
+        await client.aclose()
+    return figures
+
+
+def part_d(server: RedisServer) -> dict[str, float]:
+    figures = asyncio.run(memory_per_key(server.url))
+    say(
+        "(d) MEMORY USAGE per key: "
+        + ", ".join(f"{name.removeprefix('d_bytes_')} {value} B" for name, value in figures.items())
+        + " (sliding_window target <= 128)"
+    )
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each timed run")
+    parser.add_argument("--skip-limits", action="store_true", help="skip the `limits` comparison (no venv)")
+    parser.add_argument("--skip-http", action="store_true", help="skip the HTTP part")
+    options = parser.parse_args()
+    figures: dict[str, Any] = {}
+    server = RedisServer().start()
+    try:
+        figures["redis_version"] = ".".join(str(p) for p in server.version())
+        say(f"Redis {figures['redis_version']} on 127.0.0.1:{server.port}; {os.cpu_count()} cores shared by all parts")
+        figures.update(part_a(server, options.seconds))
+        figures.update(part_b(server, options.seconds, options.skip_limits))
+        if not options.skip_http:
+            figures.update(part_c(server, options.seconds))
+        figures.update(part_d(server))
+    finally:
+        server.stop()
+    print(json.dumps(figures, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""A distributed Redis rate limiter: Lua scripts decide with Redis time, policies are shared
+through Redis under a version, and stateless FastAPI nodes serve the decisions."""
+
+from __future__ import annotations
+
+from ratelimiter_service.limiter import Decision, KeyUsage, Limiter
+from ratelimiter_service.policies import Algorithm, Policy, PolicyStore
+
+__all__ = ["Algorithm", "Decision", "KeyUsage", "Limiter", "Policy", "PolicyStore"]

@@ -1,0 +1,106 @@
+"""Redis key names of the limiter: collision-free, hash-tagged, and parseable back.
+
+Layout (prefix `rl` by default):
+
+    rl:lim:{<policy>:<escaped key>}:<algorithm code>   limiter state, one key per (policy, key)
+    rl:{pol}:data / rl:{pol}:version                    policies (see policies.py)
+
+The caller's key is percent-encoded with nothing left unescaped but `A-Z a-z 0-9 _ . - ~`, so
+`:`, `{`, `}`, `%`, spaces and any unicode become `%XX` bytes of UTF-8. Percent-encoding is
+injective, so two different (policy, key) pairs never share a Redis key, and the braces of the
+hash tag are always the ones this module wrote: every key of one pair lives in one cluster slot.
+Policy names are restricted to `[A-Za-z0-9_.-]`, so the `:` after the policy is unambiguous.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import quote, unquote
+
+AlgorithmCode = Literal["sw", "log", "gcra"]
+
+ALGORITHM_CODES: dict[str, AlgorithmCode] = {
+    "sliding_window": "sw",
+    "sliding_log": "log",
+    "gcra": "gcra",
+}
+ALGORITHMS_BY_CODE: dict[str, str] = {code: name for name, code in ALGORITHM_CODES.items()}
+
+POLICY_NAME_PATTERN = r"[A-Za-z0-9_.\-]{1,64}"
+_ESCAPED_KEY_PATTERN = r"[A-Za-z0-9_.\-~%]*"
+_GLOB_SPECIALS = re.compile(r"([*?\[\]\\])")
+
+
+@dataclass(frozen=True)
+class LimiterKey:
+    """What a limiter key name says: its policy, the caller's key and the algorithm."""
+
+    policy: str
+    key: str
+    algorithm: str
+
+
+def escape_key(key: str) -> str:
+    """Percent-encode a caller's key so it contains no `:`, `{`, `}` and no non-ASCII byte."""
+    return quote(key, safe="", encoding="utf-8", errors="strict")
+
+
+def unescape_key(escaped: str) -> str:
+    return unquote(escaped, encoding="utf-8", errors="strict")
+
+
+def limiter_key(prefix: str, policy: str, key: str, algorithm: str) -> str:
+    """The Redis key holding the state of `key` under `policy` for `algorithm`."""
+    if not re.fullmatch(POLICY_NAME_PATTERN, policy):
+        raise ValueError(f"policy name {policy!r} must match {POLICY_NAME_PATTERN}")
+    try:
+        code = ALGORITHM_CODES[algorithm]
+    except KeyError:
+        raise ValueError(f"unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHM_CODES)}") from None
+    return f"{prefix}:lim:{{{policy}:{escape_key(key)}}}:{code}"
+
+
+def limiter_keys_for_pair(prefix: str, policy: str, key: str) -> list[str]:
+    """Every key the pair may have, one per algorithm (a policy may have changed algorithm)."""
+    return [limiter_key(prefix, policy, key, algorithm) for algorithm in ALGORITHM_CODES]
+
+
+def limiter_scan_pattern(prefix: str) -> str:
+    """SCAN MATCH pattern that selects limiter keys of `prefix` (and nothing of the registry)."""
+    return _GLOB_SPECIALS.sub(r"\\\1", prefix) + ":lim:{*"
+
+
+def parse_limiter_key(prefix: str, name: str | bytes) -> LimiterKey | None:
+    """Inverse of `limiter_key`; None for any name this module did not write."""
+    if isinstance(name, bytes):
+        try:
+            name = name.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    pattern = (
+        re.escape(prefix)
+        + r":lim:\{(" + POLICY_NAME_PATTERN + r"):(" + _ESCAPED_KEY_PATTERN + r")\}:(sw|log|gcra)"
+    )
+    match = re.fullmatch(pattern, name)
+    if match is None:
+        return None
+    try:
+        key = unescape_key(match.group(2))
+    except UnicodeDecodeError:
+        return None
+    if escape_key(key) != match.group(2):
+        # Not in canonical form (e.g. `%7b` instead of `%7B`): someone else wrote it.
+        return None
+    return LimiterKey(policy=match.group(1), key=key, algorithm=ALGORITHMS_BY_CODE[match.group(3)])
+
+
+def hash_tag(name: str) -> str:
+    """The part of a key Redis Cluster hashes: the first non-empty `{...}`, else the whole name."""
+    start = name.find("{")
+    if start != -1:
+        end = name.find("}", start + 1)
+        if end > start + 1:
+            return name[start + 1 : end]
+    return name

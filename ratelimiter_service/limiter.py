@@ -1,0 +1,289 @@
+"""Rate-limit decisions: one Lua script call per decision, one pipeline per batch.
+
+Time comes from the Redis server (`TIME` inside the scripts), so nodes with skewed clocks decide
+identically. Only a limiter built with `test_mode=True` honours an injected `now_ms`; keys written
+with injected time get a long minimum TTL, because their deadlines are not in Redis time.
+Redis errors are raised to the caller (the service applies the policy's failure mode);
+a caller's mistake (cost < 1, an exact log above `max_log_limit`, an unencodable key) is a
+`ValueError` with a sentence naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis.exceptions
+
+from ratelimiter_service import keys as keynames
+from ratelimiter_service.policies import Policy
+
+# Keys written under injected (test) time outlive any test; their real deadline is unknowable.
+INJECTED_TIME_MIN_TTL_MS = 3_600_000
+_PEEK_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after_ms: int
+    retry_after_ms: int
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    policy: str
+    key: str
+    used: int
+    limit: int
+    remaining: int
+    reset_after_ms: int
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One prepared script call."""
+
+    algorithm: str
+    key_name: str
+    args: tuple[str | int, ...]
+
+
+def load_script_source(algorithm: str) -> str:
+    """The Lua source of an algorithm's script, shipped as package data."""
+    return (Path(__file__).parent / "lua" / f"{algorithm}.lua").read_text("utf-8")
+
+
+class Limiter:
+    """Decides, peeks, resets and lists limiter keys of one Redis (single node or cluster)."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str = "rl",
+        test_mode: bool = False,
+        max_log_limit: int = 1000,
+        on_script_reload: Callable[[], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._test_mode = test_mode
+        self._max_log_limit = max_log_limit
+        self._on_script_reload = on_script_reload
+        self._scripts = {
+            algorithm: client.register_script(load_script_source(algorithm))
+            for algorithm in keynames.ALGORITHM_CODES
+        }
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    async def check(self, policy: Policy, key: str, cost: int = 1, *, now_ms: int | None = None) -> Decision:
+        call = self._prepare(policy, key, cost, now_ms)
+        return _decision(await self._run(call))
+
+    async def check_batch(self, checks: Sequence[tuple[Policy, str, int]]) -> list[Decision | Exception]:
+        """Decide every check in one pipeline round trip; results in order.
+
+        A check the caller got wrong holds its `ValueError`; when the round trip itself fails,
+        every slot holds that Redis error, so the caller can apply each policy's failure mode.
+        """
+        prepared: list[_Call | Exception] = []
+        for policy, key, cost in checks:
+            try:
+                prepared.append(self._prepare(policy, key, cost, None))
+            except ValueError as exc:
+                prepared.append(exc)
+        replies = await self._run_many(prepared)
+        return [reply if isinstance(reply, Exception) else _decision(reply) for reply in replies]
+
+    async def usage(self, policy: Policy, key: str, *, now_ms: int | None = None) -> KeyUsage:
+        """What `key` has used of `policy` right now; writes nothing."""
+        reply = await self._run(self._prepare_peek(policy, key, now_ms))
+        return _usage(policy.name, key, reply)
+
+    async def reset(self, policy: Policy, key: str) -> bool:
+        """Forget the state of `key` under `policy` (every algorithm's key); True if any existed."""
+        names = self._key_names(policy.name, key)
+        deleted = await self._client.delete(*names)
+        return int(deleted) > 0
+
+    async def active_keys(
+        self,
+        policies: Mapping[str, Policy],
+        *,
+        over_limit: bool = False,
+        limit: int = 1000,
+        now_ms: int | None = None,
+    ) -> list[KeyUsage]:
+        """Keys with usage > 0 (or with nothing left, if `over_limit`), sorted by policy and key.
+
+        Keys of unknown policies, or left over from a policy's previous algorithm, are skipped.
+        """
+        found: list[KeyUsage] = []
+        pending: list[tuple[Policy, str]] = []
+
+        async def flush() -> None:
+            calls: list[_Call | Exception] = [self._prepare_peek(p, k, now_ms) for p, k in pending]
+            for (policy, key), reply in zip(pending, await self._run_many(calls)):
+                if isinstance(reply, Exception):
+                    raise reply
+                usage = _usage(policy.name, key, reply)
+                if usage.used > 0 and (not over_limit or usage.remaining == 0):
+                    found.append(usage)
+            pending.clear()
+
+        seen: set[str] = set()
+        async for raw in self._client.scan_iter(match=keynames.limiter_scan_pattern(self._prefix), count=1000):
+            parsed = keynames.parse_limiter_key(self._prefix, raw)
+            if parsed is None:
+                continue
+            policy = policies.get(parsed.policy)
+            if policy is None or policy.algorithm != parsed.algorithm:
+                continue
+            name = raw.decode("ascii") if isinstance(raw, bytes) else raw
+            if name in seen:  # SCAN may return a key twice
+                continue
+            seen.add(name)
+            pending.append((policy, parsed.key))
+            if len(pending) >= _PEEK_CHUNK:
+                await flush()
+                if len(found) >= limit:
+                    break
+        if pending and len(found) < limit:
+            await flush()
+        found.sort(key=lambda usage: (usage.policy, usage.key))
+        return found[:limit]
+
+    # -- preparing calls -----------------------------------------------------------------------
+
+    def _key_names(self, policy: str, key: str) -> list[str]:
+        try:
+            return keynames.limiter_keys_for_pair(self._prefix, policy, key)
+        except UnicodeEncodeError:
+            raise ValueError("the key is not valid UTF-8 text (it contains a lone surrogate)") from None
+
+    def _key_name(self, policy: Policy, key: str) -> str:
+        if not isinstance(key, str):
+            raise ValueError(f"the key must be a string, got {type(key).__name__}")
+        try:
+            return keynames.limiter_key(self._prefix, policy.name, key, policy.algorithm)
+        except UnicodeEncodeError:
+            raise ValueError("the key is not valid UTF-8 text (it contains a lone surrogate)") from None
+
+    def _time_args(self, now_ms: int | None) -> tuple[str | int, int]:
+        if now_ms is not None and self._test_mode:
+            return int(now_ms), INJECTED_TIME_MIN_TTL_MS
+        return "", 0
+
+    def _limit(self, policy: Policy, key: str) -> int:
+        limit = policy.limit_for(key)
+        if policy.algorithm == "sliding_log" and limit > self._max_log_limit:
+            raise ValueError(
+                f"policy {policy.name!r} uses sliding_log with a limit of {limit}, above the maximum "
+                f"of {self._max_log_limit} for an exact log (its memory grows with the limit); "
+                "use sliding_window or gcra"
+            )
+        return limit
+
+    def _prepare(self, policy: Policy, key: str, cost: int, now_ms: int | None) -> _Call:
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+            raise ValueError(f"cost must be an integer >= 1, got {cost!r}")
+        name = self._key_name(policy, key)
+        limit = self._limit(policy, key)
+        now, min_ttl = self._time_args(now_ms)
+        args: tuple[str | int, ...] = (limit, policy.window_ms, cost, now, min_ttl)
+        if policy.algorithm == "sliding_log":
+            args += (os.urandom(4).hex(),)
+        return _Call(policy.algorithm, name, args)
+
+    def _prepare_peek(self, policy: Policy, key: str, now_ms: int | None) -> _Call:
+        name = self._key_name(policy, key)
+        now, min_ttl = self._time_args(now_ms)
+        # The peek never refuses: usage of a key must be readable whatever its policy says now.
+        args: tuple[str | int, ...] = (policy.limit_for(key), policy.window_ms, 0, now, min_ttl)
+        if policy.algorithm == "sliding_log":
+            args += ("",)
+        return _Call(policy.algorithm, name, args)
+
+    # -- running calls -------------------------------------------------------------------------
+
+    async def _reload(self, algorithms: set[str]) -> None:
+        """Put scripts back after NOSCRIPT (Redis restarted or flushed its script cache)."""
+        for algorithm in sorted(algorithms):
+            await self._client.script_load(self._scripts[algorithm].script)
+            if self._on_script_reload is not None:
+                self._on_script_reload()
+
+    async def _run(self, call: _Call) -> list[int]:
+        sha = self._scripts[call.algorithm].sha
+        try:
+            return await self._client.evalsha(sha, 1, call.key_name, *call.args)
+        except redis.exceptions.NoScriptError:
+            await self._reload({call.algorithm})
+            return await self._client.evalsha(sha, 1, call.key_name, *call.args)
+
+    async def _run_many(self, calls: Sequence[_Call | Exception]) -> list[list[int] | Exception]:
+        results: list[list[int] | Exception] = [c if isinstance(c, Exception) else [] for c in calls]
+        todo = [i for i, c in enumerate(calls) if isinstance(c, _Call)]
+        # A NOSCRIPT reply means the script did not run, so those calls (only) are sent again.
+        for attempt in range(2):
+            if not todo:
+                break
+            pipe = self._client.pipeline(transaction=False)
+            for i in todo:
+                call = calls[i]
+                assert isinstance(call, _Call)
+                # execute_command, not pipe.evalsha: redis-py blocks the method (only) on a
+                # cluster pipeline, while the command itself routes by the key's slot.
+                pipe.execute_command("EVALSHA", self._scripts[call.algorithm].sha, 1, call.key_name, *call.args)
+            try:
+                replies = await pipe.execute(raise_on_error=False)
+            except redis.exceptions.RedisError as exc:
+                for i in todo:
+                    results[i] = exc
+                break
+            missing: set[str] = set()
+            again: list[int] = []
+            for i, reply in zip(todo, replies):
+                results[i] = reply
+                if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
+                    call = calls[i]
+                    assert isinstance(call, _Call)
+                    missing.add(call.algorithm)
+                    again.append(i)
+            if missing:
+                try:
+                    await self._reload(missing)
+                except redis.exceptions.RedisError as exc:
+                    for i in again:
+                        results[i] = exc
+                    break
+            todo = again
+        return results
+
+
+def _decision(reply: list[int]) -> Decision:
+    return Decision(
+        allowed=bool(reply[0]),
+        limit=int(reply[1]),
+        remaining=int(reply[2]),
+        reset_after_ms=int(reply[3]),
+        retry_after_ms=int(reply[4]),
+    )
+
+
+def _usage(policy: str, key: str, reply: list[int]) -> KeyUsage:
+    return KeyUsage(
+        policy=policy,
+        key=key,
+        used=int(reply[5]),
+        limit=int(reply[1]),
+        remaining=int(reply[2]),
+        reset_after_ms=int(reply[3]),
+    )
