@@ -537,7 +537,7 @@ def _div(a: Any, b: Any) -> Any:
             if a == INT_MIN and b == -1:
                 raise CelError(f"integer overflow in {a} / {b}")
             q = abs(a) // abs(b)
-            return a // b
+            return -q if (a < 0) != (b < 0) else q
         if ca is float:
             if b:
                 return a / b

@@ -27,6 +27,7 @@ from engine.expr import CompiledExpr, compile_expr, to_python
 from engine.observe import http_source, metrics_source, prometheus_source, redis_source
 from engine.observe.targets import TargetOutcome, observe_target
 from engine.observe.values import one_line
+from engine.redact import Redactor
 
 __all__ = ["ObservationResult", "Observer"]
 
@@ -57,7 +58,7 @@ class Observer:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = loaded.config
-        self._secrets = sorted((s for s in loaded.secrets if s), key=len, reverse=True)
+        self._redactor = Redactor(loaded.secrets)
         self._clock = clock
         self._wall_clock = wall_clock
         self._selects: dict[str, CompiledExpr] = {}
@@ -186,15 +187,10 @@ class Observer:
             client = self._redis[key] = redis_source.open_client(endpoint, target, timeout)
         return client
 
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
     def _result(self, name: str, outcome: TargetOutcome, duration: float, *, fanout: bool) -> ObservationResult:
-        redact = self._redact
+        redact = self._redactor.text
         value = outcome.value
-        if fanout and self._secrets and isinstance(value, list):
+        if fanout and self._redactor.secrets and isinstance(value, list):
             value = [
                 {**v, "endpoint": redact(v["endpoint"]), "error": redact(v["error"]) if v["error"] else None}
                 for v in value

@@ -1,0 +1,233 @@
+"""CEL semantics the engine relies on, pinned against BOTH evaluators (fast path and library).
+
+Each case is (expression, env, expected) where expected is a value or ERROR. Values compare
+with their type (1, 1.0 and True differ). Comments mark where the library (cel 0.10) departs from
+the CEL spec; the fast path copies the library, since the library is the reference.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from engine.errors import ExpressionCompileError, ExpressionEvalError
+from engine.expr import compile_expr, to_python
+
+ERROR = object()
+ITEM = {"state": "up", "available": 30, "capacity": 100, "ratio": 0.3, "name": "node-1",
+        "tags": ["a", "b"], "meta": {"zone": "z1"}, "none": None, "x": [1]}
+
+CASES: list[tuple[str, dict[str, Any], Any]] = [
+    # field access, has(), missing keys and variables
+    ('item.state == "up"', {"item": ITEM}, True),
+    ("item.meta.zone", {"item": ITEM}, "z1"),
+    ('item["meta"]["zone"]', {"item": ITEM}, "z1"),
+    ("item.tags[1]", {"item": ITEM}, "b"),
+    ("item.tags[2]", {"item": ITEM}, ERROR),
+    ("item.tags[-1]", {"item": ITEM}, ERROR),  # no negative indexing
+    ("item.missing", {"item": ITEM}, ERROR),
+    ("item.state.x", {"item": ITEM}, ERROR),
+    ("item.none.x", {"item": ITEM}, ERROR),
+    ("nobody == 1", {"item": ITEM}, ERROR),
+    ("has(item.state)", {"item": ITEM}, True),
+    ("has(item.nope)", {"item": ITEM}, False),
+    ("has(item.none)", {"item": ITEM}, True),  # present with null value
+    ("has(item.nope.deeper)", {"item": ITEM}, ERROR),
+    ("has(item.x) && item.x.size() > 0", {"item": ITEM}, True),
+    ("has(item.nope) && item.nope.size() > 0", {"item": ITEM}, False),
+    # int / double mixing
+    ("1 < 1.5", {}, True),
+    ("1 == 1.0", {}, True),
+    ("2 >= 2.0", {}, True),
+    ("3 / 2", {}, 1),
+    ("-3 / 2", {}, -1),  # truncates toward zero
+    ("-7 % 3", {}, -1),
+    ("3.0 / 2", {}, ERROR),  # library: no int/double arithmetic mixing
+    ("1 + 1.0", {}, ERROR),
+    ("3.0 / 2.0", {}, 1.5),
+    ("7.5 % 2.0", {}, ERROR),  # library: no double modulo
+    ("item.available / item.capacity >= 0.2", {"item": ITEM}, False),  # int division: 30/100 == 0
+    ("double(item.available) / double(item.capacity) >= 0.2", {"item": ITEM}, True),
+    ("9007199254740993 == 9007199254740992.0", {}, True),  # int vs double compares as doubles (lossy)
+    # division by zero and overflow
+    ("1 / 0", {}, ERROR),
+    ("1 % 0", {}, ERROR),
+    ("1.0 / 0.0", {}, math.inf),
+    ("-1.0 / 0.0", {}, -math.inf),
+    ("9223372036854775807 + 1", {}, ERROR),
+    ("-9223372036854775808 - 1", {}, ERROR),
+    ("-9223372036854775808 / -1", {}, ERROR),
+    ("-9223372036854775808 % -1", {}, ERROR),  # library quirk: overflow, not 0
+    ("-(-9223372036854775808)", {}, -(2**63)),  # library quirk: negation wraps
+    # booleans, null, strings
+    ("true == 1", {}, False),  # bool is not a number
+    ("-true", {}, False),  # library quirk: unary minus on bool is logical not
+    ("!1", {}, ERROR),
+    ("null == null", {}, True),
+    ("item.none == null", {"item": ITEM}, True),
+    ("null < 1", {}, ERROR),
+    ('"a" < "b"', {}, True),
+    ('"a" + "b"', {}, "ab"),
+    ('1 < "a"', {}, ERROR),
+    ('1 == "a"', {}, False),
+    ("x < 1.0", {"x": math.nan}, ERROR),  # ordering NaN is an error
+    # && and || absorb errors on either side
+    ("false && (1/0 == 1)", {}, False),
+    ("(1/0 == 1) && false", {}, False),
+    ("(1/0 == 1) || true", {}, True),
+    ("true && (1/0 == 1)", {}, ERROR),
+    ("item.missing == 1 || item.state == \"up\"", {"item": ITEM}, True),
+    ("1 && false", {}, False),
+    ("1 && true", {}, ERROR),
+    ("true ? 1 : 1/0", {}, 1),
+    ("1 ? 1 : 2", {}, ERROR),
+    # in, size
+    ('"a" in ["a", "b"]', {}, True),
+    ('item.name in ["a", "b"]', {"item": ITEM}, False),
+    ("1 in [1.0]", {}, True),
+    ("true in [1]", {}, False),
+    ('"zone" in item.meta', {"item": ITEM}, True),
+    ('1 in {"a": 1}', {}, False),
+    ('1.5 in {"a": 1}', {}, ERROR),
+    ('"a" in "abc"', {}, ERROR),
+    ("size(item.tags)", {"item": ITEM}, 2),
+    ("item.meta.size()", {"item": ITEM}, 1),
+    ('size("héllo")', {}, 6),  # library quirk: UTF-8 bytes, not code points
+    ("size(1)", {}, ERROR),
+    # string functions
+    ('item.name.startsWith("node-")', {"item": ITEM}, True),
+    ('item.name.endsWith("-1")', {"item": ITEM}, True),
+    ('item.name.contains("de")', {"item": ITEM}, True),
+    ('item.name.matches("^node-\\\\d+$")', {"item": ITEM}, True),
+    ('"abc".matches("b")', {}, True),  # unanchored search
+    ("item.available.startsWith(\"3\")", {"item": ITEM}, ERROR),
+    # conversions
+    ("int(1.9)", {}, 1),
+    ("int(-1.9)", {}, -1),
+    ('int("+12")', {}, 12),
+    ('int(" 12")', {}, ERROR),
+    ("int(9223372036854775807.0)", {}, ERROR),
+    ("int(true)", {}, ERROR),
+    ("double(1)", {}, 1.0),
+    ('double("1e3")', {}, 1000.0),
+    ("string(1.0)", {}, "1"),  # doubles print without ".0" and without exponent
+    ("string(1e20)", {}, "100000000000000000000"),
+    ("string(0.0000001)", {}, "0.0000001"),
+    ("string(true)", {}, ERROR),
+    # lists, maps, equality
+    ("[1, 2] == [1.0, 2.0]", {}, True),
+    ('{"a": 1} == {"a": 1.0}', {}, True),
+    ("[1] + [2]", {}, [1, 2]),
+    ('{"a": 1, "a": 2}', {}, {"a": 2}),  # library: duplicate keys, last wins
+    ('item.meta == {"zone": "z1"}', {"item": ITEM}, True),
+    # exists / all stop at the first decisive element; an error before it is an error
+    ("nodes.exists(n, n.id == params.node_id)", {"nodes": [{"id": "a"}, {"id": "b"}], "params": {"node_id": "b"}}, True),
+    ("nodes.all(n, n.up)", {"nodes": [{"up": True}, {"up": False}]}, False),
+    ("[0, 1].exists(v, 1 / v == 1)", {}, ERROR),  # library: not error-absorbing across elements
+    ("[1, 0].exists(v, 1 / v == 1)", {}, True),
+    ("[1, 0].all(v, 1 / v > 5)", {}, False),
+    ("[1, 2].exists(v, v)", {}, ERROR),
+    ("[].all(v, v)", {}, True),
+    ('{"a": 1}.exists(k, k == "a")', {}, True),
+    ("[1].exists(x, x == 1)", {"x": 5}, True),  # the bound variable shadows the context
+    ("item.state.exists(c, true)", {"item": ITEM}, ERROR),
+]
+
+
+
+def check(actual: Any, expected: Any) -> None:
+    assert type(actual) is type(expected), f"{actual!r} is not {expected!r}"
+    if isinstance(expected, float) and math.isnan(expected):
+        assert math.isnan(actual)
+    else:
+        assert actual == expected
+
+
+@pytest.mark.parametrize("evaluator", ["fast", "library"])
+@pytest.mark.parametrize(("source", "env", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_semantics(evaluator: str, source: str, env: dict[str, Any], expected: Any) -> None:
+    compiled = compile_expr(source)
+    if evaluator == "fast":
+        assert compiled.fast, f"{source} should take the fast path"
+    run = compiled.evaluate if evaluator == "fast" else compiled.evaluate_with_library
+    if expected is ERROR:
+        with pytest.raises(ExpressionEvalError):
+            run(env)
+    else:
+        check(run(env), expected)
+
+
+def test_error_messages_name_what_failed() -> None:
+    with pytest.raises(ExpressionEvalError, match="no key 'state' in item"):
+        compile_expr("item.state == 'up'").evaluate({"item": {}})
+    with pytest.raises(ExpressionEvalError, match="division by zero"):
+        compile_expr("item.a / item.b").evaluate({"item": {"a": 1, "b": 0}})
+    with pytest.raises(ExpressionEvalError, match="Undefined variable.*'item'"):
+        compile_expr("item.a == 1").evaluate({})
+
+
+def test_library_only_expressions_still_work() -> None:
+    ts = compile_expr('timestamp("2026-01-01T00:00:00Z") + duration("1h") > timestamp(t)')
+    assert not ts.fast
+    assert ts.evaluate({"t": "2026-01-01T00:30:00Z"}) is True
+    assert to_python(compile_expr('timestamp("2026-01-01T00:00:00Z") + duration("1h")').evaluate({})) == "2026-01-01T01:00:00Z"
+    assert to_python(compile_expr('duration("90s")').evaluate({})) == 90.0
+    assert to_python(compile_expr("optional.of(1)").evaluate({})) == 1
+    mapped = compile_expr("nodes.map(n, n * 2)")
+    assert not mapped.fast and mapped.evaluate({"nodes": [1, 2]}) == [2, 4]
+
+
+def test_values_the_fast_path_does_not_model_go_to_the_library() -> None:
+    big = compile_expr("x + 1")  # ints beyond int64 become uint/double in the library
+    assert big.fast
+    with pytest.raises(ExpressionEvalError):
+        big.evaluate({"x": 2**63})
+    assert compile_expr("x").evaluate({"x": 2**64}) == 2.0**64
+    assert compile_expr("x").evaluate({"x": (1, 2)}) == [1, 2]
+    assert compile_expr('x.matches("^a.$")').evaluate({"x": "a\u00e9"}) is True
+
+
+@pytest.mark.parametrize(
+    ("source", "names"),
+    [
+        ("nodes.exists(n, n.id == params.node_id)", {"nodes", "params"}),
+        ("item.a + other.b > 0", {"item", "other"}),
+        ("[1, 2].all(x, x > limit)", {"limit"}),
+        ("x.exists(x, x == 1)", {"x"}),
+        ("nodes.map(n, n.cpu).exists(c, c > max_cpu)", {"nodes", "max_cpu"}),
+        ('1u + nodes.filter(n, n > 1u).size() + b"x".size() + k', {"nodes", "k"}),  # library-only syntax
+        ('has(a.b.c) && "lit" == "lit"', {"a"}),
+    ],
+)
+def test_names_are_top_level_variables(source: str, names: set[str]) -> None:
+    assert compile_expr(source).names == frozenset(names)
+
+
+def test_evaluate_passes_only_referenced_names() -> None:
+    compiled = compile_expr("item.a == 1")
+    env = {"item": {"a": 1}, "unrelated": object()}  # unconvertible, must not reach the library
+    assert compiled.evaluate(env) is True
+    assert compiled.evaluate_with_library(env) is True
+
+
+@pytest.mark.parametrize(
+    ("source", "column"),
+    [("x == ", 6), ("item.state ==== 1", 14), ("has(x)", 5), ("a &&\nb ||", 10)],
+)
+def test_syntax_errors_carry_a_column(source: str, column: int) -> None:
+    with pytest.raises(ExpressionCompileError) as info:
+        compile_expr(source)
+    assert info.value.column == column
+    assert info.value.source == source
+    assert "invalid CEL expression" in str(info.value)
+
+
+def test_empty_expression_is_a_compile_error() -> None:
+    with pytest.raises(ExpressionCompileError, match="empty"):
+        compile_expr("  ")
+
+
+def test_compiled_programs_are_cached() -> None:
+    assert compile_expr("item.a > 1") is compile_expr("item.a > 1")
