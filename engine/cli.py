@@ -85,8 +85,12 @@ def schema() -> None:
 @click.option("--interval", default=None, help="Time between ticks (default: the config's), e.g. 5s.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per tick (default when not on a TTY).")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), default=None, help="Serve opctl's own /metrics here.")
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, envvar="OPCTL_METRICS_HOST",
+    help="Address the metrics server binds (0.0.0.0 inside a container).",
+)
 @user_errors
-def run(config: str, once: bool, interval: str | None, as_json: bool, metrics_port: int | None) -> None:
+def run(config: str, once: bool, interval: str | None, as_json: bool, metrics_port: int | None, metrics_host: str) -> None:
     """Watch a subject: observe, evaluate invariants, keep tickets."""
     import asyncio
     import signal
@@ -106,7 +110,7 @@ def run(config: str, once: bool, interval: str | None, as_json: bool, metrics_po
             raise click.BadParameter(str(exc), param_hint="--interval") from exc
     monitor = open_monitor(config)
     if metrics_port is not None:
-        monitor.metrics.serve(metrics_port)
+        monitor.metrics.serve(metrics_port, host=metrics_host)
     console = Console()
     json_lines = as_json or not console.is_terminal
     live = None if json_lines else Live(console=console, auto_refresh=False)
