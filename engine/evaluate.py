@@ -10,6 +10,10 @@ to ok ("cleared") without ever having fired. An error sample follows the invaria
 `keep` changes nothing but `last_error` (no timer moves), `firing` counts as violated, `ok` as
 healthy. While firing, "recovered" means healthy and, when `resolve_when` is set, that CEL is
 true too; any other sample cancels a running keep_firing_for countdown (hysteresis).
+
+Cost: a tick calls each per-entity expression once per item and runs the state machine only for
+items that are not healthy and entities that are not plainly ok; plainly ok entities are kept as
+one list of keys per invariant (`StateMap`), never as one object each.
 """
 
 from __future__ import annotations
@@ -303,7 +307,6 @@ class Evaluator:
             exprs += [e for e in (for_each, key, resolve_when) if e is not None]
             used = frozenset().union(*(e.names for e in exprs)) & observation_names
             self._compiled.append(_Compiled(inv, for_each, key, exprs[0], resolve_when, tuple(sorted(used))))
-        self._names = frozenset(c.inv.name for c in self._compiled)
 
     def evaluate(
         self,
@@ -332,7 +335,7 @@ class Evaluator:
             states=StateMap(run.ok_keys, run.unsettled),
             transitions=run.transitions,
             entities=run.entities,
-            reports={c.inv.name: run._tally(c.inv.name).report(c.inv.name) for c in self._compiled},
+            reports={c.inv.name: run.tally_of(c.inv.name).report(c.inv.name) for c in self._compiled},
         )
 
 
@@ -367,7 +370,8 @@ class _Run:
     Per-entity invariants are evaluated in two phases so the common case costs one call per
     (item, invariant): first every item's key and expression values, keeping only the values
     that are not `true`; then the state machine runs only for those and for entities already
-    known to be other than plain ok, and every other entity is set to `OK` in one bulk update.
+    known to be other than plain ok; every other present entity goes into the invariant's list
+    of ok keys as a whole.
     """
 
     def __init__(self, states: Mapping[tuple[str, str], EntityState], now: float) -> None:
@@ -385,7 +389,7 @@ class _Run:
             if state is not OK:
                 self.known.setdefault(sk[0], {})[sk[1]] = state
 
-    def _tally(self, name: str) -> _Tally:
+    def tally_of(self, name: str) -> _Tally:
         tally = self.tally.get(name)
         if tally is None:
             tally = self.tally[name] = _Tally()
@@ -415,7 +419,7 @@ class _Run:
                 self.ok_keys.setdefault(name, []).append(key)
         else:
             self.unsettled[sk] = new
-        self._tally(name).count(new.status, not listed)
+        self.tally_of(name).count(new.status, not listed)
 
     def step(
         self, c: _Compiled, key: str, item: Any, sample: Sample, *, resolve_ok: bool = True, error: str | None = None
@@ -430,7 +434,7 @@ class _Run:
     def fail_invariant(self, c: _Compiled, reason: str) -> None:
         """An observation it reads failed (or for_each did): every known entity gets an error sample."""
         name = c.inv.name
-        self._tally(name).errors.append(reason)
+        self.tally_of(name).errors.append(reason)
         if c.for_each is None:
             self.step(c, CLUSTER_KEY, None, "error", error=reason)
             return
@@ -469,35 +473,21 @@ class _Run:
                 self.fail_invariant(c, f"invariant '{c.inv.name}': {problem}")
             return
 
-        # phase 1: keys and the values that are not `true`
+        # phase 1: keys, and the values that are not `true`
         item_env = dict(env)  # one env for the whole pass; only `item` changes per element
-        key_fn = first.key.evaluate
-        raw_keys: list[Any] = []
-        add_key = raw_keys.append
-        not_true: list[list[tuple[int, Any]]] = [[] for _ in members]
-        plan = [(c.expr.evaluate, bad.append) for c, bad in zip(members, not_true)]
-        for index, item in enumerate(items):
-            item_env["item"] = item
-            try:
-                add_key(key_fn(item_env))
-            except ExpressionEvalError as exc:
-                add_key(exc)
-            for expr_fn, add_bad in plan:
-                try:
-                    value = expr_fn(item_env)
-                except ExpressionEvalError as exc:
-                    value = exc
-                if value is not True:
-                    add_bad((index, value))
+        raw_keys = _values(first.key, item_env, items)
+        not_true: list[list[tuple[int, Any]]] = []
+        for c in members:
+            values = _values(c.expr, item_env, items)
+            not_true.append([(i, v) for i, v in enumerate(values) if v is not True])
 
-        keys, unidentified = self._keys(members, raw_keys)
-        any_unusable = None in keys
-        index_of: dict[str, int] | None = None
+        keys, usable, unidentified = self._keys(members, raw_keys)
+        valid = keys if usable == len(keys) else _usable(keys)
+        index_of: dict[Any, int] | None = None  # key -> item index, built only when needed
         for c, bad in zip(members, not_true):
             name = c.inv.name
-            valid = keys if not any_unusable else _usable(keys)
             self.ok_keys[name] = list(valid)  # every present entity, until phase 2 says otherwise
-            self._tally(name).total += len(valid)
+            self.tally_of(name).total += len(valid)
             known = self.known.get(name, {})
             handled: set[str] = set()
             # phase 2a: items whose expression was not true
@@ -514,7 +504,8 @@ class _Run:
                 if key in handled:
                     continue
                 if index_of is None:
-                    index_of = {k: i for i, k in enumerate(keys) if k is not None}
+                    index_of = dict(zip(keys, range(len(keys))))
+                    index_of.pop(None, None)
                 index = index_of.get(key)
                 if index is None:
                     self._absent(c, key, state, unidentified)
@@ -543,10 +534,11 @@ class _Run:
             return [], f"for_each gave a {_kind(items)}, not a list"
         return items, None
 
-    def _keys(self, members: list[_Compiled], raw_keys: list[Any]) -> tuple[list[str | None], str | None]:
-        """Keys as text (None where unusable) and the problem that left entities unidentified."""
+    def _keys(self, members: list[_Compiled], raw_keys: list[Any]) -> tuple[list[str | None], int, str | None]:
+        """Keys as text (None where unusable), how many are usable, and the problem that left
+        some entities unidentified (None when every item has a key)."""
         kinds = set(map(type, raw_keys))
-        keys: list[str | None]
+        keys: list[Any]
         if kinds <= {str}:
             keys = raw_keys
         elif kinds == {int}:
@@ -554,25 +546,30 @@ class _Run:
         else:
             keys = [_key_text(k) for k in raw_keys]
         unidentified = None
+        usable = len(keys)
         if None in keys:
             for raw, key in zip(raw_keys, keys):
                 if key is None:
+                    usable -= 1
                     problem = f"key failed: {raw}" if isinstance(raw, ExpressionEvalError) else (
                         f"key gave a {_kind(raw)}, not a string or number"
                     )
                     unidentified = unidentified or problem
                     self._report(members, problem)
-        if len(set(keys)) != len(keys) - max(0, keys.count(None) - 1):
-            seen: set[str] = set()
+        distinct = set(keys)
+        distinct.discard(None)
+        if len(distinct) != usable:  # duplicate keys: the first item keeps the key
             keys = list(keys)
+            seen: set[str] = set()
             for index, key in enumerate(keys):
                 if key is None:
                     continue
                 if key in seen:
                     self._report(members, f"two items have the key {key!r}; the later one is ignored")
                     keys[index] = None
+                    usable -= 1
                 seen.add(key)
-        return keys, unidentified
+        return keys, usable, unidentified
 
     def _absent(self, c: _Compiled, key: str, state: EntityState, unidentified: str | None) -> None:
         """A known entity missing from the list: gone (a healthy sample), or maybe just
@@ -587,7 +584,7 @@ class _Run:
 
     def _report(self, members: list[_Compiled], problem: str) -> None:
         for c in members:
-            self._tally(c.inv.name).errors.append(f"invariant '{c.inv.name}': {problem}")
+            self.tally_of(c.inv.name).errors.append(f"invariant '{c.inv.name}': {problem}")
 
     # ------------------------------------------------------------------ samples
 
@@ -601,7 +598,7 @@ class _Run:
             message = f"{where}: {value}"
         else:
             message = f"{where}: expr gave a {_kind(value)}, not a bool"
-        self._tally(c.inv.name).errors.append(message)
+        self.tally_of(c.inv.name).errors.append(message)
         return "error", message
 
     def _resolve_ok(self, c: _Compiled, env: dict[str, Any], key: str) -> tuple[bool, Sample, str | None]:
@@ -615,7 +612,7 @@ class _Run:
             message = f"{where}: resolve_when failed: {value}"
         else:
             message = f"{where}: resolve_when gave a {_kind(value)}, not a bool"
-        self._tally(c.inv.name).errors.append(message)
+        self.tally_of(c.inv.name).errors.append(message)
         return True, "error", message
 
 
@@ -625,6 +622,25 @@ def _value(expr: CompiledExpr, env: Mapping[str, Any]) -> Any:
         return expr.evaluate(env)
     except ExpressionEvalError as exc:
         return exc
+
+
+def _values(expr: CompiledExpr, item_env: dict[str, Any], items: list[Any]) -> list[Any]:
+    """`expr` for every item (bound to `item` in `item_env`); a failed evaluation gives its
+    ExpressionEvalError in that item's place."""
+    evaluate = expr.evaluate
+    try:
+        # the per-entity hot loop: a comprehension binding `item` in place costs least
+        return [evaluate(item_env) for item_env["item"] in items]
+    except ExpressionEvalError:
+        pass  # some item fails: redo item by item, keeping each error
+    values: list[Any] = []
+    for item in items:
+        item_env["item"] = item
+        try:
+            values.append(evaluate(item_env))
+        except ExpressionEvalError as exc:
+            values.append(exc)
+    return values
 
 
 def _usable(keys: list[str | None]) -> list[str]:

@@ -95,7 +95,7 @@ class Monitor:
         )
         errors = {name: r.error or "failed" for name, r in results.items() if not r.ok}
         self.store.record_observation_errors(errors, now)
-        self.states = dict(evaluation.states)
+        self.states = evaluation.states
         self.previous.update({name: r.value for name, r in results.items() if r.ok})
         self.ticks += 1
         open_count = len(self.store.tickets(status="open", limit=100_000))

@@ -26,7 +26,7 @@ from typing import Any
 
 from engine.config.models import Invariant
 from engine.errors import StoreError
-from engine.evaluate import Entity, EntityState, Transition
+from engine.evaluate import Entity, EntityState, StateMap, Transition
 
 RESOLVED = "resolved"
 OPEN = "open"
@@ -304,9 +304,12 @@ class Store:
             ).fetchall()
         return {(r[0], r[1]): EntityState(r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows}
 
-    def _save_states(self, conn: sqlite3.Connection, states: Mapping[tuple[str, str], EntityState]) -> dict[tuple[str, str], EntityState]:
+    def _save_states(
+        self, conn: sqlite3.Connection, states: Mapping[tuple[str, str], EntityState]
+    ) -> dict[tuple[str, str], EntityState]:
         # ok entities are not stored: most entities are ok, and "absent" already means ok
-        wanted = {k: s for k, s in states.items() if s.status != "ok"}
+        candidates = states.unsettled if isinstance(states, StateMap) else states
+        wanted = {k: s for k, s in candidates.items() if s.status != "ok"}
         saved = self._saved
         changed = [
             (k[0], k[1], s.status, s.active_since, s.fired_at, s.cleared_since, s.last_error, s.last_change)
@@ -518,7 +521,9 @@ class Store:
             conn.execute(
                 f"UPDATE tickets SET status = '{RESOLVED}', resolved_at = ?, held = 0 WHERE id = ?", (now, ticket_id)
             )
-            self._insert_event(conn, "manual_resolve", ticket_id, ticket.invariant, ticket.entity_key, actor, now, {"reason": reason})
+            self._insert_event(
+                conn, "manual_resolve", ticket_id, ticket.invariant, ticket.entity_key, actor, now, {"reason": reason}
+            )
             return self._ticket(conn, ticket_id)  # type: ignore[return-value]
 
     def hold(self, ticket_id: int, *, actor: str, reason: str) -> Ticket:
