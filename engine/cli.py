@@ -179,19 +179,26 @@ def tickets_list(config: str, status: str, as_json: bool, limit: int) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def tickets_show(config: str, ticket_id: int, as_json: bool) -> None:
-    """Show one ticket with its full event timeline."""
+    """Show one ticket with its full timeline: diagnosis, proposals, gate decisions, executions."""
     from rich.console import Console
 
     from engine.runtime import open_store, require_ticket
-    from engine.view import event_json, ticket_detail, ticket_json
+    from engine.view import event_json, execution_json, proposal_json, ticket_detail, ticket_json
 
     with open_store(config) as store:
         ticket = require_ticket(store, ticket_id)
         events = store.events(ticket_id=ticket_id)
+        proposals = store.proposals(ticket_id=ticket_id, limit=10_000)
+        executions = store.executions(ticket_id=ticket_id, limit=10_000)
+        tokens = store.tokens_by_ticket(ticket_id)
     if as_json:
-        click.echo(json.dumps({**ticket_json(ticket), "snapshot": ticket.snapshot, "events": [event_json(e) for e in events]}, indent=2, default=str))
+        click.echo(json.dumps({
+            **ticket_json(ticket), "snapshot": ticket.snapshot, "events": [event_json(e) for e in events],
+            "proposals": [proposal_json(p) for p in proposals], "executions": [execution_json(x) for x in executions],
+            "tokens": {"input": tokens[0], "output": tokens[1]},
+        }, indent=2, default=str))
     else:
-        Console().print(ticket_detail(ticket, events))
+        Console().print(ticket_detail(ticket, events, proposals=proposals, tokens=tokens))
 
 
 def _manual(verb: str) -> Callable[[F], F]:
@@ -233,3 +240,167 @@ def _manual_change(config: str, ticket_id: int, verb: str, reason: str) -> None:
         getattr(store, verb)(ticket_id, actor=actor_name(), reason=reason)
         ticket = require_ticket(store, ticket_id)
     click.echo(f"ticket #{ticket.id} is {ticket.status}{' (held)' if ticket.held else ''}")
+
+
+# ----------------------------------------------------------------------------- actions
+
+
+@main.group()
+def actions() -> None:
+    """List, show, approve and reject proposed actions."""
+
+
+@actions.command("list")
+@_config_option
+@click.option("--status", default="all", show_default=True,
+              type=click.Choice(["all", "pending", "proposed", "refused", "awaiting_approval", "approved", "rejected",
+                                 "expired", "cancelled", "executing", "succeeded", "failed"]),
+              help="pending = awaiting approval or approved.")
+@click.option("--ticket", "ticket_id", type=int, default=None, help="Only this ticket's proposals.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@user_errors
+def actions_list(config: str, status: str, ticket_id: int | None, as_json: bool, limit: int) -> None:
+    """List proposals, newest first."""
+    from rich.console import Console
+
+    from engine.runtime import open_store
+    from engine.view import proposal_json, proposals_table
+
+    with open_store(config) as store:
+        found = store.proposals(status=None if status == "all" else status, ticket_id=ticket_id, limit=limit)
+    if as_json:
+        click.echo(json.dumps([proposal_json(p) for p in found], indent=2, default=str))
+    else:
+        Console().print(proposals_table(found))
+
+
+@actions.command("show")
+@_config_option
+@click.argument("proposal_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def actions_show(config: str, proposal_id: int, as_json: bool) -> None:
+    """Show one proposal, its gate decision and its executions."""
+    from rich.console import Console
+
+    from engine.runtime import open_store, require_proposal
+    from engine.view import execution_json, proposal_detail, proposal_json
+
+    with open_store(config) as store:
+        proposal = require_proposal(store, proposal_id)
+        executions = [x for x in store.executions(ticket_id=proposal.ticket_id, limit=10_000) if x.proposal_id == proposal_id]
+    if as_json:
+        click.echo(json.dumps({**proposal_json(proposal), "executions": [execution_json(x) for x in executions]}, indent=2, default=str))
+    else:
+        Console().print(proposal_detail(proposal, executions))
+
+
+def _decide(verb: str) -> Callable[[F], F]:
+    def decorate(func: F) -> F:
+        func = click.option("--reason", default="", help="Recorded in the audit log.")(func)
+        return click.argument("proposal_id", type=int)(_config_option(func))  # type: ignore[no-any-return]
+
+    return decorate
+
+
+@actions.command("approve")
+@_decide("approve")
+@user_errors
+def actions_approve(config: str, proposal_id: int, reason: str) -> None:
+    """Approve a proposal: a running engine runs it on its next tick, after re-checking every gate."""
+    from engine.runtime import actor_name, open_store
+
+    with open_store(config) as store:
+        proposal = store.approve(proposal_id, actor=actor_name(), reason=reason)
+    click.echo(f"proposal #{proposal.id} ({proposal.action}) is approved; it runs on the engine's next tick if every gate still passes")
+
+
+@actions.command("reject")
+@_decide("reject")
+@user_errors
+def actions_reject(config: str, proposal_id: int, reason: str) -> None:
+    """Reject a proposal: it never runs, and its ticket is escalated."""
+    from engine.runtime import actor_name, open_store
+
+    with open_store(config) as store:
+        proposal = store.reject(proposal_id, actor=actor_name(), reason=reason)
+    click.echo(f"proposal #{proposal.id} ({proposal.action}) is rejected; ticket #{proposal.ticket_id} is escalated")
+
+
+# ----------------------------------------------------------------------------- kill switch, mode
+
+
+@main.command()
+@_config_option
+@click.option("--reason", default="", help="Recorded in the audit log.")
+@user_errors
+def kill(config: str, reason: str) -> None:
+    """Stop all acting now (persisted): pending proposals are cancelled; a running engine stops
+    acting within one tick. `opctl resume` undoes it."""
+    from engine.runtime import actor_name, open_store
+
+    with open_store(config) as store:
+        cancelled = store.kill(actor=actor_name(), reason=reason)
+    click.echo(f"kill switch is ON; {len(cancelled)} pending proposal(s) cancelled")
+
+
+@main.command()
+@_config_option
+@click.option("--reason", default="", help="Recorded in the audit log.")
+@user_errors
+def resume(config: str, reason: str) -> None:
+    """Turn the kill switch off: the engine acts again from its next tick."""
+    from engine.runtime import actor_name, open_store
+
+    with open_store(config) as store:
+        count = store.resume(actor=actor_name(), reason=reason)
+    click.echo(f"kill switch is OFF; {count} ticket(s) will be attempted again")
+
+
+@main.command()
+@click.argument("mode", type=click.Choice(["observe", "approve", "execute"]))
+@_config_option
+@user_errors
+def mode(mode: str, config: str) -> None:
+    """Set the acting mode (persisted; overrides the config's `mode`)."""
+    from engine.runtime import actor_name, open_store
+
+    with open_store(config) as store:
+        store.set_mode(mode, actor=actor_name())
+    click.echo(f"mode is {mode}")
+
+
+# ----------------------------------------------------------------------------- prompt
+
+
+@main.command()
+@_config_option
+@click.option("--ticket", "ticket_id", type=int, required=True, help="The ticket whose prompt to render.")
+@user_errors
+def prompt(config: str, ticket_id: int) -> None:
+    """Print the diagnosis prompt (system, then user) of a ticket, from its stored snapshot."""
+    from engine.runtime import rendered_prompt
+
+    system, user = rendered_prompt(config, ticket_id)
+    click.echo("===== system =====")
+    click.echo(system)
+    click.echo("===== user =====")
+    click.echo(user)
+
+
+# ----------------------------------------------------------------------------- test
+
+
+@main.command("test")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--run", "run_regex", default=None, help="Only cases whose name matches this regular expression.")
+@click.option("--junit", default=None, help="Also write a JUnit XML report to this file.")
+@click.option("--property", "property_mode", is_flag=True, help="Also run the property tests (hypothesis).")
+def test_command(paths: tuple[str, ...], run_regex: str | None, junit: str | None, property_mode: bool) -> None:
+    """Run config unit tests (files, or every test *.yaml under directories) offline."""
+    from engine.testing.runner import run_tests
+
+    result = run_tests(list(paths), run_regex=run_regex, junit=junit, property_mode=property_mode)
+    click.echo(result.report_text())
+    sys.exit(result.exit_code)

@@ -363,7 +363,7 @@ class Diagnosis(Strict):
     provider: Literal["auto", "claude", "runbook", "replay"] = Field(
         "auto", description="auto = claude when ANTHROPIC_API_KEY is set, else runbook."
     )
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-4-6"
     max_tokens: int = Field(2048, ge=256, le=64000, description="Per model call.")
     token_budget_per_hour: int = Field(
         200_000, ge=1000, description="All model calls together.", examples=[100_000]

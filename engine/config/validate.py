@@ -57,9 +57,20 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Problem]
 
 def validate_paths(paths: Iterable[str | Path], env: Mapping[str, str] | None = None) -> list[Problem]:
     """All problems of all files; raises FileNotFoundError for a path that does not exist."""
+    # Test files and lab files have validators of their own, which build on this module.
+    from engine.lab.spec import validate_lab
+    from engine.testing import is_test_document, validate_test_file
+
     files, problems = expand_paths(paths)
     for file in files:
-        problems.extend(validate_file(file, env))
+        doc, _ = load_document(file, os.environ if env is None else env)
+        data = doc.data if doc is not None else None
+        if isinstance(data, dict) and is_test_document(data):
+            problems.extend(validate_test_file(file, env))
+        elif isinstance(data, dict) and "processes" in data and "subject" not in data:
+            problems.extend(validate_lab(file, env))
+        else:
+            problems.extend(validate_file(file, env))
     return problems
 
 
@@ -96,7 +107,27 @@ def _validate(path: str | Path, env: Mapping[str, str] | None) -> tuple[list[Pro
     loaded = None
     if config is not None:
         loaded = LoadedConfig(config, Path(path).resolve(), doc.base_dir, doc.secrets)
+        if config.lab is not None and (doc.base_dir / config.lab).is_file():
+            problems.extend(_lab_problems(loaded, env))
     return sorted(problems, key=sort_key), loaded
+
+
+def _lab_problems(loaded: LoadedConfig, env: Mapping[str, str] | None) -> list[Problem]:
+    """The config's lab file, and that its scenarios name this config's invariants and actions."""
+    from engine.errors import ConfigError
+    from engine.lab.spec import check_expectations, load_lab, validate_lab
+
+    assert loaded.config.lab is not None
+    lab_path = loaded.resolve(loaded.config.lab)
+    problems = validate_lab(lab_path, env)
+    if any(p.severity == "error" for p in problems):
+        return problems
+    try:
+        spec = load_lab(lab_path, env)
+    except ConfigError:
+        return problems
+    config = loaded.config
+    return problems + check_expectations(spec, [i.name for i in config.invariants], [a.name for a in config.actions])
 
 
 # ---------------------------------------------------------------------------- schema errors
