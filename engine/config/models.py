@@ -101,7 +101,7 @@ class Target(Strict):
         None,
         description=(
             "single: one URL. fanout: query every endpoint, results tagged by endpoint. "
-            "failover: the first endpoint that answers (as for a PD cluster)."
+            "failover: the first endpoint that answers (for clusters whose every member serves the API)."
         ),
     )
     token: str | None = Field(

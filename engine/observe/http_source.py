@@ -75,11 +75,16 @@ def _refused(exc: BaseException) -> bool:
 
 
 def parse_body(response: httpx.Response, url: str) -> Any:
-    """JSON when the reply says it is JSON (or says nothing and parses); the text otherwise."""
+    """JSON when the body parses as JSON, whatever the content type says; the text otherwise.
+
+    Some APIs send JSON under another content type (compact JSON as
+    application/octet-stream, for one), so the body decides. A body declared JSON that does not parse
+    is an error.
+    """
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     text = response.text
     declared_json = content_type == "application/json" or content_type.endswith("+json")
-    if declared_json or (not content_type and text.strip()):
+    if text.strip():
         try:
             return json.loads(text)
         except ValueError as exc:

@@ -79,7 +79,13 @@ async def _serve(args: argparse.Namespace) -> int:
         regions=args.regions,
         pd_members=members,
         seed=args.seed,
-        settings=SimSettings(disconnect_after=args.disconnect_after, max_peer_down=args.max_peer_down),
+        settings=SimSettings(
+            disconnect_after=args.disconnect_after,
+            # A lowered disconnect threshold must stay above the heartbeat interval, or healthy
+            # stores flap to Disconnected between two heartbeats.
+            heartbeat_interval=min(SimSettings.heartbeat_interval, args.disconnect_after / 2),
+            max_peer_down=args.max_peer_down,
+        ),
         pd_client_urls=urls,
     )
     if args.max_store_down_time:
