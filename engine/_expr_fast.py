@@ -772,13 +772,21 @@ def _safe_regex(pattern: str) -> re.Pattern[str] | None:
 
 
 class _Gen:
-    def __init__(self, source: str) -> None:
+    """Emits the statements of one function body; with `loop_var`, the body of a loop over the
+    items bound to that variable, whose item-independent parts go to `prelude` (run once)."""
+
+    def __init__(self, source: str, depth: int, loop_var: str | None = None) -> None:
         self.source = source
+        self.loop_var = loop_var
+        self.prelude: list[str] = []
         self.lines: list[str] = []
-        self.depth = 2
+        self.depth = depth
         self.count = 0
         self.consts: dict[str, Any] = {}
         self.names: set[str] = set()
+        # locals already checked to be maps on every path reaching the current line; a block
+        # may be skipped or left early, so what it proves is forgotten at its end
+        self.maps: set[str] = set()
 
     def tmp(self) -> str:
         self.count += 1
@@ -798,13 +806,40 @@ class _Gen:
     def block(self, header: str, body: Callable[[], None]) -> None:
         self.line(header)
         self.depth += 1
+        proven = set(self.maps)
         body()
+        self.maps = proven
         self.depth -= 1
 
     def emit(self, node: Node, scope: dict[str, str]) -> tuple[str, str | None]:
         """Emit statements computing `node`; return (python expression, static type or None)."""
+        if self.loop_var is not None and not isinstance(node, (Lit, Ident)):
+            hoisted = self.hoist(node, scope)
+            if hoisted is not None:
+                return hoisted
         method = getattr(self, "emit_" + type(node).__name__)
         return method(node, scope)
+
+    def hoist(self, node: Node, scope: dict[str, str]) -> tuple[str, str | None] | None:
+        """Compute an item-independent `node` once, before the loop (None: it stays in the loop).
+
+        Evaluation is pure, so its outcome is the same for every item; the prelude gives up the
+        whole batch when it fails, so an error still appears only where an item reaches it.
+        """
+        assert self.loop_var is not None
+        if free_names(node) & (scope.keys() | {self.loop_var}):
+            return None
+        saved = self.lines, self.depth, self.maps, self.loop_var
+        self.lines, self.depth, self.maps, self.loop_var = [], 3, set(), None
+        try:
+            value, st = self.emit(node, {})
+            lines = self.lines
+        finally:
+            self.lines, self.depth, self.maps, self.loop_var = saved
+        if st not in _SCALAR_TYPES and _creates_container(node):
+            return None  # every item gets its own new list or map, as one by one
+        self.prelude += lines
+        return value, st
 
     def emit_Lit(self, node: Lit, scope: dict[str, str]) -> tuple[str, str | None]:
         # bound to a local: Python warns at compile time about subscripting a literal like (0)['a']
@@ -832,8 +867,9 @@ class _Gen:
         a, st = self.emit(node.operand, scope)
         operand = self.text(node.operand)
         t = self.tmp()
-        if st != "map":
+        if st != "map" and a not in self.maps:
             self.line(f"if {a}.__class__ is not dict: raise _bad_select({a}, {node.field!r}, {operand!r})")
+            self.maps.add(a)
         if node.test_only:
             self.line(f"{t} = {node.field!r} in {a}")
             return t, "bool"
@@ -905,9 +941,12 @@ class _Gen:
                 self.block(f"if {a}.__class__ is float and {b}.__class__ is float:",
                            lambda: self.line(f"{t} = {a} {op} {b}"))
                 self.block("else:", lambda: self.line(f"{t} = _arith({op!r}, {a}, {b})"))
-                return "float" if sa == sb == "float" else None
+                # _arith only combines equal types, so a known float operand makes a float
+                return "float" if "float" in (sa, sb) else None
             self.line(f"{t} = _arith({op!r}, {a}, {b})")
-            return sa if sa == sb and op == "+" else None
+            known = {sa, sb} - {None}  # two different known types: _arith always raises
+            kind = known.pop() if len(known) == 1 else None
+            return kind if kind == "float" or op == "+" else None
         checks = [f"{x}.__class__ is int" for x, s in ((a, sa), (b, sb)) if s != "int"]
         ranges = [_RANGE.format(x) for x in [t] + [x for x, s in ((a, sa), (b, sb)) if s != "int"]]
 
@@ -929,19 +968,43 @@ class _Gen:
         if sa == sb and sa in ("int", "str"):
             self.line(f"{t} = {a} {op} {b}")
             return
+        # Python compares the operands exactly where _ord would: equal classes among int
+        # (within int64) and str, or numbers that are not NaN (ints within ±2^53 convert to
+        # double exactly, so the library's int-to-double comparison agrees with Python's).
+        tests: dict[str, str] = {}
+        numeric = [self.number_test(a, sa, node.left), self.number_test(b, sb, node.right)]
+        if None not in numeric:
+            tests["float"] = " and ".join(f"({x})" for x in numeric if x != "True") or "True"
+        if sa in ("str", None) and sb in ("str", None):
+            tests["str"] = " and ".join(f"{x}.__class__ is str" for x, sx in ((a, sa), (b, sb)) if sx != "str")
+        if sa in ("int", None) and sb in ("int", None):
+            tests["int"] = " and ".join(f"{x}.__class__ is int and {_RANGE.format(x)}"
+                                        for x, sx in ((a, sa), (b, sb)) if sx != "int")
+        # the test the known operand type makes likeliest goes first
+        first = [kind for kind in ("int", "str", "float") if kind in (sa, sb) and kind in tests]
+        tests = {kind: tests[kind] for kind in first + [k for k in tests if k not in first]}
+        if "True" in tests.values():
+            self.line(f"{t} = {a} {op} {b}")
+            return
         slow = lambda: self.line(f"x_, y_ = _ord({op!r}, {a}, {b}); {t} = x_ {op} y_")  # noqa: E731
-        if isinstance(node.right, Lit) and sb == "float" and math.isfinite(node.right.value):
-            self.block(f"if {a}.__class__ is float and {a} == {a}:", lambda: self.line(f"{t} = {a} {op} {b}"))
-            # ints within ±2^53 convert to double exactly, so Python's exact comparison agrees
-            self.block(f"elif {a}.__class__ is int and -{2**53} <= {a} <= {2**53}:",
-                       lambda: self.line(f"{t} = {a} {op} {b}"))
-        elif isinstance(node.right, Lit) and sb in ("int", "str"):
-            cls = "int" if sb == "int" else "str"
-            self.block(f"if {a}.__class__ is {cls}:", lambda: self.line(f"{t} = {a} {op} {b}"))
-        else:
-            self.block(f"if {a}.__class__ is {b}.__class__ and ({a}.__class__ is int or {a}.__class__ is str):",
-                       lambda: self.line(f"{t} = {a} {op} {b}"))
+        if not tests:
+            slow()
+            return
+        self.block(f"if {' or '.join(f'({x})' for x in tests.values())}:",
+                   lambda: self.line(f"{t} = {a} {op} {b}"))
         self.block("else:", slow)
+
+    @staticmethod
+    def number_test(x: str, sx: str | None, node: Node) -> str | None:
+        """Python test that `x` is a double that is not NaN or an int within ±2^53 (None: never)."""
+        exact = f"-{2**53} <= {x} <= {2**53}"
+        if sx == "float":
+            return "True" if isinstance(node, Lit) else f"{x} == {x}"  # a literal is never NaN
+        if sx == "int":
+            return "True" if isinstance(node, Lit) and abs(node.value) <= 2**53 else exact
+        if sx is None:
+            return f"{x}.__class__ is float and {x} == {x} or {x}.__class__ is int and {exact}"
+        return None
 
     def emit_equal(self, op: str, t: str, a: str, sa: str | None, b: str, sb: str | None, node: Binary) -> None:
         neg = "not " if op == "!=" else ""
@@ -1077,6 +1140,22 @@ class _Gen:
         return t, "bool"
 
 
+    def emit_result(self, value: str, st: str | None) -> str:
+        """Emit the check of the final value (see `_out`); return the name holding the result."""
+        if st in _SCALAR_TYPES:
+            return value
+        if st is None:  # most results are scalars: check those inline, containers in `_out`
+            t = self.tmp()
+            self.block(f"if (cls_ := {value}.__class__) is str or cls_ is bool or cls_ is float "
+                       f"or cls_ is int and {_RANGE.format(value)} or {value} is None:",
+                       lambda: self.line(f"{t} = {value}"))
+            self.block("else:", lambda: self.line(f"{t} = _out({value})"))
+            return t
+        t = self.tmp()
+        self.line(f"{t} = _out({value})")
+        return t
+
+
 @dataclass(frozen=True)
 class FastProgram:
     fn: Callable[[Any], Any]
@@ -1084,23 +1163,85 @@ class FastProgram:
     code: str
 
 
-def build(node: Node, source: str) -> FastProgram:
-    """Generate the Python function for `node`, or raise Unsupported."""
-    gen = _Gen(source)
+def _creates_container(node: Node) -> bool:
+    """Whether evaluating `node` may build a new list or map (list/map literals, `+`)."""
+    if isinstance(node, (ListLit, MapLit)) or (isinstance(node, Binary) and node.op == "+"):
+        return True
+    if isinstance(node, Comprehension):
+        return any(_creates_container(n) for n in (node.range, node.pred, node.transform) if n is not None)
+    return any(_creates_container(child) for child in _children(node))
+
+
+def _generate(node: Node, source: str, depth: int, loop_var: str | None = None) -> tuple[_Gen, str]:
+    gen = _Gen(source, depth, loop_var)
     result, st = gen.emit(node, {})
-    body = gen.lines
-    ret = result if st in _SCALAR_TYPES else f"_out({result})"
-    names = sorted(gen.names)
-    lines = [f"def _make({', '.join(gen.consts)}):", "    def _fast(env):"]
-    if names:
-        lines.append("        try:")
-        lines += [f"            v_{n} = env[{n!r}]" for n in names]
-        lines.append("        except KeyError:")
-        lines.append("            raise Fallback from None  # undeclared variable: the library decides")
-    lines += body
-    lines.append(f"        return {ret}")
-    lines.append("    return _fast")
+    return gen, gen.emit_result(result, st)
+
+
+def _load(names: list[str], on_missing: str) -> list[str]:
+    """Lines binding each top-level variable from `env` (inside the function body)."""
+    if not names:
+        return []
+    return (["        try:"] + [f"            v_{n} = env[{n!r}]" for n in names]
+            + ["        except KeyError:", f"            {on_missing}"])
+
+
+def _finish(gen: _Gen, lines: list[str], source: str) -> Any:
     code = "\n".join(lines)
     namespace = dict(_RUNTIME)
     exec(compile(code, f"<cel {source[:40]!r}>", "exec"), namespace)  # noqa: S102 - generated from our AST
-    return FastProgram(namespace["_make"](**gen.consts), frozenset(names), code)
+    return namespace["_make"](**gen.consts), code
+
+
+def build(node: Node, source: str) -> FastProgram:
+    """Generate the Python function `fn(env)` for `node`, or raise Unsupported."""
+    gen, ret = _generate(node, source, 2)
+    names = sorted(gen.names)
+    lines = [f"def _make({', '.join(gen.consts)}):", "    def _fast(env):"]
+    lines += _load(names, "raise Fallback from None  # undeclared variable: the library decides")
+    lines += gen.lines
+    lines.append(f"        return {ret}")
+    lines.append("    return _fast")
+    fn, code = _finish(gen, lines, source)
+    return FastProgram(fn, frozenset(names), code)
+
+
+EachFn = Callable[[Any, Any], "tuple[list[Any], bool] | None"]
+
+
+def build_each(node: Node, source: str, name: str) -> tuple[EachFn, str]:
+    """Generate `each(env, items)`: the loop of `fn` over `items`, each bound to variable `name`.
+
+    It returns None when a variable other than `name` is missing from `env` or a part that does
+    not depend on the item fails (the caller then evaluates item by item), else `(results, failed)`: per item the value, the CelError instance, or the class
+    `Fallback` (re-evaluate that item with the library); `failed` says whether any item did not
+    give a value. Generating the loop saves a call, a try and the variable lookups per item.
+    """
+    if not name.isidentifier():
+        raise Unsupported(f"variable name {name!r}")
+    gen, ret = _generate(node, source, 4, name)
+    others = sorted(gen.names - {name})
+    lines = [f"def _make({', '.join(gen.consts)}):", "    def _each(env, items):"]
+    lines += _load(others, "return None  # undeclared variable: the library decides, item by item")
+    if gen.prelude:
+        lines += ["        try:", *gen.prelude,
+                  "        except Exception:  # any failure: evaluate item by item, where it may not be reached",
+                  "            return None"]
+    lines += [
+        "        out_ = []",
+        "        append_ = out_.append",
+        "        failed_ = False",
+        f"        for v_{name} in items:",
+        "            try:",
+        *gen.lines,
+        f"                append_({ret})",
+        "            except CelError as err_:",
+        "                append_(err_)",
+        "                failed_ = True",
+        "            except Fallback:",
+        "                append_(Fallback)",
+        "                failed_ = True",
+        "        return out_, failed_",
+        "    return _each",
+    ]
+    return _finish(gen, lines, source)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
+from itertools import compress, repeat
+from operator import is_not
 from typing import TYPE_CHECKING, Any, Literal
 
 from engine.config.models import Config, Invariant
@@ -479,7 +481,7 @@ class _Run:
         not_true: list[list[tuple[int, Any]]] = []
         for c in members:
             values = _values(c.expr, item_env, items)
-            not_true.append([(i, v) for i, v in enumerate(values) if v is not True])
+            not_true.append(_not_true(values))
 
         keys, usable, unidentified = self._keys(members, raw_keys)
         valid = keys if usable == len(keys) else _usable(keys)
@@ -625,22 +627,16 @@ def _value(expr: CompiledExpr, env: Mapping[str, Any]) -> Any:
 
 
 def _values(expr: CompiledExpr, item_env: dict[str, Any], items: list[Any]) -> list[Any]:
-    """`expr` for every item (bound to `item` in `item_env`); a failed evaluation gives its
-    ExpressionEvalError in that item's place."""
-    evaluate = expr.evaluate
-    try:
-        # the per-entity hot loop: a comprehension binding `item` in place costs least
-        return [evaluate(item_env) for item_env["item"] in items]
-    except ExpressionEvalError:
-        pass  # some item fails: redo item by item, keeping each error
-    values: list[Any] = []
-    for item in items:
-        item_env["item"] = item
-        try:
-            values.append(evaluate(item_env))
-        except ExpressionEvalError as exc:
-            values.append(exc)
-    return values
+    """`expr` for every item (bound to `item` on top of `item_env`); a failed evaluation gives
+    its ExpressionEvalError in that item's place."""
+    return expr.evaluate_each(item_env, items, "item")
+
+
+def _not_true(values: list[Any]) -> list[tuple[int, Any]]:
+    """(index, value) of every value that is not `True`, in order; the scan runs in C, since
+    most values are `True` (`1` and `1.0` are not)."""
+    indexes = compress(range(len(values)), map(is_not, values, repeat(True)))
+    return [(index, values[index]) for index in indexes]
 
 
 def _usable(keys: list[str | None]) -> list[str]:

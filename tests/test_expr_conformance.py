@@ -133,6 +133,12 @@ CASES: list[tuple[str, dict[str, Any], Any]] = [
     ('{"a": 1}.exists(k, k == "a")', {}, True),
     ("[1].exists(x, x == 1)", {"x": 5}, True),  # the bound variable shadows the context
     ("item.state.exists(c, true)", {"item": ITEM}, ERROR),
+    # ordering: ints beyond int64 reach the library as uint/double, which compares them as doubles
+    ("x > y", {"x": 2**64 + 1, "y": 2**64}, False),
+    ("x < 2.0 * y", {"x": 3, "y": math.nan}, ERROR),
+    ("x <= 2.0 * y", {"x": 2**53 + 1, "y": 2.0**52}, True),  # 2^53+1 as a double is 2^53
+    ("x < y", {"x": 1, "y": 1.5}, True),
+    ("x < y", {"x": "a", "y": 1}, ERROR),
 ]
 
 
@@ -145,13 +151,24 @@ def check(actual: Any, expected: Any) -> None:
         assert actual == expected
 
 
-@pytest.mark.parametrize("evaluator", ["fast", "library"])
+def _batch_of_one(compiled: Any, env: dict[str, Any]) -> Any:
+    """`evaluate_each` over a one-item list (the item from env, else bound to an unused name)."""
+    name = "item" if "item" in env else "unused_name"
+    rest = {k: v for k, v in env.items() if k != name}
+    (value,) = compiled.evaluate_each(rest, [env.get(name)], name)
+    if isinstance(value, ExpressionEvalError):
+        raise value
+    return value
+
+
+@pytest.mark.parametrize("evaluator", ["fast", "library", "batch"])
 @pytest.mark.parametrize(("source", "env", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_semantics(evaluator: str, source: str, env: dict[str, Any], expected: Any) -> None:
     compiled = compile_expr(source)
-    if evaluator == "fast":
+    if evaluator != "library":
         assert compiled.fast, f"{source} should take the fast path"
-    run = compiled.evaluate if evaluator == "fast" else compiled.evaluate_with_library
+    run = {"fast": compiled.evaluate, "library": compiled.evaluate_with_library,
+           "batch": lambda e: _batch_of_one(compiled, e)}[evaluator]
     if expected is ERROR:
         with pytest.raises(ExpressionEvalError):
             run(env)
@@ -231,3 +248,72 @@ def test_empty_expression_is_a_compile_error() -> None:
 
 def test_compiled_programs_are_cached() -> None:
     assert compile_expr("item.a > 1") is compile_expr("item.a > 1")
+
+
+# --------------------------------------------------------------------------- batch evaluation
+
+def _per_item(compiled: Any, env: dict[str, Any], items: list[Any]) -> list[Any]:
+    out = []
+    for item in items:
+        try:
+            out.append(compiled.evaluate({**env, "item": item}))
+        except ExpressionEvalError as exc:
+            out.append(f"error: {exc}")
+    return out
+
+
+def _batch(compiled: Any, env: dict[str, Any], items: list[Any]) -> list[Any]:
+    return [f"error: {v}" if isinstance(v, ExpressionEvalError) else v for v in compiled.evaluate_each(env, items)]
+
+
+ITEMS = [{"a": 1, "ok": True}, {"a": 2.5, "ok": False}, {"ok": False}, "not a map", {"a": 2**64, "ok": False},
+         {"a": math.nan, "ok": False}, {"a": "text", "ok": True}]
+
+
+@pytest.mark.parametrize(
+    ("source", "env", "expected"),
+    [
+        # values, errors and library fallbacks (2^64) mixed in one list
+        ("item.a <= 2.0 * stats.f", {"stats": {"f": 1.0}},
+         [True, False, "error: cannot evaluate 'item.a <= 2.0 * stats.f': no key 'a' in item", ERROR, False, ERROR,
+          ERROR]),
+        # the item-independent part fails: an error where an item reaches it, not before
+        ("item.ok || item.a < stats.missing", {"stats": {"f": 1.0}},
+         [True, ERROR, ERROR, ERROR, ERROR, ERROR, True]),
+        # a variable missing from env: every item errs, like one by one
+        ("item.a < stats.f", {}, [ERROR] * len(ITEMS)),
+        # an expression that does not read the item
+        ("stats.f > 0.5", {"stats": {"f": 1.0}}, [True] * len(ITEMS)),
+        # the macro variable shadows the item
+        ("[1, 2].exists(item, item == 2)", {}, [True] * len(ITEMS)),
+        ("item", {}, [ITEMS[0], ITEMS[1], ITEMS[2], "not a map", {"a": 2.0**64, "ok": False}, ITEMS[5], ITEMS[6]]),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_batch_equals_one_by_one(source: str, env: dict[str, Any], expected: list[Any]) -> None:
+    compiled = compile_expr(source)
+    got = _batch(compiled, env, ITEMS)
+    assert repr(got) == repr(_per_item(compiled, env, ITEMS))  # repr: NaN equals NaN
+    assert len(got) == len(expected)
+    for value, want in zip(got, expected):
+        if want is ERROR:
+            assert isinstance(value, str) and value.startswith("error: cannot evaluate"), value
+        else:
+            assert repr(value) == repr(want)
+
+
+def test_batch_of_nothing_is_empty() -> None:
+    assert compile_expr("item.a > stats.missing").evaluate_each({"stats": {}}, []) == []
+
+
+def test_batch_builds_new_containers_per_item() -> None:
+    # values computed once for all items must not be one shared list
+    values = compile_expr("item.a > 0 ? [stats.f] : []").evaluate_each({"stats": {"f": 1.0}}, [{"a": 1}, {"a": 2}])
+    assert values == [[1.0], [1.0]] and values[0] is not values[1]
+
+
+def test_batch_of_library_only_expressions() -> None:
+    compiled = compile_expr("item.map(n, n * 2)")
+    assert not compiled.fast
+    values = compiled.evaluate_each({}, [[1], "x"])
+    assert values[0] == [2] and isinstance(values[1], ExpressionEvalError)

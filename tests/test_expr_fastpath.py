@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import ExpressionEvalError
+from engine import _expr_fast
 from engine.expr import compile_expr
 
 KEYS = ["a", "b", "s", "n", "l"]
@@ -181,3 +182,79 @@ def test_generator_covers_the_fast_path() -> None:
     # guard against the property test silently exercising only the library
     for source in ["(item.a + 1)", "[x].exists(v, (v == 1))", "has((item).s)", "(x).matches(\"^a\")"]:
         assert compile_expr(source).fast, source
+
+
+# --------------------------------------------------------------------------- batch evaluation
+# `evaluate_each(env, items)` must give, item by item, exactly what `evaluate` gives with the
+# item bound to `item`: the same value, or an ExpressionEvalError with the same message.
+
+item_values = st.one_of(st.dictionaries(st.sampled_from(KEYS), json_values, max_size=5), json_values)
+
+
+def one_by_one(compiled: Any, env: dict[str, Any], items: list[Any]) -> list[tuple[str, Any]]:
+    out = []
+    for item in items:
+        try:
+            out.append(("value", compiled.evaluate({**env, "item": item})))
+        except ExpressionEvalError as exc:
+            out.append(("error", str(exc)))
+    return out
+
+
+def batched(compiled: Any, env: dict[str, Any], items: list[Any]) -> list[tuple[str, Any]]:
+    values = compiled.evaluate_each(env, items)
+    assert len(values) == len(items)
+    return [("error", str(v)) if isinstance(v, ExpressionEvalError) else ("value", v) for v in values]
+
+
+def assert_batch_agrees(source: str, env: dict[str, Any], items: list[Any]) -> None:
+    compiled = compile_expr(source)
+    expected = one_by_one(compiled, env, items)
+    got = batched(compiled, env, items)
+    for index, (want, have) in enumerate(zip(expected, got)):
+        assert want[0] == have[0] and (same(want[1], have[1]) if want[0] == "value" else want[1] == have[1]), (
+            f"{source} item {index} of {items} with {env}: one by one {want}, batch {have}")
+        # and the reference: the library alone
+        library = outcome(compiled.evaluate_with_library, {**env, "item": items[index]})
+        assert library[0] == have[0] and (have[0] == "error" or same(library[1], have[1])), (
+            f"{source} item {index} of {items} with {env}: library {library}, batch {have}")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(source=expressions, env=envs, items=st.lists(item_values, max_size=4), drop=st.sampled_from([None, "x", "y"]))
+def test_batch_agrees_with_one_by_one(source: str, env: dict[str, Any], items: list[Any], drop: str | None) -> None:
+    env = {k: v for k, v in env.items() if k not in ("item", drop)}  # a missing variable, sometimes
+    assert_batch_agrees(source, env, items)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(source=typed_expressions, items=st.lists(typed_item, max_size=4), x=json_values,
+       stats=st.fixed_dictionaries({"f": st.floats(width=32) | st.sampled_from([0.5, math.nan, -math.inf]),
+                                    "i": st.integers(min_value=-(2**63), max_value=2**63 - 1)}))
+def test_batch_agrees_with_one_by_one_on_typed_expressions(
+        source: str, items: list[Any], x: Any, stats: dict[str, Any]) -> None:
+    assert_batch_agrees(source, {"x": x, "stats": stats}, items)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(left=INT_LEAVES | FLOAT_LEAVES, op=st.sampled_from(["<", "<=", ">", ">=", "==", "!="]),
+       invariant=st.sampled_from(["stats.f", "stats.i", "2.0 * stats.f", "stats.i + 1", "-stats.f",
+                                  "x", "double(stats.i) / stats.f", "size(stats)", "stats.nope"]),
+       items=st.lists(typed_item, max_size=4), x=json_values,
+       stats=st.fixed_dictionaries({"f": st.floats() | st.sampled_from([0.5, math.nan, math.inf]),
+                                    "i": st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.sampled_from(
+                                        [0, 2**53, 2**53 + 1, -(2**53) - 1])}))
+def test_batch_agrees_on_item_independent_parts(
+        left: str, op: str, invariant: str, items: list[Any], x: Any, stats: dict[str, Any]) -> None:
+    # the shape of the engine's invariants: an item's field against a value computed once
+    for source in (f"{left} {op} {invariant}", f"{invariant} {op} {left}", f"has(item.a) || {left} {op} {invariant}"):
+        assert_batch_agrees(source, {"x": x, "stats": stats}, items)
+
+
+def test_batch_generator_covers_the_generated_loop() -> None:
+    # guard against the batch property tests silently exercising only the one-by-one fallback
+    env = {"x": 1, "y": 2.0, "stats": {"f": 1.5, "i": 3}}
+    for source in ["(item.a + 1)", "item.a <= 2.0 * stats.f", "[x].exists(v, (v == 1))", "has((item).s)"]:
+        tree = _expr_fast.parse(source)
+        each, _ = _expr_fast.build_each(tree, source, "item")
+        assert each(env, [{"a": 1, "s": "t"}]) is not None, source
