@@ -404,3 +404,120 @@ def test_command(paths: tuple[str, ...], run_regex: str | None, junit: str | Non
     result = run_tests(list(paths), run_regex=run_regex, junit=junit, property_mode=property_mode)
     click.echo(result.report_text())
     sys.exit(result.exit_code)
+
+
+# ----------------------------------------------------------------------------- lab, demo
+
+
+@main.group()
+def lab() -> None:
+    """Run the subject's local lab (the config's `lab:`): real processes on loopback."""
+
+
+def _lab_spec(config: str) -> Any:
+    from engine.lab.demo import lab_of
+
+    return lab_of(config)[1]
+
+
+def _print_lab_status(status: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(status.as_json(), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"lab {status.lab} · {'healthy' if status.healthy else 'running' if status.running else 'down'} · {status.state_dir}")
+    for column in ("process", "running", "ready", "pid", "endpoint", "log"):
+        table.add_column(column)
+    for p in status.processes:
+        table.add_row(p.name, "yes" if p.running else "no", "yes" if p.ready else "no", str(p.pid or "-"), p.endpoint or "-", p.log)
+    Console().print(table)
+
+
+@lab.command("up")
+@click.argument("config")
+@click.option("--json", "as_json", is_flag=True, help="Print the status (endpoints, exports) as JSON.")
+@user_errors
+def lab_up(config: str, as_json: bool) -> None:
+    """Start the lab's processes in order, each healthy before the next."""
+    from engine.lab import supervisor
+
+    _print_lab_status(supervisor.up(_lab_spec(config)), as_json)
+
+
+@lab.command("status")
+@click.argument("config")
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def lab_status(config: str, as_json: bool) -> None:
+    """Show each lab process: running, ready, pid, endpoint."""
+    from engine.lab import supervisor
+
+    _print_lab_status(supervisor.status(_lab_spec(config)), as_json)
+
+
+@lab.command("down")
+@click.argument("config")
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def lab_down(config: str, as_json: bool) -> None:
+    """Stop the processes `lab up` recorded (and only those)."""
+    from engine.lab import supervisor
+
+    stopped = supervisor.down(_lab_spec(config))
+    if as_json:
+        click.echo(json.dumps({"stopped": stopped}))
+    else:
+        click.echo(f"stopped {len(stopped)} process(es)" + (f": {', '.join(stopped)}" if stopped else ""))
+
+
+@main.command()
+@click.argument("config")
+@click.option("--scenario", "scenario_name", default=None, help="The lab scenario to play (see --list).")
+@click.option("--mode", type=click.Choice(["observe", "approve", "execute"]), default="execute", show_default=True)
+@click.option("--list", "list_only", is_flag=True, help="List the lab's scenarios and exit.")
+@click.option("--interval", default="1s", show_default=True, help="Time between operator ticks.")
+@user_errors
+def demo(config: str, scenario_name: str | None, mode: str, list_only: bool, interval: str) -> None:
+    """Lab up → operator → inject a fault → detect, diagnose, act, verify → lab down.
+
+    The last line is one JSON object {"scenario", "ok", "detected_s", "recovered_s", "actions",
+    "mode"}; the exit status is 0 only when the scenario's expectations held."""
+    import signal
+
+    from engine.durations import parse_duration
+    from engine.lab.demo import DemoSettings, lab_of, run_demo
+
+    if list_only:
+        spec = lab_of(config)[1]
+        for scenario in spec.lab.scenarios:
+            expected = scenario.expect.fires + (f" (then {scenario.expect.action})" if scenario.expect.action else "")
+            click.echo(f"{scenario.name:<18} fires {expected}")
+            if scenario.description:
+                click.echo(f"{'':<18} {' '.join(scenario.description.split())}")
+        return
+    if scenario_name is None:
+        raise click.UsageError("give --scenario NAME (or --list to see them)")
+    try:
+        period = parse_duration(interval)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--interval") from exc
+    # SIGTERM stops the demo like Ctrl-C: the lab still goes down.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+    def emit(entry: Any) -> None:
+        click.echo(entry.line())
+        sys.stdout.flush()
+
+    from engine.errors import LabError
+
+    try:
+        result = run_demo(config, scenario_name, mode=mode, emit=emit, settings=DemoSettings(interval=period))
+    except LabError as exc:  # the lab could not start: still end with the result line
+        click.echo(f"error: {exc}", err=True)
+        failed = {"scenario": scenario_name, "ok": False, "detected_s": None, "recovered_s": None, "actions": [], "mode": mode}
+        click.echo(json.dumps(failed))
+        sys.exit(EXIT_PROBLEMS)
+    click.echo(json.dumps(result.as_json()))
+    sys.exit(EXIT_OK if result.ok else EXIT_PROBLEMS)

@@ -8,9 +8,10 @@
      ├── ObservationError            an observation could not be made
      ├── StoreError                  the ticket store failed
      ├── DiagnosisError              a diagnosis provider failed
-     └── ActionError
-          ├── ActionRefused          a gate refused an action (reason recorded)
-          └── ActionFailed           an executor ran and failed
+     ├── ActionError
+     │    ├── ActionRefused          a gate refused an action (reason recorded)
+     │    └── ActionFailed           an executor ran and failed
+     └── LabError                    a local lab could not be started, stopped or driven
 
 Messages are full sentences that say what is wrong and, where possible, how to fix it.
 """
@@ -70,3 +71,7 @@ class ActionRefused(ActionError):
 
 class ActionFailed(ActionError):
     """An executor ran the action and it failed."""
+
+
+class LabError(OpctlError):
+    """A lab could not be started, stopped or driven; the message names the process and why."""

@@ -1,7 +1,12 @@
-"""The run loop: one tick = observe → evaluate → store. Only this module knows the order.
+"""The run loop: one tick = observe → evaluate → store → act. Only this module knows the order.
 
 `Monitor.tick()` does the work of one tick and returns a `TickReport`; `Monitor.run()` only
 schedules ticks and stops cleanly (after the current tick) when asked.
+
+Acting (engine.act) runs after the tick is stored: diagnose due tickets, gate proposals, run
+approved or executable ones, check verification deadlines. Its collaborators are injectable:
+`executor=` (an `engine.act.Executor`; `RecordingExecutor` sends nothing, for `opctl test`) and
+`diagnoser=` (an `engine.diagnose.Diagnoser`, e.g. with a replayed Anthropic client).
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from typing import Any
 import jinja2
 
 from engine import templates
+from engine.act import Actor, Executor, StoreDiagnosisCache, StoreTokenLedger, TargetExecutor
 from engine.config.models import Invariant
 from engine.config.validate import LoadedConfig
+from engine.diagnose import Diagnoser
 from engine.evaluate import Entity, Evaluation, Evaluator
 from engine.metrics import EngineMetrics
 from engine.observe import ObservationResult, Observer
@@ -39,6 +46,9 @@ class TickReport:
     opened: list[dict[str, Any]] = field(default_factory=list)
     resolved: list[dict[str, Any]] = field(default_factory=list)
     open_tickets: int = 0
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    mode: str = "observe"
+    killed: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +60,9 @@ class TickReport:
             "tickets_opened": self.opened,
             "tickets_resolved": self.resolved,
             "open_tickets": self.open_tickets,
+            "actions": self.actions,
+            "mode": self.mode,
+            "killed": self.killed,
         }
 
 
@@ -64,6 +77,8 @@ class Monitor:
         observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
         metrics: EngineMetrics | None = None,
+        executor: Executor | None = None,
+        diagnoser: Diagnoser | None = None,
     ) -> None:
         self.loaded = loaded
         self.config = loaded.config
@@ -76,6 +91,17 @@ class Monitor:
         self.states = store.load_states()  # restored: a restart continues pending/firing timers
         self.previous: dict[str, Any] = {}
         self.ticks = 0
+        self.executor: Executor = executor or TargetExecutor(loaded)
+        cache = StoreDiagnosisCache(store, clock=clock)
+        self.diagnoser = diagnoser or Diagnoser(
+            loaded, observe=self.observer.observe, cache=cache, ledger=StoreTokenLedger(store), clock=clock
+        )
+        self.actor = Actor(
+            loaded, store=store, observe=self.observer.observe, diagnoser=self.diagnoser, executor=self.executor,
+            cache=cache if diagnoser is None else None, clock=clock,
+        )
+        # executions a crash left running are never replayed: their outcome is unknown
+        store.interrupted_executions(clock())
 
     async def tick(self) -> TickReport:
         started = time.monotonic()
@@ -96,6 +122,13 @@ class Monitor:
         errors = {name: r.error or "failed" for name, r in results.items() if not r.ok}
         self.store.record_observation_errors(errors, now)
         self.states = evaluation.states
+        acted = await self.actor.step(
+            now=now,
+            states=evaluation.states,
+            entities=evaluation.entities,
+            values={name: r.value for name, r in results.items()},
+            previous=self.previous,
+        )
         self.previous.update({name: r.value for name, r in results.items() if r.ok})
         self.ticks += 1
         open_count = len(self.store.tickets(status="open", limit=100_000))
@@ -111,6 +144,9 @@ class Monitor:
             opened=[_ticket_summary(t) for t in changes.opened],
             resolved=[_ticket_summary(t) for t in changes.resolved],
             open_tickets=open_count,
+            actions=acted.entries,
+            mode=self.actor.mode(),
+            killed=self.store.killed() is not None,
         )
         self.metrics.record_tick(report, evaluation)
         return report
@@ -137,7 +173,13 @@ class Monitor:
                 except asyncio.TimeoutError:
                     pass
         finally:
-            await self.observer.aclose()
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections of the observer, executor and diagnoser (in the tick's loop)."""
+        await self.observer.aclose()
+        await self.executor.aclose()
+        await self.diagnoser.aclose()
 
     # ------------------------------------------------------------------ helpers
 

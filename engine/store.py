@@ -5,10 +5,20 @@ can read while the engine writes. Each tick is written in one transaction (state
 events), so a crash leaves the previous tick or the new one, never half of it; pending and
 firing states are restored on start, so a restart neither re-opens nor loses tickets.
 
-Ticket statuses: `open` and `resolved` today; later issues add statuses between them
-(diagnosing, proposed, verifying, escalated). Every status other than `resolved` counts as open,
-and at most one open ticket exists per (invariant, entity key) (a partial unique index).
+Ticket statuses (a string column; every status but `resolved` counts as open, and at most one
+open ticket exists per (invariant, entity key), a partial unique index):
+`open` (firing), `verifying` (an action ran; waiting for the invariant to hold), `escalated`
+(verification window passed, attempts exhausted, every proposal refused, a proposal rejected or
+expired: a human must look), `resolved`.
 Events are append-only: `add_event` is the only writer and triggers refuse UPDATE and DELETE.
+
+Acting (schema v3) keeps, beside tickets: proposals (one per recommended action, with the gate's
+decision), executions (written BEFORE a request runs and updated after, so a crash never replays
+one: executions left `executing` become `unknown` on the next start), cached diagnoses and
+token spend (the DiagnosisCache / TokenLedger of engine.diagnose, see engine.act.records), and
+switches (the kill switch and the mode override), which a running loop reads every tick, so
+`opctl kill` from another process takes effect within one tick. Each of these changes writes its
+audit event in the same transaction.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +41,30 @@ from engine.evaluate import Entity, EntityState, StateMap, Transition
 
 RESOLVED = "resolved"
 OPEN = "open"
-TICKET_STATUSES = (OPEN, RESOLVED)  # grows with later issues; only `resolved` is closed
+VERIFYING = "verifying"
+ESCALATED = "escalated"
+TICKET_STATUSES = (OPEN, VERIFYING, ESCALATED, RESOLVED)  # only `resolved` is closed
+
+PROPOSAL_STATUSES = (
+    "proposed",  # observe mode: recorded only
+    "refused",  # a gate said no (`gate`, `detail`)
+    "awaiting_approval",
+    "approved",
+    "rejected",
+    "expired",
+    "cancelled",  # the kill switch
+    "executing",
+    "succeeded",
+    "failed",
+)
+LIVE_PROPOSALS = ("awaiting_approval", "approved", "executing")
+EXECUTION_STATUSES = ("executing", "succeeded", "failed", "unknown")
+KILL_SWITCH = "kill"
+MODE_SWITCH = "mode"
+# why a ticket is parked (not attempted again until something changes)
+PARKED_KILLED = "kill_switch"  # until `opctl resume`
+PARKED_OBSERVE = "observe"  # proposals recorded in observe mode; until the mode changes
+PARKED_NO_ACTION = "no_action"  # the diagnosis recommends nothing: a human reads it
 BUSY_TIMEOUT_S = 5.0
 
 # Schema migrations: MIGRATIONS[n] takes a file from version n to n + 1. Append only; never edit
@@ -91,6 +125,68 @@ MIGRATIONS: tuple[str, ...] = (
         since REAL NOT NULL
     );
     """,
+    # v3: acting: diagnoses, token spend, proposals, executions, switches; ticket act state
+    """
+    ALTER TABLE tickets ADD COLUMN next_attempt_at REAL;
+    ALTER TABLE tickets ADD COLUMN parked TEXT;
+    ALTER TABLE tickets ADD COLUMN verify_deadline REAL;
+    ALTER TABLE tickets ADD COLUMN verify_proposal_id INTEGER;
+    CREATE TABLE diagnoses (
+        fingerprint TEXT PRIMARY KEY,
+        at REAL NOT NULL,
+        diagnosis TEXT NOT NULL
+    );
+    CREATE TABLE token_spend (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id INTEGER,
+        provider TEXT NOT NULL,
+        model TEXT,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX token_spend_by_time ON token_spend(at);
+    CREATE TABLE proposals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        action TEXT NOT NULL,
+        params TEXT NOT NULL DEFAULT '{}',
+        reason TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('proposed', 'refused', 'awaiting_approval', 'approved',
+            'rejected', 'expired', 'cancelled', 'executing', 'succeeded', 'failed')),
+        gate TEXT,
+        detail TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        expires_at REAL,
+        decided_by TEXT
+    );
+    CREATE INDEX proposals_by_ticket ON proposals(ticket_id, id);
+    CREATE INDEX proposals_by_status ON proposals(status);
+    CREATE TABLE executions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        proposal_id INTEGER NOT NULL REFERENCES proposals(id),
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        action TEXT NOT NULL,
+        entity_key TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('executing', 'succeeded', 'failed', 'unknown')),
+        request TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        duration_s REAL,
+        response TEXT,
+        error TEXT
+    );
+    CREATE INDEX executions_by_action ON executions(action, entity_key, started_at);
+    CREATE INDEX executions_by_time ON executions(started_at);
+    CREATE TABLE switches (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -100,12 +196,15 @@ class Ticket:
     """One firing episode of one (invariant, entity key).
 
     Attributes:
-        status: `open` or `resolved` (see the module docstring for what comes later).
+        status: `open`, `verifying`, `escalated` or `resolved` (see the module docstring).
         held: a human put it on hold: the engine does not auto-resolve it.
         first_seen / last_seen: when it opened / the last tick its entity was seen firing.
         occurrences: ticks in which its entity was seen firing while the ticket was open.
         snapshot: the observations that fired it, plus the entity's `item`.
         previous_ticket_id: the ticket of the previous episode of the same key (flapping).
+        next_attempt_at: the engine may diagnose and propose again from then (None: now).
+        parked: why the engine does not attempt it again until something changes (None: it may).
+        verify_deadline / verify_proposal_id: while `verifying`, until when, and which proposal ran.
     """
 
     id: int
@@ -122,6 +221,10 @@ class Ticket:
     message: str
     snapshot: dict[str, Any]
     previous_ticket_id: int | None
+    next_attempt_at: float | None = None
+    parked: str | None = None
+    verify_deadline: float | None = None
+    verify_proposal_id: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -161,11 +264,78 @@ class TickChanges:
     events: int = 0
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """One recommended action for one ticket and what became of it.
+
+    Attributes:
+        source: who recommended it (`claude`, `runbook`, `replay`).
+        status: one of PROPOSAL_STATUSES.
+        gate / detail: for `refused`, which gate and why; otherwise the last decision's note.
+        expires_at: for `awaiting_approval`, when it expires.
+        decided_by: who approved, rejected or cancelled it.
+    """
+
+    id: int
+    ticket_id: int
+    action: str
+    params: dict[str, Any]
+    reason: str
+    source: str
+    status: str
+    gate: str | None
+    detail: str | None
+    created_at: float
+    updated_at: float
+    expires_at: float | None
+    decided_by: str | None
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One run of an action: written `executing` before the request, updated after it."""
+
+    id: int
+    proposal_id: int
+    ticket_id: int
+    action: str
+    entity_key: str
+    status: str
+    request: dict[str, Any]
+    started_at: float
+    finished_at: float | None
+    duration_s: float | None
+    response: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class TicketAct:
+    """A change of a ticket's acting state, written with the event that explains it.
+
+    Fields left at `...` (Ellipsis) are not changed; None clears a column.
+    """
+
+    status: str | None = None
+    next_attempt_at: float | None | object = ...
+    parked: str | None | object = ...
+    verify_deadline: float | None | object = ...
+    verify_proposal_id: int | None | object = ...
+
+
 _TICKET_COLUMNS = (
     "id, invariant, entity_key, labels, severity, status, held, first_seen, last_seen, "
-    "resolved_at, occurrences, message, snapshot, previous_ticket_id"
+    "resolved_at, occurrences, message, snapshot, previous_ticket_id, next_attempt_at, parked, "
+    "verify_deadline, verify_proposal_id"
 )
 _EVENT_COLUMNS = "id, ticket_id, invariant, entity_key, kind, actor, at, data"
+_PROPOSAL_COLUMNS = (
+    "id, ticket_id, action, params, reason, source, status, gate, detail, created_at, updated_at, expires_at, decided_by"
+)
+_EXECUTION_COLUMNS = (
+    "id, proposal_id, ticket_id, action, entity_key, status, request, started_at, finished_at, duration_s, response, error"
+)
+_LIVE = "('awaiting_approval', 'approved', 'executing')"
 
 
 class Store:
@@ -350,10 +520,11 @@ class Store:
         events = 0
         with self._transaction() as conn:
             saved = self._save_states(conn, states)
-            open_ids = {
-                (r[1], r[2]): (r[0], bool(r[3]))
-                for r in conn.execute(f"SELECT id, invariant, entity_key, held FROM tickets WHERE status != '{RESOLVED}'")
-            }
+            open_rows = conn.execute(
+                f"SELECT id, invariant, entity_key, held, status, verify_proposal_id FROM tickets WHERE status != '{RESOLVED}'"
+            ).fetchall()
+            open_ids = {(r[1], r[2]): (r[0], bool(r[3])) for r in open_rows}
+            verifying = {r[0]: r[5] for r in open_rows if r[4] == VERIFYING}
             fired_now: set[tuple[str, str]] = set()
             for t in transitions:
                 sk = (t.invariant, t.key)
@@ -396,6 +567,9 @@ class Store:
                             del open_ids[sk]
                             resolved.append(self._ticket(conn, ticket_id))
                             data["ticket"] = "resolved"
+                            if ticket_id in verifying:
+                                self._credit(conn, ticket_id, verifying[ticket_id], t, actor)
+                                events += 1
                     else:
                         ticket_id = self._last_ticket_id(conn, *sk)
                         data["ticket"] = "already resolved"
@@ -606,6 +780,468 @@ class Store:
         )
         return int(cursor.lastrowid)  # type: ignore[arg-type]
 
+    # ------------------------------------------------------------------ acting: verification credit
+
+    def _credit(self, conn: sqlite3.Connection, ticket_id: int, proposal_id: int | None, t: Transition, actor: str) -> None:
+        """The invariant holds again while the ticket was verifying: credit the action that ran."""
+        proposal = None if proposal_id is None else self._proposal(conn, proposal_id)
+        data: dict[str, Any] = {"proposal": proposal_id}
+        if proposal is not None:
+            data.update(action=proposal.action, params=proposal.params)
+        conn.execute(
+            "UPDATE tickets SET verify_deadline = NULL, next_attempt_at = NULL, parked = NULL WHERE id = ?", (ticket_id,)
+        )
+        self._insert_event(conn, "verified", ticket_id, t.invariant, t.key, actor, t.at, data)
+
+    # ------------------------------------------------------------------ acting: ticket state
+
+    def due_tickets(self, now: float) -> list[Ticket]:
+        """Open tickets the engine may diagnose and propose for now: status `open`, not held, not
+        parked, past `next_attempt_at`, and without a live proposal. Oldest first."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT {_TICKET_COLUMNS} FROM tickets t WHERE status = '{OPEN}' AND held = 0 AND parked IS NULL "
+                "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
+                f"AND NOT EXISTS (SELECT 1 FROM proposals p WHERE p.ticket_id = t.id AND p.status IN {_LIVE}) ORDER BY id",
+                (now,),
+            ).fetchall()
+        return [_ticket_from_row(r) for r in rows]
+
+    def similar_tickets(self, invariant: str, *, exclude: int, limit: int = 5) -> list[Ticket]:
+        """Earlier tickets of the same invariant, newest first."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE invariant = ? AND id != ? ORDER BY id DESC LIMIT ?",
+                (invariant, exclude, limit),
+            ).fetchall()
+        return [_ticket_from_row(r) for r in rows]
+
+    def update_ticket_act(
+        self, ticket_id: int, change: TicketAct, *, kind: str, data: Mapping[str, Any], actor: str, at: float
+    ) -> Ticket:
+        """Change a ticket's acting state and append the event saying why, in one transaction.
+        A resolved ticket is left as it is (the event is still written)."""
+        with self._transaction() as conn:
+            ticket = self._require(conn, ticket_id, "update")
+            self._set_ticket_act(conn, ticket, change)
+            self._insert_event(conn, kind, ticket_id, ticket.invariant, ticket.entity_key, actor, at, data)
+            return self._ticket(conn, ticket_id)  # type: ignore[return-value]
+
+    @staticmethod
+    def _set_ticket_act(conn: sqlite3.Connection, ticket: Ticket, change: TicketAct) -> None:
+        if not ticket.is_open:
+            return
+        sets: list[str] = []
+        args: list[Any] = []
+        if change.status is not None:
+            if change.status not in TICKET_STATUSES or change.status == RESOLVED:
+                raise StoreError(f"the engine cannot set ticket {ticket.id} to status {change.status!r}")
+            sets.append("status = ?")
+            args.append(change.status)
+        for column in ("next_attempt_at", "parked", "verify_deadline", "verify_proposal_id"):
+            value = getattr(change, column)
+            if value is not ...:
+                sets.append(f"{column} = ?")
+                args.append(value)
+        if sets:
+            conn.execute(f"UPDATE tickets SET {', '.join(sets)} WHERE id = ?", (*args, ticket.id))
+
+    def verifying_tickets(self) -> list[Ticket]:
+        with self._reading() as conn:
+            rows = conn.execute(f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE status = '{VERIFYING}' ORDER BY id").fetchall()
+        return [_ticket_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------------ acting: proposals
+
+    def add_proposal(
+        self,
+        ticket_id: int,
+        *,
+        action: str,
+        params: Mapping[str, Any],
+        reason: str,
+        source: str,
+        status: str,
+        at: float,
+        gate: str | None = None,
+        detail: str | None = None,
+        expires_at: float | None = None,
+        actor: str = "engine",
+    ) -> Proposal:
+        """Record a proposal with the gate's decision, and its event (kind = the status)."""
+        if status not in PROPOSAL_STATUSES:
+            raise StoreError(f"unknown proposal status {status!r}")
+        with self._transaction() as conn:
+            ticket = self._require(conn, ticket_id, "propose an action for")
+            cursor = conn.execute(
+                "INSERT INTO proposals (ticket_id, action, params, reason, source, status, gate, detail, created_at, "
+                "updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (ticket_id, action, _dumps(dict(params)), reason, source, status, gate, detail, at, at, expires_at),
+            )
+            proposal_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+            data: dict[str, Any] = {"proposal": proposal_id, "action": action, "params": dict(params), "source": source}
+            if reason:
+                data["reason"] = reason
+            if gate is not None:
+                data["gate"] = gate
+            if detail is not None:
+                data["detail"] = detail
+            if expires_at is not None:
+                data["expires_at"] = expires_at
+            self._insert_event(conn, status, ticket_id, ticket.invariant, ticket.entity_key, actor, at, data)
+            return self._proposal(conn, proposal_id)  # type: ignore[return-value]
+
+    def set_proposal_status(
+        self,
+        proposal_id: int,
+        status: str,
+        *,
+        actor: str,
+        at: float,
+        gate: str | None = None,
+        detail: str | None = None,
+        expect: tuple[str, ...] | None = None,
+        ticket: TicketAct | None = None,
+    ) -> Proposal:
+        """Move a proposal to `status` (only from `expect` when given), with its event; optionally
+        change its ticket's acting state in the same transaction."""
+        with self._transaction() as conn:
+            return self._move_proposal(conn, proposal_id, status, actor=actor, at=at, gate=gate, detail=detail, expect=expect, ticket=ticket)
+
+    def _move_proposal(
+        self,
+        conn: sqlite3.Connection,
+        proposal_id: int,
+        status: str,
+        *,
+        actor: str,
+        at: float,
+        gate: str | None = None,
+        detail: str | None = None,
+        expect: tuple[str, ...] | None = None,
+        ticket: TicketAct | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Proposal:
+        if status not in PROPOSAL_STATUSES:
+            raise StoreError(f"unknown proposal status {status!r}")
+        proposal = self._proposal(conn, proposal_id)
+        if proposal is None:
+            raise StoreError(f"there is no proposal #{proposal_id} in {self.path}")
+        if expect is not None and proposal.status not in expect:
+            wanted = " or ".join(expect)
+            raise StoreError(f"proposal #{proposal_id} is {proposal.status}, not {wanted}")
+        decided = actor if status in ("approved", "rejected", "cancelled", "expired") else proposal.decided_by
+        conn.execute(
+            "UPDATE proposals SET status = ?, gate = ?, detail = ?, updated_at = ?, decided_by = ? WHERE id = ?",
+            (status, gate if gate is not None else proposal.gate, detail if detail is not None else proposal.detail, at, decided, proposal_id),
+        )
+        row = self._ticket(conn, proposal.ticket_id)
+        assert row is not None  # a foreign key
+        if ticket is not None:
+            self._set_ticket_act(conn, row, ticket)
+        event: dict[str, Any] = {"proposal": proposal_id, "action": proposal.action, **(data or {})}
+        if gate is not None:
+            event["gate"] = gate
+        if detail is not None:
+            event["detail"] = detail
+        self._insert_event(conn, status, proposal.ticket_id, row.invariant, row.entity_key, actor, at, event)
+        return self._proposal(conn, proposal_id)  # type: ignore[return-value]
+
+    def approve(self, proposal_id: int, *, actor: str, reason: str = "") -> Proposal:
+        """A human approves a proposal waiting for approval; the engine runs it on its next tick,
+        after running the gates again. Refused while the kill switch is on or once expired."""
+        now = self._clock()
+        with self._transaction() as conn:
+            proposal = self._proposal(conn, proposal_id)
+            if proposal is None:
+                raise StoreError(f"there is no proposal #{proposal_id} in {self.path}")
+            if proposal.status != "awaiting_approval":
+                raise StoreError(f"cannot approve proposal #{proposal_id}: it is {proposal.status}, not awaiting approval")
+            if self._switch(conn, KILL_SWITCH) is not None:
+                raise StoreError(f"cannot approve proposal #{proposal_id}: the kill switch is on (run `opctl resume` first)")
+            if proposal.expires_at is not None and proposal.expires_at <= now:
+                raise StoreError(f"cannot approve proposal #{proposal_id}: it expired at {_iso(proposal.expires_at)}")
+            return self._move_proposal(conn, proposal_id, "approved", actor=actor, at=now, data={"reason": reason} if reason else None)
+
+    def reject(self, proposal_id: int, *, actor: str, reason: str = "") -> Proposal:
+        """A human rejects a proposal: it never runs, and its ticket is escalated to humans."""
+        now = self._clock()
+        with self._transaction() as conn:
+            proposal = self._proposal(conn, proposal_id)
+            if proposal is None:
+                raise StoreError(f"there is no proposal #{proposal_id} in {self.path}")
+            if proposal.status not in ("awaiting_approval", "approved"):
+                raise StoreError(f"cannot reject proposal #{proposal_id}: it is {proposal.status}")
+            return self._move_proposal(
+                conn, proposal_id, "rejected", actor=actor, at=now,
+                data={"reason": reason} if reason else None, ticket=TicketAct(status=ESCALATED),
+            )
+
+    def expire_proposals(self, now: float, *, actor: str = "engine") -> list[Proposal]:
+        """Proposals whose approval window passed become `expired`; their tickets are escalated."""
+        with self._transaction() as conn:
+            ids = [r[0] for r in conn.execute(
+                "SELECT id FROM proposals WHERE status = 'awaiting_approval' AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY id",
+                (now,),
+            )]
+            return [
+                self._move_proposal(conn, pid, "expired", actor=actor, at=now, detail="nobody approved it in time",
+                                    ticket=TicketAct(status=ESCALATED))
+                for pid in ids
+            ]
+
+    def proposal(self, proposal_id: int) -> Proposal | None:
+        with self._reading() as conn:
+            return self._proposal(conn, proposal_id)
+
+    def proposals(self, *, status: str | None = None, ticket_id: int | None = None, limit: int = 100) -> list[Proposal]:
+        """Newest first; `status="pending"` means awaiting approval or approved."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if status == "pending":
+            clauses.append("status IN ('awaiting_approval', 'approved')")
+        elif status is not None:
+            clauses.append("status = ?")
+            args.append(status)
+        if ticket_id is not None:
+            clauses.append("ticket_id = ?")
+            args.append(ticket_id)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._reading() as conn:
+            rows = conn.execute(f"SELECT {_PROPOSAL_COLUMNS} FROM proposals{where} ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [_proposal_from_row(r) for r in rows]
+
+    @staticmethod
+    def _proposal(conn: sqlite3.Connection, proposal_id: int) -> Proposal | None:
+        row = conn.execute(f"SELECT {_PROPOSAL_COLUMNS} FROM proposals WHERE id = ?", (proposal_id,)).fetchone()
+        return None if row is None else _proposal_from_row(row)
+
+    def live_proposals(self, ticket_id: int) -> list[Proposal]:
+        """Proposals of the ticket that may still run: awaiting approval, approved or executing."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT {_PROPOSAL_COLUMNS} FROM proposals WHERE ticket_id = ? AND status IN {_LIVE} ORDER BY id", (ticket_id,)
+            ).fetchall()
+        return [_proposal_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------------ acting: executions
+
+    def begin_execution(self, proposal_id: int, *, request: Mapping[str, Any], at: float, actor: str = "engine") -> Execution:
+        """Record that a proposal is about to run (BEFORE the request): a crash after this never
+        replays it, because `interrupted_executions` marks it `unknown` on the next start."""
+        with self._transaction() as conn:
+            proposal = self._proposal(conn, proposal_id)
+            if proposal is None:
+                raise StoreError(f"there is no proposal #{proposal_id} in {self.path}")
+            ticket = self._ticket(conn, proposal.ticket_id)
+            assert ticket is not None
+            cursor = conn.execute(
+                "INSERT INTO executions (proposal_id, ticket_id, action, entity_key, status, request, started_at) "
+                "VALUES (?, ?, ?, ?, 'executing', ?, ?)",
+                (proposal_id, ticket.id, proposal.action, ticket.entity_key, _dumps(dict(request)), at),
+            )
+            execution_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+            self._move_proposal(conn, proposal_id, "executing", actor=actor, at=at, data={"execution": execution_id, "request": dict(request)})
+            return self._execution(conn, execution_id)  # type: ignore[return-value]
+
+    def finish_execution(
+        self,
+        execution_id: int,
+        *,
+        ok: bool,
+        duration_s: float,
+        response: str,
+        error: str | None,
+        at: float,
+        ticket: TicketAct | None = None,
+        ticket_event: tuple[str, Mapping[str, Any]] | None = None,
+        details: Mapping[str, Any] | None = None,
+        actor: str = "engine",
+    ) -> Execution:
+        """Record how an execution ended; its proposal becomes succeeded/failed (event with the
+        status, duration and response excerpt) and the ticket's acting state changes with it."""
+        with self._transaction() as conn:
+            execution = self._execution(conn, execution_id)
+            if execution is None:
+                raise StoreError(f"there is no execution #{execution_id} in {self.path}")
+            if execution.status != "executing":
+                raise StoreError(f"execution #{execution_id} already finished ({execution.status})")
+            status = "succeeded" if ok else "failed"
+            conn.execute(
+                "UPDATE executions SET status = ?, finished_at = ?, duration_s = ?, response = ?, error = ? WHERE id = ?",
+                (status, at, duration_s, response, error, execution_id),
+            )
+            data: dict[str, Any] = {
+                "execution": execution_id,
+                "request": execution.request.get("line"),
+                "duration_s": round(duration_s, 4),
+                "response": response,
+                **(details or {}),
+            }
+            if error is not None:
+                data["error"] = error
+            proposal = self._move_proposal(conn, execution.proposal_id, status, actor=actor, at=at, ticket=ticket, data=data)
+            if ticket_event is not None:
+                row = self._ticket(conn, proposal.ticket_id)
+                assert row is not None
+                kind, event = ticket_event
+                self._insert_event(conn, kind, row.id, row.invariant, row.entity_key, actor, at, event)
+            return self._execution(conn, execution_id)  # type: ignore[return-value]
+
+    def interrupted_executions(self, now: float, *, actor: str = "engine") -> list[Execution]:
+        """On start: executions a crash left `executing` become `unknown`; their proposals fail and
+        are never re-run, and their tickets are escalated (nobody knows what happened)."""
+        with self._transaction() as conn:
+            ids = [r[0] for r in conn.execute("SELECT id FROM executions WHERE status = 'executing' ORDER BY id")]
+            out = []
+            for execution_id in ids:
+                conn.execute(
+                    "UPDATE executions SET status = 'unknown', finished_at = ?, error = ? WHERE id = ?",
+                    (now, "the engine stopped while this ran; its outcome is unknown", execution_id),
+                )
+                execution = self._execution(conn, execution_id)
+                assert execution is not None
+                self._move_proposal(
+                    conn, execution.proposal_id, "failed", actor=actor, at=now,
+                    detail="interrupted: the engine stopped while it ran; outcome unknown, not re-run",
+                    data={"execution": execution_id}, ticket=TicketAct(status=ESCALATED),
+                )
+                out.append(execution)
+            return out
+
+    def executions(self, *, ticket_id: int | None = None, limit: int = 100) -> list[Execution]:
+        """Newest first."""
+        where, args = ("WHERE ticket_id = ?", (ticket_id,)) if ticket_id is not None else ("", ())
+        with self._reading() as conn:
+            rows = conn.execute(f"SELECT {_EXECUTION_COLUMNS} FROM executions {where} ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [_execution_from_row(r) for r in rows]
+
+    @staticmethod
+    def _execution(conn: sqlite3.Connection, execution_id: int) -> Execution | None:
+        row = conn.execute(f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = ?", (execution_id,)).fetchone()
+        return None if row is None else _execution_from_row(row)
+
+    def last_execution_at(self, action: str, entity_key: str) -> float | None:
+        """When `action` last started for this entity (any outcome): the cooldown's reference."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT MAX(started_at) FROM executions WHERE action = ? AND entity_key = ?", (action, entity_key)
+            ).fetchone()
+        return row[0]
+
+    def execution_times_since(self, since: float, action: str | None = None) -> list[float]:
+        """Start times of executions since `since` (of one action, or all), oldest first."""
+        query = "SELECT started_at FROM executions WHERE started_at > ?"
+        args: tuple[Any, ...] = (since,)
+        if action is not None:
+            query += " AND action = ?"
+            args += (action,)
+        with self._reading() as conn:
+            return [r[0] for r in conn.execute(query + " ORDER BY started_at", args)]
+
+    def attempts(self, ticket_id: int, action: str) -> int:
+        """How many times `action` ran (or started) for this ticket."""
+        with self._reading() as conn:
+            return int(conn.execute(
+                "SELECT COUNT(*) FROM executions WHERE ticket_id = ? AND action = ?", (ticket_id, action)
+            ).fetchone()[0])
+
+    # ------------------------------------------------------------------ acting: switches
+
+    def killed(self) -> dict[str, Any] | None:
+        """The kill switch: None when off, else who turned it on, when and why."""
+        with self._reading() as conn:
+            return self._switch(conn, KILL_SWITCH)
+
+    def mode_override(self) -> str | None:
+        """The mode set by `opctl mode`, overriding the config's (None: the config's)."""
+        with self._reading() as conn:
+            found = self._switch(conn, MODE_SWITCH)
+        return None if found is None else str(found["value"])
+
+    @staticmethod
+    def _switch(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
+        row = conn.execute("SELECT value, actor, at FROM switches WHERE name = ?", (name,)).fetchone()
+        return None if row is None else {"value": row[0], "actor": row[1], "at": row[2]}
+
+    def kill(self, *, actor: str, reason: str = "") -> list[Proposal]:
+        """Turn the kill switch on and cancel every proposal waiting for approval or approved.
+        Returns the cancelled proposals. Turning it on twice is allowed (the reason is updated)."""
+        now = self._clock()
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO switches (name, value, actor, at) VALUES (?, ?, ?, ?)", (KILL_SWITCH, reason or "on", actor, now)
+            )
+            self._insert_event(conn, "kill_switch", None, None, None, actor, now, {"on": True, "reason": reason})
+            ids = [r[0] for r in conn.execute("SELECT id FROM proposals WHERE status IN ('awaiting_approval', 'approved') ORDER BY id")]
+            return [
+                self._move_proposal(conn, pid, "cancelled", actor=actor, at=now, detail="the kill switch was turned on",
+                                    ticket=TicketAct(parked=PARKED_KILLED))
+                for pid in ids
+            ]
+
+    def resume(self, *, actor: str, reason: str = "") -> int:
+        """Turn the kill switch off; tickets parked by it become due again. Returns how many."""
+        now = self._clock()
+        with self._transaction() as conn:
+            if self._switch(conn, KILL_SWITCH) is None:
+                raise StoreError("the kill switch is not on; nothing to resume")
+            conn.execute("DELETE FROM switches WHERE name = ?", (KILL_SWITCH,))
+            count = conn.execute(
+                f"UPDATE tickets SET parked = NULL, next_attempt_at = NULL WHERE parked = ? AND status = '{OPEN}'", (PARKED_KILLED,)
+            ).rowcount
+            self._insert_event(conn, "kill_switch", None, None, None, actor, now, {"on": False, "reason": reason, "tickets_resumed": count})
+            return int(count)
+
+    def set_mode(self, mode: str, *, actor: str) -> None:
+        """Override the config's mode (persisted). Leaving observe makes tickets parked in observe
+        mode due again, so their proposals are gated and acted on under the new mode."""
+        if mode not in ("observe", "approve", "execute"):
+            raise StoreError(f"unknown mode {mode!r}; use observe, approve or execute")
+        now = self._clock()
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO switches (name, value, actor, at) VALUES (?, ?, ?, ?)", (MODE_SWITCH, mode, actor, now))
+            count = 0
+            if mode != "observe":
+                count = conn.execute(
+                    f"UPDATE tickets SET parked = NULL, next_attempt_at = NULL WHERE parked = ? AND status = '{OPEN}'", (PARKED_OBSERVE,)
+                ).rowcount
+            self._insert_event(conn, "mode", None, None, None, actor, now, {"mode": mode, "tickets_resumed": count})
+
+    # ------------------------------------------------------------------ diagnoses and token spend
+
+    def cached_diagnosis(self, fingerprint: str) -> str | None:
+        """The JSON of the diagnosis cached under `fingerprint` (see engine.act.records)."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT diagnosis FROM diagnoses WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def cache_diagnosis(self, fingerprint: str, diagnosis_json: str, at: float) -> None:
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO diagnoses (fingerprint, at, diagnosis) VALUES (?, ?, ?)", (fingerprint, at, diagnosis_json))
+
+    def tokens_spent_since(self, since: float) -> int:
+        with self._reading() as conn:
+            row = conn.execute("SELECT COALESCE(SUM(input_tokens + output_tokens), 0) FROM token_spend WHERE at >= ?", (since,)).fetchone()
+        return int(row[0])
+
+    def record_tokens(
+        self, ticket_id: int | None, provider: str, model: str | None, input_tokens: int, output_tokens: int, at: float
+    ) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO token_spend (ticket_id, provider, model, input_tokens, output_tokens, at) VALUES (?, ?, ?, ?, ?, ?)",
+                (ticket_id, provider, model, input_tokens, output_tokens, at),
+            )
+
+    def tokens_by_ticket(self, ticket_id: int) -> tuple[int, int]:
+        """(input, output) tokens spent on one ticket."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0) FROM token_spend WHERE ticket_id = ?", (ticket_id,)
+            ).fetchone()
+        return int(row[0]), int(row[1])
+
 
 def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
@@ -647,7 +1283,23 @@ def _ticket_from_row(r: tuple[Any, ...]) -> Ticket:
         message=r[11],
         snapshot=json.loads(r[12]),
         previous_ticket_id=r[13],
+        next_attempt_at=r[14],
+        parked=r[15],
+        verify_deadline=r[16],
+        verify_proposal_id=r[17],
     )
+
+
+def _proposal_from_row(r: tuple[Any, ...]) -> Proposal:
+    return Proposal(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12])
+
+
+def _execution_from_row(r: tuple[Any, ...]) -> Execution:
+    return Execution(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10], r[11])
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:

@@ -12,7 +12,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from engine.loop import TickReport
-    from engine.store import Event, Ticket
+    from engine.store import Event, Execution, Proposal, Ticket
 
 _STATE_STYLE = {"ok": "green", "pending": "yellow", "firing": "bold red"}
 
@@ -64,7 +64,9 @@ def tickets_table(tickets: list[Ticket], title: str = "Tickets") -> Table:
     return table
 
 
-def ticket_detail(ticket: Ticket, events: list[Event]) -> Group:
+def ticket_detail(
+    ticket: Ticket, events: list[Event], *, proposals: list[Proposal] | None = None, tokens: tuple[int, int] = (0, 0)
+) -> Group:
     lines = Table.grid(padding=(0, 2))
     lines.add_column(style="bold")
     lines.add_column()
@@ -83,12 +85,86 @@ def ticket_detail(ticket: Ticket, events: list[Event]) -> Group:
         ("message", ticket.message),
     ):
         lines.add_row(label, value)
+    if ticket.verify_deadline is not None:
+        lines.add_row("verify until", when(ticket.verify_deadline))
+    if ticket.parked:
+        lines.add_row("parked", ticket.parked)
+    if tokens != (0, 0):
+        lines.add_row("tokens", f"{tokens[0]} in, {tokens[1]} out")
+    parts: list[Any] = [lines]
+    diagnoses = [e for e in events if e.kind == "diagnosis"]
+    if diagnoses:
+        parts.append(diagnosis_panel(diagnoses[-1]))
+    if proposals:
+        parts.append(proposals_table(list(reversed(proposals)), title="Proposals"))
     timeline = Table(title="Timeline", expand=True)
     for column in ("at (UTC)", "event", "actor", "details"):
         timeline.add_column(column)
     for event in events:
         timeline.add_row(when(event.at), event.kind, event.actor, _details(event.data))
-    return Group(lines, timeline)
+    parts.append(timeline)
+    return Group(*parts)
+
+
+def diagnosis_panel(event: Event) -> Table:
+    """The latest diagnosis of a ticket, as a two-column grid."""
+    d = event.data
+    grid = Table(title=f"Diagnosis ({d.get('provider')}{', ' + str(d['model']) if d.get('model') else ''})", expand=True, show_header=False)
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("summary", str(d.get("summary", "")))
+    grid.add_row("root cause", str(d.get("root_cause", "")))
+    grid.add_row("confidence", str(d.get("confidence", "")))
+    for item in d.get("evidence") or []:
+        grid.add_row("evidence", str(item))
+    for alt in d.get("alternatives_considered") or []:
+        grid.add_row("rejected", f"{alt.get('hypothesis')}: {alt.get('why_rejected')}")
+    for rec in d.get("recommended_actions") or []:
+        grid.add_row("recommends", f"{rec.get('action')} {json.dumps(rec.get('params'), sort_keys=True)}: {rec.get('reason')}")
+    if d.get("fallback_reason"):
+        grid.add_row("fallback", str(d["fallback_reason"]))
+    grid.add_row("tokens", f"{d.get('input_tokens', 0)} in, {d.get('output_tokens', 0)} out, {d.get('tool_calls', 0)} tool call(s)")
+    return grid
+
+
+def proposals_table(proposals: list[Proposal], title: str = "Proposals") -> Table:
+    table = Table(title=title, expand=True)
+    for column in ("id", "ticket", "action", "params", "status", "gate", "detail", "source", "updated"):
+        table.add_column(column)
+    for p in proposals:
+        table.add_row(
+            str(p.id), f"#{p.ticket_id}", p.action, json.dumps(p.params, sort_keys=True), p.status, p.gate or "-",
+            p.detail or "-", p.source, when(p.updated_at),
+        )
+    return table
+
+
+def proposal_detail(proposal: Proposal, executions: list[Execution]) -> Group:
+    lines = Table.grid(padding=(0, 2))
+    lines.add_column(style="bold")
+    lines.add_column()
+    for label, value in (
+        ("proposal", f"#{proposal.id}"),
+        ("ticket", f"#{proposal.ticket_id}"),
+        ("action", proposal.action),
+        ("params", json.dumps(proposal.params, sort_keys=True)),
+        ("reason", proposal.reason or "-"),
+        ("source", proposal.source),
+        ("status", proposal.status),
+        ("gate", proposal.gate or "-"),
+        ("detail", proposal.detail or "-"),
+        ("created", when(proposal.created_at)),
+        ("expires", when(proposal.expires_at)),
+        ("decided by", proposal.decided_by or "-"),
+    ):
+        lines.add_row(label, value)
+    runs = Table(title="Executions", expand=True)
+    for column in ("id", "request", "status", "started", "duration", "response", "error"):
+        runs.add_column(column)
+    for x in executions:
+        duration = f"{x.duration_s * 1000:.0f} ms" if x.duration_s is not None else "-"
+        runs.add_row(str(x.id), str(x.request.get("line", "")), x.status, when(x.started_at), duration, x.response or "-", x.error or "-")
+    return Group(lines, runs)
 
 
 def _details(data: dict[str, Any]) -> str:
@@ -110,6 +186,10 @@ def ticket_json(ticket: Ticket) -> dict[str, Any]:
         "occurrences": ticket.occurrences,
         "message": ticket.message,
         "previous_ticket_id": ticket.previous_ticket_id,
+        "parked": ticket.parked,
+        "next_attempt_at": ticket.next_attempt_at,
+        "verify_deadline": ticket.verify_deadline,
+        "verify_proposal_id": ticket.verify_proposal_id,
     }
 
 
@@ -123,4 +203,39 @@ def event_json(event: Event) -> dict[str, Any]:
         "actor": event.actor,
         "at": event.at,
         "data": event.data,
+    }
+
+
+def proposal_json(proposal: Proposal) -> dict[str, Any]:
+    return {
+        "id": proposal.id,
+        "ticket_id": proposal.ticket_id,
+        "action": proposal.action,
+        "params": proposal.params,
+        "reason": proposal.reason,
+        "source": proposal.source,
+        "status": proposal.status,
+        "gate": proposal.gate,
+        "detail": proposal.detail,
+        "created_at": proposal.created_at,
+        "updated_at": proposal.updated_at,
+        "expires_at": proposal.expires_at,
+        "decided_by": proposal.decided_by,
+    }
+
+
+def execution_json(execution: Execution) -> dict[str, Any]:
+    return {
+        "id": execution.id,
+        "proposal_id": execution.proposal_id,
+        "ticket_id": execution.ticket_id,
+        "action": execution.action,
+        "key": execution.entity_key,
+        "status": execution.status,
+        "request": execution.request,
+        "started_at": execution.started_at,
+        "finished_at": execution.finished_at,
+        "duration_s": execution.duration_s,
+        "response": execution.response,
+        "error": execution.error,
     }

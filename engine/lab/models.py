@@ -13,12 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from engine.config.models import Duration, Name
-from engine.errors import OpctlError
-
-
-class LabError(OpctlError):
-    """A lab could not be started, stopped or driven; the message names the process and why."""
-
+from engine.errors import LabError  # noqa: F401  (the lab's modules import it from here)
 
 def _text(value: Any) -> Any:
     """YAML scalars written without quotes (`200`, `true`) become the text a process sees."""

@@ -24,6 +24,7 @@ import yaml
 from engine.act import StoreDiagnosisCache, StoreTokenLedger
 from engine.config.validate import LoadedConfig, load_config
 from engine.diagnose import Diagnoser, DiagnosisRequest
+from engine.act import RecordingExecutor
 from engine.loop import Monitor
 from engine.observe import ObservationResult, Observer
 from engine.store import Store, Ticket
@@ -229,7 +230,10 @@ def open_scene(directory: Path, server: JsonServer, *, bad_id: str = "n2", **ove
     # the tick's own diagnosis (a runbook fallback: no key) goes to a throwaway cache, so the
     # store's cache is empty for the diagnosers under test
     throwaway = Diagnoser(loaded, observe=observer.observe, cache=_NoCache(), ledger=StoreTokenLedger(store), env={})
-    monitor = Monitor(loaded, store=store, observer=observer, clock=lambda: NOW, diagnoser=throwaway)
+    # Opening the ticket must not act on anything: a recorder stands in for the executor.
+    monitor = Monitor(
+        loaded, store=store, observer=observer, clock=lambda: NOW, diagnoser=throwaway, executor=RecordingExecutor()
+    )
 
     async def one_tick() -> dict[str, ObservationResult]:
         try:

@@ -452,6 +452,8 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
         start = merged[b - 1][0]
         count -= merged[b - 1][1]
         rank -= merged[b - 1][1]
+    if count == 0:  # q = 0 over an empty first bucket: Go's 0/0 would give NaN; the bound is the answer
+        return start
     return start + (end - start) * (rank / count)
 
 
