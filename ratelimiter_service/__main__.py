@@ -1,0 +1,38 @@
+"""`python -m ratelimiter_service`: run one node (uvicorn) from `RATELIMITER_*` settings.
+
+`RATELIMITER_WORKERS=N` runs N worker processes behind one port; they are one node in the
+registry (same `RATELIMITER_NODE_ID`, one instance id generated here and inherited by the workers).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+
+import uvicorn
+
+from ratelimiter_service.settings import SettingsError, load_settings
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"ratelimiter_service: {exc}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("RATELIMITER_INSTANCE_ID", uuid.uuid4().hex)
+    uvicorn.run(
+        "ratelimiter_service.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers if settings.workers > 1 else None,
+        log_level="warning",
+        access_log=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""HTTP API of a rate limiter node: request/response models and FastAPI routers."""

@@ -1,0 +1,120 @@
+"""`POST /v1/check` and `POST /v1/check/batch`: the hot path."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from ratelimiter_service.api.decisions import BatchItemError, Outcome, decide_many, decide_one
+from ratelimiter_service.api.deps import check_enforceable, check_key, invalid, node_of, policy_or_404
+from ratelimiter_service.api.models import BatchRequest, BatchResponse, CheckRequest, CheckResult, Problem
+from ratelimiter_service.headers import decision_headers
+
+router = APIRouter(tags=["decisions"])
+
+DECISION_HEADERS = {
+    "RateLimit-Policy": {"description": 'IETF draft-11, e.g. `"default";q=100;w=60`', "schema": {"type": "string"}},
+    "RateLimit": {"description": 'IETF draft-11, e.g. `"default";r=42;t=17`', "schema": {"type": "string"}},
+    "X-RateLimit-Limit": {"schema": {"type": "integer"}},
+    "X-RateLimit-Remaining": {"schema": {"type": "integer"}},
+    "X-RateLimit-Reset": {"description": "Seconds until the quota is restored.", "schema": {"type": "integer"}},
+    "X-RateLimit-Failure-Mode": {
+        "description": "open|closed when Redis did not take part in the decision.",
+        "schema": {"type": "string"},
+    },
+}
+
+
+def result_body(outcome: Outcome, version: int) -> dict[str, Any]:
+    return {
+        "allowed": outcome.allowed,
+        "limit": outcome.limit,
+        "remaining": max(0, outcome.remaining),
+        "reset_after_ms": outcome.reset_after_ms,
+        "retry_after_ms": outcome.retry_after_ms,
+        "policy": outcome.policy.name,
+        "policy_version": version,
+        "failure_mode": outcome.failure_mode,
+        "shadow_denied": outcome.shadow_denied,
+    }
+
+
+@router.post(
+    "/v1/check",
+    response_model=CheckResult,
+    summary="Decide one request",
+    responses={
+        200: {"description": "Allowed", "headers": DECISION_HEADERS},
+        429: {
+            "model": CheckResult,
+            "description": "Denied",
+            "headers": {**DECISION_HEADERS, "Retry-After": {"schema": {"type": "integer"}}},
+        },
+        404: {"model": Problem, "description": "Unknown policy"},
+    },
+)
+async def check(body: CheckRequest, request: Request) -> JSONResponse:
+    started = time.perf_counter()
+    node = node_of(request)
+    policy = policy_or_404(node, body.policy)
+    check_key(body.key, max_bytes=node.settings.max_key_bytes, loc=("body", "key"))
+    if body.now_ms is not None and not node.settings.test_mode:
+        raise invalid(("body", "now_ms"), "now_ms is accepted only when RATELIMITER_TEST_MODE is on")
+    check_enforceable(node, policy, ("body", "policy"))
+    try:
+        outcome = await decide_one(node, policy, body.key, body.cost, body.now_ms)
+    except ValueError as exc:
+        raise invalid(("body",), str(exc)) from None
+    headers = decision_headers(
+        policy=policy.name,
+        limit=outcome.limit,
+        window_ms=policy.window_ms,
+        allowed=outcome.allowed,
+        remaining=outcome.remaining,
+        reset_after_ms=outcome.reset_after_ms,
+        retry_after_ms=outcome.retry_after_ms,
+        failure_mode=outcome.failure_mode,
+    )
+    response = JSONResponse(
+        result_body(outcome, node.policies.version), status_code=200 if outcome.allowed else 429, headers=headers
+    )
+    node.metrics.check_latency.labels("check").observe(time.perf_counter() - started)
+    return response
+
+
+@router.post(
+    "/v1/check/batch",
+    response_model=BatchResponse,
+    summary="Decide many requests in one Redis round trip",
+    responses={404: {"model": Problem, "description": "A check names an unknown policy"}},
+)
+async def check_batch(body: BatchRequest, request: Request) -> JSONResponse:
+    started = time.perf_counter()
+    node = node_of(request)
+    if len(body.checks) > node.settings.max_batch:
+        raise invalid(
+            ("body", "checks"),
+            f"{len(body.checks)} checks, above the maximum of {node.settings.max_batch} (RATELIMITER_MAX_BATCH)",
+            "too_long",
+        )
+    prepared = []
+    for index, item in enumerate(body.checks):
+        policy = node.policies.get(item.policy)
+        if policy is None:
+            raise HTTPException(status_code=404, detail=f"checks.{index}: unknown policy {item.policy!r}")
+        check_key(item.key, max_bytes=node.settings.max_key_bytes, loc=("body", "checks", index, "key"))
+        if item.now_ms is not None:
+            raise invalid(("body", "checks", index, "now_ms"), "now_ms is not accepted in a batch")
+        check_enforceable(node, policy, ("body", "checks", index, "policy"))
+        prepared.append((policy, item.key, item.cost))
+    try:
+        outcomes = await decide_many(node, prepared)
+    except BatchItemError as exc:
+        raise invalid(("body", "checks", exc.index), str(exc)) from None
+    version = node.policies.version
+    response = JSONResponse({"results": [result_body(outcome, version) for outcome in outcomes]})
+    node.metrics.check_latency.labels("batch").observe(time.perf_counter() - started)
+    return response

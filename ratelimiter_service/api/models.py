@@ -1,0 +1,136 @@
+"""Request and response bodies of the HTTP API (they define the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ratelimiter_service.keys import POLICY_NAME_PATTERN
+from ratelimiter_service.policies import MAX_LIMIT, MAX_WINDOW_MS, Algorithm, FailureMode
+
+POLICY_NAME = f"^{POLICY_NAME_PATTERN}$"
+MAX_COST = MAX_LIMIT
+
+
+class CheckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: str = Field(default="default", pattern=POLICY_NAME, description="Policy name; unknown → 404.")
+    key: str = Field(
+        min_length=1,
+        description="The limited identity (user, IP, API key…); at most RATELIMITER_MAX_KEY_BYTES UTF-8 bytes.",
+    )
+    cost: int = Field(default=1, ge=1, le=MAX_COST, description="Units this request consumes.")
+    now_ms: int | None = Field(
+        default=None, ge=0, le=2**50, description="Injected time (unix ms); accepted only in test mode."
+    )
+
+
+class CheckResult(BaseModel):
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after_ms: int = Field(description="Milliseconds until the key's quota is fully restored.")
+    retry_after_ms: int = Field(description="Milliseconds until this request could be admitted (0 if allowed).")
+    policy: str
+    policy_version: int
+    failure_mode: Literal["open", "closed"] | None = Field(
+        default=None, description="Set when Redis did not answer in time and the policy's failure mode decided."
+    )
+    shadow_denied: bool = Field(
+        default=False, description="Shadow policy: the request was admitted but the limit would have denied it."
+    )
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    checks: list[CheckRequest] = Field(min_length=1, max_length=10_000, description="At most RATELIMITER_MAX_BATCH.")
+
+
+class BatchResponse(BaseModel):
+    results: list[CheckResult]
+
+
+class PolicySpec(BaseModel):
+    """A policy as written by PUT /v1/policies/{name} (the name comes from the path)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(ge=1, le=MAX_LIMIT)
+    window_ms: int = Field(ge=1, le=MAX_WINDOW_MS)
+    algorithm: Algorithm = "sliding_window"
+    failure_mode: FailureMode = "open"
+    shadow: bool = False
+    overrides: dict[str, int] = Field(default_factory=dict)
+
+
+class PolicyOut(PolicySpec):
+    name: str
+
+
+class PoliciesResponse(BaseModel):
+    version: int
+    policies: dict[str, PolicyOut]
+
+
+class PolicyWritten(BaseModel):
+    version: int
+    policy: PolicyOut | None = None
+
+
+class KeyUsageOut(BaseModel):
+    policy: str
+    key: str
+    used: int
+    limit: int
+    remaining: int
+    reset_after_ms: int
+
+
+class KeysResponse(BaseModel):
+    keys: list[KeyUsageOut]
+
+
+class KeyReset(BaseModel):
+    policy: str
+    key: str
+    reset: bool = Field(description="True when the key had state that was removed.")
+
+
+class NodeOut(BaseModel):
+    id: str
+    address: str
+    state: Literal["up", "stale", "down"]
+    policy_version: int
+    started_at: int = Field(description="Unix ms (Redis clock) when this node instance first registered.")
+    last_heartbeat: int = Field(description="Unix ms (Redis clock) of the last heartbeat.")
+    heartbeat_age_ms: int
+    decisions: int
+    failure_mode_decisions: int
+
+
+class NodesResponse(BaseModel):
+    nodes: list[NodeOut]
+
+
+class NodeRemoved(BaseModel):
+    id: str
+    removed: bool
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    node_id: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    node_id: str
+    policy_version: int
+    reason: str | None = None
+
+
+class Problem(BaseModel):
+    detail: str

@@ -1,0 +1,213 @@
+"""The FastAPI app of one node: `create_app(settings, redis_client=None)`.
+
+A `Node` holds everything one app instance owns (Redis client, limiter, policy cache, registry,
+metrics, counters, background tasks); it lives on `app.state.node`, so two apps in one process
+share nothing. Background tasks, started by the app's lifespan:
+
+- policy refresher: every `policy_refresh_interval_ms` (unless frozen by the test-mode setting
+  `RATELIMITER_POLICY_REFRESH=false`, which produces real "policy drift");
+- heartbeat: every `heartbeat_interval_ms` into the node registry.
+
+`app_from_env()` is the import-string factory `python -m ratelimiter_service` gives uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from ratelimiter_service.api import checks, management, ops
+from ratelimiter_service.api.models import Problem
+from ratelimiter_service.limiter import Limiter
+from ratelimiter_service.metrics import Metrics
+from ratelimiter_service.policies import Policy, PolicyStore
+from ratelimiter_service.redis_client import (
+    RedisClient,
+    RedisProgress,
+    build_redis_client,
+    warm_up,
+    within_deadline,
+)
+from ratelimiter_service.registry import NodeCounters, NodeRegistry, run_heartbeats
+from ratelimiter_service.settings import Settings, load_settings
+
+logger = logging.getLogger("ratelimiter_service")
+
+# Management calls (SCAN, policy sync) may take longer than one decision, but never unbounded.
+MIN_MANAGEMENT_TIMEOUT_S = 1.0
+
+
+def default_policy(settings: Settings) -> Policy:
+    return Policy(
+        name="default",
+        limit=settings.default_limit,
+        window_ms=settings.default_window_ms,
+        algorithm=settings.default_algorithm,
+        failure_mode=settings.default_failure_mode,
+    )
+
+
+class Node:
+    """One app instance's parts and background tasks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: RedisClient,
+        *,
+        owns_client: bool,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.owns_client = owns_client
+        self.node_id = settings.resolved_node_id
+        self.instance = settings.instance_id or uuid.uuid4().hex
+        self.metrics = Metrics(self.node_id)
+        self.limiter = Limiter(
+            client,
+            prefix=settings.prefix,
+            test_mode=settings.test_mode,
+            max_log_limit=settings.max_log_limit,
+            on_script_reload=self.metrics.script_reloads.inc,
+        )
+        self.policies = PolicyStore(client, default=default_policy(settings), prefix=settings.prefix)
+        self.registry = NodeRegistry(
+            client,
+            prefix=settings.prefix,
+            stale_after_ms=settings.stale_after_ms,
+            down_after_ms=settings.down_after_ms,
+            ttl_s=settings.registry_ttl_s,
+            timeout_s=self.management_timeout_s,
+        )
+        self.counters = NodeCounters()
+        self.redis_progress = RedisProgress()
+        self._monotonic = monotonic
+        self._last_heartbeat = monotonic()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.metrics.track_policy_version(lambda: self.policies.version)
+        self.metrics.track_heartbeat_age(lambda: self._monotonic() - self._last_heartbeat)
+
+    @property
+    def management_timeout_s(self) -> float:
+        return max(MIN_MANAGEMENT_TIMEOUT_S, 20 * self.settings.deadline_s)
+
+    async def refresh_policies(self) -> int:
+        """Bring the policy cache up to date now (or re-publish it); raises Redis errors."""
+        await within_deadline(self.policies.refresh(), self.management_timeout_s, progress=self.redis_progress)
+        return self.policies.version
+
+    async def start(self) -> None:
+        try:
+            await self.refresh_policies()
+        except RedisError as exc:
+            self.metrics.redis_errors.labels("policy_refresh").inc()
+            logger.warning("node %s starts without Redis policies (serving built-ins): %s", self.node_id, exc)
+        else:
+            await warm_up(self.client, self.settings.redis_max_connections)
+        if self.settings.policy_refresh:
+            self._tasks.append(asyncio.create_task(self._refresh_forever(), name="policy-refresher"))
+        else:
+            logger.warning("node %s: policy refresh is frozen (test mode); policies may drift", self.node_id)
+        self._tasks.append(
+            asyncio.create_task(
+                run_heartbeats(
+                    self.registry,
+                    counters=self.counters,
+                    identity=lambda: (self.node_id, self.instance, self.settings.address, self.policies.version),
+                    interval_s=self.settings.heartbeat_interval_ms / 1000,
+                    on_success=self._heartbeat_written,
+                    on_error=self._heartbeat_failed,
+                ),
+                name="heartbeat",
+            )
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.owns_client:
+            await self.client.aclose()
+
+    async def _refresh_forever(self) -> None:
+        interval = self.settings.policy_refresh_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh_policies()
+            except RedisError as exc:
+                self.metrics.redis_errors.labels("policy_refresh").inc()
+                logger.debug("policy refresh failed, keeping version %d: %s", self.policies.version, exc)
+
+    def _heartbeat_written(self) -> None:
+        self._last_heartbeat = self._monotonic()
+
+    def _heartbeat_failed(self, exc: BaseException) -> None:
+        self.metrics.redis_errors.labels("heartbeat").inc()
+        logger.debug("heartbeat failed: %s", exc)
+
+
+def create_app(settings: Settings, redis_client: RedisClient | None = None) -> FastAPI:
+    """A node's app; it closes `redis_client` on shutdown only if it built it itself."""
+    client = redis_client if redis_client is not None else build_redis_client(settings)
+    node = Node(settings, client, owns_client=redis_client is None)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await node.start()
+        try:
+            yield
+        finally:
+            await node.stop()
+
+    app = FastAPI(
+        title="ratelimiter_service",
+        version="1.0.0",
+        description=(
+            "Distributed rate limiter: decisions in Redis Lua scripts with Redis time, shared "
+            "versioned policies, node registry, Prometheus metrics. Management endpoints need "
+            "`Authorization: Bearer <RATELIMITER_TOKEN>`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.node = node
+    unreadable = {400: {"model": Problem, "description": "The body is not parseable (e.g. not UTF-8)"}}
+    app.include_router(checks.router, responses=unreadable)
+    app.include_router(management.router, responses=unreadable)
+    app.include_router(ops.router)
+    app.add_exception_handler(RedisError, _redis_unavailable)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    return app
+
+
+async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        status_code=503,
+        content={"detail": f"Redis did not answer in time ({type(exc).__name__}: {exc}); try again"},
+    )
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """422 with each problem's place and message (inputs are left out: they may be huge)."""
+    assert isinstance(exc, RequestValidationError)
+    detail = [
+        {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
+        for error in exc.errors()
+    ]
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory: settings from `RATELIMITER_*` variables."""
+    return create_app(load_settings())

@@ -1,0 +1,161 @@
+"""The node's Redis client: a hard deadline, at most one retry, single server or Cluster.
+
+redis-py 8 defaults (5 s timeouts, 10 retries) would let a stalled Redis hold a request for
+seconds; a limiter must decide within tens of milliseconds, so both socket timeouts equal the
+deadline and there is no backoff. `within_deadline` additionally bounds every hot-path call as
+a whole (a retry after a socket timeout could otherwise double it), telling a stalled Redis from
+a node that is merely busy (`RedisProgress`). `warm_up` opens the pool before traffic arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar, Union
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ratelimiter_service.settings import CLUSTER_SCHEMES, Settings, SettingsError, parse_cluster_url
+
+RedisClient = Union[Redis, RedisCluster]
+T = TypeVar("T")
+
+GRACE_LOOP_TURNS = 4
+
+
+def build_redis_client(settings: Settings) -> RedisClient:
+    """A client for `settings.redis_url` (see the settings module for the URL forms)."""
+    deadline = settings.deadline_s
+    common = dict(
+        socket_timeout=deadline,
+        socket_connect_timeout=deadline,
+        retry=Retry(NoBackoff(), settings.redis_retries),
+        health_check_interval=0,
+        # No CLIENT SETINFO handshake: less work for every new connection.
+        driver_info=None,
+    )
+    scheme = settings.redis_url.split("://", 1)[0].lower()
+    if scheme in CLUSTER_SCHEMES:
+        nodes, username, password = parse_cluster_url(settings.redis_url)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+            username=username,
+            password=password,
+            ssl=CLUSTER_SCHEMES[scheme],
+            max_connections=settings.redis_max_connections,
+            **common,  # type: ignore[arg-type]
+        )
+    try:
+        # A bounded pool: Redis runs one command at a time, so more connections only add
+        # handshakes under load. Callers bound the whole call (`within_deadline`), so waiting
+        # for a free connection may last as long as a busy node's patience.
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=deadline + settings.busy_patience_s,
+            **common,
+        )
+    except ValueError as exc:
+        raise SettingsError(f"RATELIMITER_REDIS_URL: {exc}") from None
+    return Redis.from_pool(pool)
+
+
+async def warm_up(client: RedisClient, connections: int) -> int:
+    """Open up to `connections` pooled connections now; returns how many are open.
+
+    A cold pool meets a burst with dozens of connects at once, on an event loop too busy to
+    finish them within the deadline. Best effort: a Redis that is down leaves the pool cold.
+    """
+    if not isinstance(client, Redis):
+        return 0  # the cluster client keeps one pool per master, discovered on first use
+    pool = client.connection_pool
+
+    async def acquire() -> Any:
+        try:
+            return await pool.get_connection()
+        except (RedisError, OSError):
+            return None
+
+    held = [c for c in await asyncio.gather(*(acquire() for _ in range(connections))) if c is not None]
+    for connection in held:
+        await pool.release(connection)
+    return len(held)
+
+
+class RedisProgress:
+    """When this process last got a successful Redis reply (event-loop time).
+
+    It tells a stalled Redis from a busy node: when a call's deadline passes while other calls
+    keep getting replies, the delay is this process's backlog (a burst of requests queued on the
+    event loop), not Redis. Failing open then would let a burst bypass the limits.
+    """
+
+    def __init__(self) -> None:
+        self.last_reply = float("-inf")
+
+    def observe(self, task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self.last_reply = asyncio.get_running_loop().time()
+
+
+async def within_deadline(
+    call: Awaitable[T], deadline_s: float, *, progress: RedisProgress | None = None, patience_s: float = 0.0
+) -> T:
+    """Await `call` in its own task, raising redis' TimeoutError after `deadline_s`.
+
+    With `progress`, a call past its deadline keeps waiting (up to `patience_s` in all) as long
+    as Redis answered some call within the last `deadline_s`; a stalled or dead Redis still
+    fails within about two deadlines.
+
+    A separate task (rather than `asyncio.timeout`) because on Python 3.11 redis-py's reads go
+    through `asyncio.wait_for`, which returns a result instead of raising when a cancellation
+    arrives just as the reply does: the cancellation is lost, so a timeout or a shutdown that
+    cancels the caller could be ignored. Here the caller never waits inside redis-py.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    task = asyncio.ensure_future(call)
+    if progress is not None:
+        task.add_done_callback(progress.observe)
+    try:
+        while True:
+            await asyncio.wait((task,), timeout=deadline_s)
+            # A busy loop runs expired timers in the same turn as the socket read that carries
+            # the reply: let an answer that has already arrived be parsed before giving up.
+            for _ in range(GRACE_LOOP_TURNS):
+                if task.done():
+                    break
+                await asyncio.sleep(0)
+            now = loop.time()
+            if (
+                task.done()
+                or progress is None
+                or now - progress.last_reply >= deadline_s
+                or now - started + deadline_s > patience_s
+            ):
+                break
+    except BaseException:
+        _abandon(task)
+        raise
+    if task.done():
+        return task.result()
+    # Not cancelled: a command cut off mid-reply costs its connection, and reconnecting under
+    # load makes the next deadline harder to meet. The socket timeout ends it soon anyway.
+    task.add_done_callback(_retrieve)
+    raise RedisTimeoutError(f"Redis did not answer within {deadline_s * 1000:.0f} ms")
+
+
+def _abandon(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+    task.add_done_callback(_retrieve)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark an abandoned call's outcome as seen (no "exception was never retrieved" noise)."""
+    if not task.cancelled():
+        task.exception()

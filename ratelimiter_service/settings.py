@@ -1,0 +1,169 @@
+"""Settings of one rate limiter node, read from `RATELIMITER_*` environment variables.
+
+Redis URL forms (`RATELIMITER_REDIS_URL`):
+
+- `redis://host:port/db`, `rediss://…`, `unix://…`: one Redis server.
+- `redis+cluster://[user:password@]host1:port1,host2:port2,…`: a Redis Cluster; the listed
+  nodes are seeds, the client discovers the rest. `rediss+cluster://` does the same over TLS.
+
+Test-mode settings (`RATELIMITER_TEST_MODE=true`) exist so tests and chaos scenarios can
+produce real conditions: injected time in `/v1/check` (`now_ms`), and
+`RATELIMITER_POLICY_REFRESH=false`, which freezes the policy refresher so the node keeps
+enforcing the policies it loaded at start ("policy drift"); `POST /v1/policies/reload` still
+refreshes on demand. Outside test mode freezing is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import unquote
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+NODE_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # scheme -> TLS
+SINGLE_SCHEMES = ("redis", "rediss", "unix")
+
+
+class SettingsError(Exception):
+    """The environment does not describe a usable node; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RATELIMITER_", extra="ignore", frozen=True)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    node_id: str | None = Field(default=None, pattern=NODE_ID_PATTERN)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    advertise_address: str | None = None  # what /v1/nodes shows; defaults to http://host:port
+    # One id per start of `python -m ratelimiter_service`, shared by its worker processes so the
+    # registry sums them into one node; set by __main__, generated per app when absent.
+    instance_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+    token: SecretStr | None = None
+    insecure_dev: bool = False  # management API without a token: local development only
+
+    default_limit: int = Field(default=100, ge=1)
+    default_window_ms: int = Field(default=60_000, ge=1)
+    default_algorithm: Literal["sliding_window", "sliding_log", "gcra"] = "sliding_window"
+    default_failure_mode: Literal["open", "closed"] = "open"
+
+    heartbeat_interval_ms: int = Field(default=1_000, ge=10)
+    stale_after_ms: int = Field(default=5_000, ge=1)
+    down_after_ms: int = Field(default=30_000, ge=1)
+    registry_ttl_s: int = Field(default=86_400, ge=60)  # a dead node stays listed this long
+
+    redis_deadline_ms: int = Field(default=50, ge=1, le=10_000)
+    redis_retries: int = Field(default=1, ge=0, le=1)
+    redis_max_connections: int = Field(default=64, ge=1, le=10_000)
+    # How long a decision may wait past the deadline while Redis keeps answering other calls
+    # (the node is busy, Redis is not): a burst must not turn into failure-mode admissions.
+    # 0 fails every call at the deadline.
+    redis_busy_patience_ms: int = Field(default=1_000, ge=0, le=60_000)
+    policy_refresh_interval_ms: int = Field(default=500, ge=10)
+    policy_refresh: bool = True
+
+    max_key_bytes: int = Field(default=512, ge=1, le=65_536)
+    max_batch: int = Field(default=1_000, ge=1, le=10_000)
+    max_log_limit: int = Field(default=1_000, ge=1)
+    prefix: str = Field(default="rl", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    test_mode: bool = False
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_url(cls, url: str) -> str:
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme in CLUSTER_SCHEMES:
+            parse_cluster_url(url)
+        elif scheme not in SINGLE_SCHEMES:
+            raise ValueError(
+                f"{url!r} is not a Redis URL: use redis://host:port/db, rediss://, unix://, "
+                "or redis+cluster://host1:port1,host2:port2"
+            )
+        return url
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if self.stale_after_ms >= self.down_after_ms:
+            raise ValueError(
+                f"RATELIMITER_STALE_AFTER_MS ({self.stale_after_ms}) must be below "
+                f"RATELIMITER_DOWN_AFTER_MS ({self.down_after_ms})"
+            )
+        if self.heartbeat_interval_ms >= self.stale_after_ms:
+            raise ValueError(
+                f"RATELIMITER_HEARTBEAT_INTERVAL_MS ({self.heartbeat_interval_ms}) must be below "
+                f"RATELIMITER_STALE_AFTER_MS ({self.stale_after_ms}), or live nodes look stale"
+            )
+        if self.default_algorithm == "sliding_log" and self.default_limit > self.max_log_limit:
+            raise ValueError(
+                f"RATELIMITER_DEFAULT_LIMIT ({self.default_limit}) is above RATELIMITER_MAX_LOG_LIMIT "
+                f"({self.max_log_limit}), the most an exact sliding_log may count; use sliding_window or gcra"
+            )
+        if not self.policy_refresh and not self.test_mode:
+            raise ValueError(
+                "RATELIMITER_POLICY_REFRESH=false is a test-mode tool; set RATELIMITER_TEST_MODE=true"
+            )
+        return self
+
+    @property
+    def deadline_s(self) -> float:
+        return self.redis_deadline_ms / 1000.0
+
+    @property
+    def busy_patience_s(self) -> float:
+        return self.redis_busy_patience_ms / 1000.0
+
+    @property
+    def resolved_node_id(self) -> str:
+        return self.node_id or f"node-{self.host.replace('/', '_')}-{self.port}"
+
+    @property
+    def address(self) -> str:
+        return self.advertise_address or f"http://{self.host}:{self.port}"
+
+    @property
+    def management_token(self) -> str | None:
+        return self.token.get_secret_value() if self.token else None
+
+
+def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
+    """`redis+cluster://[user:pw@]h1:p1,h2:p2[/…]` → seed nodes, username, password."""
+    rest = url.split("://", 1)[1]
+    rest = rest.split("/", 1)[0].split("?", 1)[0]
+    username = password = None
+    if "@" in rest:
+        credentials, rest = rest.rsplit("@", 1)
+        user, _, pw = credentials.partition(":")
+        username = unquote(user) or None
+        password = unquote(pw) or None
+    nodes: list[tuple[str, int]] = []
+    for part in rest.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(
+                f"cluster node {part!r} is not host:port "
+                "(expected redis+cluster://host1:port1,host2:port2)"
+            )
+        nodes.append((host.strip("[]"), int(port)))
+    return nodes, username, password
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or a `SettingsError` naming each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        variable = f"RATELIMITER_{where.upper()}" if where else "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{variable}: {message}")
+    return "invalid rate limiter settings:\n  " + "\n  ".join(lines)

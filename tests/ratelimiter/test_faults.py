@@ -1,0 +1,213 @@
+"""Redis faults under a real node process: killed under load, restarted empty, stalled.
+
+The one timing bound asserted is part of the specification: no request takes longer than the
+Redis deadline plus 100 ms, measured at the HTTP client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+import redis
+
+from engine.lab.redis_server import RedisServer
+from nodes import AUTH, TOKEN, NodeGroup, RawResponse, in_process_node, raw_request
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+DEADLINE_MS = 50
+BOUND_S = (DEADLINE_MS + 100) / 1000
+ENV = {
+    "RATELIMITER_TOKEN": TOKEN,
+    "RATELIMITER_REDIS_DEADLINE_MS": str(DEADLINE_MS),
+    "RATELIMITER_HEARTBEAT_INTERVAL_MS": "100",
+    "RATELIMITER_POLICY_REFRESH_INTERVAL_MS": "100",
+}
+POLICIES = {
+    "fail-open": {"limit": 1_000_000, "window_ms": 60_000, "failure_mode": "open"},
+    "fail-closed": {"limit": 1_000_000, "window_ms": 60_000, "failure_mode": "closed"},
+    "small": {"limit": 3, "window_ms": 60_000, "algorithm": "sliding_log", "failure_mode": "closed"},
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    policy: str
+    status: int
+    failure_mode: str | None
+    seconds: float
+
+
+async def timed_check(url: str, policy: str, key: str = "k") -> Sample:
+    started = time.perf_counter()
+    response = await raw_request(url, "POST", "/v1/check", {"policy": policy, "key": key})
+    return Sample(policy, response.status, response.headers.get("x-ratelimit-failure-mode"), time.perf_counter() - started)
+
+
+async def until(condition: Callable[[], bool | Awaitable[bool]], timeout_s: float, what: str) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+
+    async def holds() -> bool:
+        result = condition()
+        return await result if inspect.isawaitable(result) else bool(result)
+
+    while not await holds():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def metric(url: str, line_prefix: str) -> float:
+    text = (await raw_request(url, "GET", "/metrics")).body.decode()
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_prefix)]
+    return sum(values)
+
+
+async def publish_policies(url: str) -> int:
+    version = 0
+    for name, body in POLICIES.items():
+        response = await raw_request(url, "PUT", f"/v1/policies/{name}", body, AUTH)
+        assert response.status == 200, response.body
+        version = response.json()["version"]
+    return version
+
+
+def test_redis_killed_under_load_then_restarted_empty(own_redis: RedisServer) -> None:
+    with NodeGroup(own_redis.url, count=1, env=ENV, id_prefix="fault") as nodes:
+        url = nodes[0].url
+
+        async def main() -> None:
+            version = await publish_policies(url)
+            samples: list[Sample] = []
+            after_kill: list[Sample] = []
+            killed = asyncio.Event()
+            stop = asyncio.Event()
+
+            async def worker(policy: str) -> None:
+                while not stop.is_set():
+                    was_killed = killed.is_set()
+                    sample = await timed_check(url, policy)
+                    samples.append(sample)
+                    if was_killed:
+                        after_kill.append(sample)
+
+            workers = [asyncio.create_task(worker(p)) for p in ("fail-open", "fail-closed") * 2]
+            await until(lambda: len(samples) >= 40, 10, "load before the kill")
+            await asyncio.to_thread(own_redis.kill)
+            killed.set()
+
+            async def enough_failures() -> bool:
+                modes = [s.failure_mode for s in after_kill]
+                return modes.count("open") >= 20 and modes.count("closed") >= 20
+
+            await until(enough_failures, 10, "failure-mode decisions after the kill")
+            stop.set()
+            await asyncio.gather(*workers)
+
+            assert all(s.status < 500 for s in samples), [s for s in samples if s.status >= 500][:3]
+            slowest = max(s.seconds for s in samples)
+            slow = [(s.policy, s.failure_mode, round(s.seconds * 1000)) for s in samples if s.seconds > BOUND_S]
+            assert slowest <= BOUND_S, f"{len(slow)} of {len(samples)} requests over the bound: {slow}"
+            for sample in after_kill:
+                if sample.policy == "fail-open":
+                    assert (sample.status, sample.failure_mode) == (200, "open")
+                else:
+                    assert (sample.status, sample.failure_mode) == (429, "closed")
+            assert (await raw_request(url, "GET", "/ready")).status == 503
+            # The node's own latency histogram agrees: every decision within the bound.
+            within = await metric(url, 'ratelimiter_check_latency_seconds_bucket{endpoint="check",le="0.15"}')
+            assert within == await metric(url, 'ratelimiter_check_latency_seconds_count{endpoint="check"}')
+            assert await metric(url, 'ratelimiter_failure_mode_decisions_total{mode="open"') >= 20
+            assert await metric(url, 'ratelimiter_failure_mode_decisions_total{mode="closed"') >= 20
+
+            # Redis comes back empty: no scripts, no policies, no registry.
+            await asyncio.to_thread(own_redis.start)
+
+            async def deciding_again() -> bool:
+                return (await timed_check(url, "fail-closed", "probe")).failure_mode is None
+
+            await until(deciding_again, 10, "decisions without failure mode after the restart")
+            small = [await timed_check(url, "small", "fresh") for _ in range(5)]
+            assert [(s.status, s.failure_mode) for s in small] == [(200, None)] * 3 + [(429, None)] * 2
+            assert await metric(url, "ratelimiter_script_reloads_total") >= 1
+            assert (await raw_request(url, "GET", "/ready")).status == 200
+
+            raw = redis.Redis.from_url(own_redis.url)
+            try:
+                await until(lambda: raw.get("rl:{pol}:version") is not None, 5, "re-published policies")
+                assert int(raw.get("rl:{pol}:version") or 0) == version
+                assert set(raw.hkeys("rl:{pol}:data")) == {name.encode() for name in POLICIES}
+            finally:
+                raw.close()
+
+            async def failures_reported() -> bool:
+                listing = await raw_request(url, "GET", "/v1/nodes", headers=AUTH)
+                nodes_by_id = {n["id"]: n for n in listing.json()["nodes"]}
+                return nodes_by_id.get("fault-0", {}).get("failure_mode_decisions", 0) >= 40
+
+            await until(failures_reported, 5, "the node's failure_mode_decisions in /v1/nodes")
+
+        asyncio.run(main())
+
+
+def test_stalled_redis_gets_failure_mode_within_the_deadline(own_redis: RedisServer) -> None:
+    with NodeGroup(own_redis.url, count=1, env=ENV, id_prefix="stall") as nodes:
+        url = nodes[0].url
+
+        async def main() -> None:
+            await publish_policies(url)
+            assert (await timed_check(url, "fail-closed")).failure_mode is None
+            admin = redis.Redis.from_url(own_redis.url)
+            try:
+                admin.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+                paused_at = time.monotonic()
+                during: list[Sample] = []
+                while time.monotonic() - paused_at < 1.0:
+                    during.append(await timed_check(url, "fail-open"))
+                    during.append(await timed_check(url, "fail-closed"))
+                ready: RawResponse = await raw_request(url, "GET", "/ready")
+            finally:
+                admin.close()
+            assert time.monotonic() - paused_at < 1.5, "the checks ran past the pause; the test proves nothing"
+            assert ready.status == 503
+            assert {(s.policy, s.status, s.failure_mode) for s in during} == {
+                ("fail-open", 200, "open"),
+                ("fail-closed", 429, "closed"),
+            }
+            slowest = max(s.seconds for s in during)
+            assert slowest <= BOUND_S, f"slowest request during the stall took {slowest * 1000:.0f} ms"
+
+            async def recovered() -> bool:
+                return (await timed_check(url, "fail-closed", "after")).failure_mode is None
+
+            await until(recovered, 5, "decisions after the pause")
+
+        asyncio.run(main())
+
+
+def test_batch_follows_each_policys_failure_mode_without_redis(own_redis: RedisServer) -> None:
+    async def main() -> None:
+        async with in_process_node(own_redis.url, redis_deadline_ms=DEADLINE_MS) as (_, client):
+            for name, body in POLICIES.items():
+                assert (await client.put(f"/v1/policies/{name}", json=body, headers=AUTH)).status_code == 200
+            own_redis.kill()
+            checks = [{"policy": "fail-open", "key": "a"}, {"policy": "fail-closed", "key": "a"}] * 3
+            started = time.perf_counter()
+            response = await client.post("/v1/check/batch", json={"checks": checks})
+            elapsed = time.perf_counter() - started
+            assert response.status_code == 200 and elapsed <= BOUND_S
+            results = response.json()["results"]
+            assert [(r["allowed"], r["failure_mode"]) for r in results] == [(True, "open"), (False, "closed")] * 3
+            # Management reads of the cache still work; Redis-backed ones answer 503, not 500.
+            assert (await client.get("/v1/policies", headers=AUTH)).status_code == 200
+            unavailable = await client.get("/v1/keys", headers=AUTH)
+            assert unavailable.status_code == 503 and "Redis" in unavailable.json()["detail"]
+            assert (await client.get("/ready")).status_code == 503
+
+    asyncio.run(main())
