@@ -9,7 +9,7 @@ always means "no ticket at all".
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -17,22 +17,11 @@ from prometheus_client import CollectorRegistry
 from engine.evaluate import EntityState
 from engine.observe import ObservationResult
 from engine.store import Ticket
+from engine.testing.actions import ActionRecord
 from engine.testing.counters import parse_selector, read_counter
 from engine.testing.model import ActionExpect, Expect, TicketExpect
 
 _RANK = {"ok": 0, "pending": 1, "firing": 2}
-
-
-@dataclass(frozen=True)
-class ActionRecord:
-    """One action the gate handled: proposed, awaiting approval, executed, refused or failed."""
-
-    action: str
-    status: str
-    params: dict[str, Any]
-    invariant: str | None = None
-    key: str | None = None
-    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,9 +33,8 @@ class Observed:
     tickets: Sequence[Ticket]
     observations: Mapping[str, ObservationResult]
     registry: CollectorRegistry
-    prompt_for: Callable[[str, str], str] | None = None  # (invariant, key) -> rendered prompt text
-    actions: Sequence[ActionRecord] | None = None  # None: this build has no action gate
-    missing: dict[str, str] = field(default_factory=dict)  # feature -> why it is unavailable
+    prompt_for: Callable[[str, str], str]  # (invariant, key) -> rendered prompt text
+    actions: Sequence[ActionRecord]  # every proposal so far, oldest first
 
 
 def check(expect: Expect, observed: Observed) -> list[str]:
@@ -214,10 +202,6 @@ def _number(value: float) -> str:
 
 
 def _prompts(expect: Expect, observed: Observed) -> list[str]:
-    if not expect.prompts:
-        return []
-    if observed.prompt_for is None:
-        return [f"prompts: cannot be checked: {observed.missing.get('prompts', 'no prompt renderer')}"]
     out = []
     for wanted in expect.prompts:
         label = f"prompts[{wanted.invariant}{'/' + wanted.key if wanted.key else ''}]"
@@ -243,38 +227,62 @@ def _prompts(expect: Expect, observed: Observed) -> list[str]:
 
 def _action_differences(wanted: ActionExpect, record: ActionRecord, *, exact: bool) -> list[str]:
     diffs = []
-    for name in ("action", "status", "invariant", "key"):
+    for name in ("action", "status", "invariant", "key", "gate"):
         expected = getattr(wanted, name)
         if expected is not None and getattr(record, name) != expected:
             diffs.append(f"{name}: expected {expected!r}, got {getattr(record, name)!r}")
     if wanted.params is not None:
-        if exact and record.params != wanted.params:
-            diffs.append(f"params: expected {wanted.params!r}, got {record.params!r}")
-        elif not exact:
-            for param, value in wanted.params.items():
-                if record.params.get(param) != value:
-                    diffs.append(f"params.{param}: expected {value!r}, got {record.params.get(param)!r}")
+        diffs += [f"params{d}" for d in _value_differences(wanted.params, record.params, exact=exact)]
     if wanted.reason_contains is not None and wanted.reason_contains not in (record.reason or ""):
         diffs.append(f"reason: expected to contain {wanted.reason_contains!r}, got {record.reason!r}")
+    if wanted.request is not None:
+        if record.request is None:
+            diffs.append(f"request: expected {wanted.request!r}, but nothing was sent (status {record.status})")
+        else:
+            diffs += [f"request{d}" for d in _value_differences(wanted.request, record.request, exact=False, exact_below=exact)]
     return diffs
 
 
+def _value_differences(expected: Any, actual: Any, *, exact: bool, exact_below: bool | None = None, path: str = "") -> list[str]:
+    """Where `actual` differs from `expected`: mappings match on the keys written (all keys when
+    `exact`), anything else by equality. `exact_below` applies from the next level down."""
+    below = exact if exact_below is None else exact_below
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        out = []
+        for key, value in expected.items():
+            if key not in actual:
+                out.append(f"{path}.{key}: expected {value!r}, got nothing")
+            else:
+                out += _value_differences(value, actual[key], exact=below, path=f"{path}.{key}")
+        if exact:
+            out += [f"{path}.{key}: not expected, got {actual[key]!r}" for key in actual if key not in expected]
+        return out
+    if expected != actual or isinstance(expected, bool) != isinstance(actual, bool):  # True == 1 in Python, not here
+        return [f"{path}: expected {expected!r}, got {actual!r}"]
+    return []
+
+
 def _describe_action(record: ActionRecord) -> str:
-    reason = f" reason={record.reason!r}" if record.reason else ""
-    return f"{record.action} {record.status} params={record.params} for {record.invariant}[{record.key!r}]{reason}"
+    parts = [f"{record.action} {record.status} params={record.params} for {record.invariant}[{record.key!r}] (ticket #{record.ticket})"]
+    if record.gate:
+        parts.append(f"gate={record.gate}")
+    if record.reason:
+        parts.append(f"reason={record.reason!r}")
+    if record.request is not None:
+        parts.append(f"request={record.request['line']!r}" + (f" body={record.request['body']!r}" if record.request.get("body") is not None else ""))
+    return " ".join(parts)
 
 
 def _actions(expect: Expect, observed: Observed) -> list[str]:
     if expect.actions is None and not expect.not_actions:
         return []
-    if observed.actions is None:
-        return [f"actions: cannot be checked: {observed.missing.get('actions', 'no action gate')}"]
     records = list(observed.actions)
     listing = "\n".join(f"      {_describe_action(r)}" for r in records) or "      (none)"
     out = []
     for name in expect.not_actions:
-        if any(r.action == name for r in records):
-            out.append(f"not_actions: {name} was handled:\n{listing}")
+        handled = [r for r in records if r.action == name]
+        if handled:
+            out.append(f"not_actions: {name} was proposed ({', '.join(r.status for r in handled)}); actual actions:\n{listing}")
     if expect.actions is None:
         return out
     if not expect.actions:
@@ -285,11 +293,19 @@ def _actions(expect: Expect, observed: Observed) -> list[str]:
         if match is not None:
             unused.remove(match)
             continue
-        line = f"actions[{index}]: no action record matches {wanted.model_dump(exclude_none=True)}"
+        line = f"actions[{index}]: no action matches {_describe_wanted(wanted)}"
         if unused:
-            closest = min(unused, key=lambda r: len(_action_differences(wanted, r, exact=expect.exact)))
-            line += "\n    closest: " + "; ".join(_action_differences(wanted, closest, exact=expect.exact))
+            # the same action first, then the fewest differences; ties go to the newest record
+            closest = min(
+                reversed(unused),
+                key=lambda r: (r.action != wanted.action, len(_action_differences(wanted, r, exact=expect.exact))),
+            )
+            line += f"\n    closest: {closest.action} (ticket #{closest.ticket}): " + "; ".join(_action_differences(wanted, closest, exact=expect.exact))
         out.append(line + f"\n    actual actions:\n{listing}")
     if expect.exact and unused:
         out.append("actions: exact: actions not expected:\n" + "\n".join(f"      {_describe_action(r)}" for r in unused))
     return out
+
+
+def _describe_wanted(wanted: ActionExpect) -> str:
+    return "{" + ", ".join(f"{k}: {v!r}" for k, v in wanted.model_dump(exclude_none=True).items()) + "}"

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from engine.act import GATES
 from engine.config.loader import LoadedDocument, load_document
 from engine.config.problems import DocPath, Problem, sort_key
 from engine.config.validate import LoadedConfig, load_config
@@ -26,7 +27,7 @@ from engine.expr import compile_expr
 from engine.metrics import EngineMetrics
 from engine.testing.counters import counter_names, parse_selector
 from engine.testing.fixtures import Timeline, parse_fixture
-from engine.testing.model import TestFile
+from engine.testing.model import REQUEST_FIELDS, TestFile
 from engine.testing.shapes import strategy_for
 
 
@@ -250,9 +251,18 @@ class _Checker:
                     self._unknown(base + ("actions", i, "action"), "action", action.action, actions)
                 if action.invariant is not None and action.invariant not in invariants:
                     self._unknown(base + ("actions", i, "invariant"), "invariant", action.invariant, invariants)
+                if action.gate is not None and action.gate not in GATES:
+                    self.report(base + ("actions", i, "gate"), f"there is no gate '{action.gate}'; gates: {', '.join(GATES)}")
+                for field in sorted(set(action.request or {}) - set(REQUEST_FIELDS)):
+                    self.report(base + ("actions", i, "request", field), f"a request has no field '{field}'; fields: {', '.join(REQUEST_FIELDS)}")
+                if action.request is not None and action.status not in (None, "executed", "executing", "failed"):
+                    self.report(base + ("actions", i, "request"), f"a {action.status} action sends no request; only executed ones do")
             for i, name in enumerate(expect.not_actions):
                 if name not in actions:
                     self._unknown(base + ("not_actions", i), "action", name, actions)
+            for i, name in enumerate(case.then.approve if case.then is not None else []):
+                if name not in actions:
+                    self._unknown(where + ("then", "approve", i), "action", name, actions)
             for selector in expect.counters:
                 try:
                     parsed = parse_selector(selector)

@@ -1,8 +1,10 @@
 """The test file language (`opctl test`), as pydantic models that refuse unknown keys.
 
 A test file names its config, a tick and a start time, gives one fixture per observation over
-virtual time, and lists cases (`at` a time: `expect` states, tickets, prompts, actions,
-counters) and, for `--property`, properties of invariants. Fixtures are parsed by
+virtual time, recorded diagnoses (answering in place of a model), and lists cases (`at` a
+time: `expect` states, tickets, prompts, actions, counters; `then` approve proposals or switch
+the mode, as a human would, before the next tick) and, for `--property`, properties of
+invariants. Fixtures are parsed by
 `engine.testing.fixtures` (their forms are easier to explain by hand than through a union).
 """
 
@@ -15,8 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from engine.config.models import Duration
 
 Status = Literal["ok", "pending", "firing"]
-TicketStatus = Literal["open", "resolved"]
-ActionStatus = Literal["proposed", "awaiting_approval", "executed", "refused", "failed"]
+# `open` is every status but resolved; verifying (an action ran) and escalated (humans decide) are finer
+TicketStatus = Literal["open", "verifying", "escalated", "resolved"]
+ActionStatus = Literal[
+    "proposed", "refused", "awaiting_approval", "approved", "rejected", "expired", "cancelled", "executing", "executed", "failed"
+]
+Mode = Literal["observe", "approve", "execute"]
+REQUEST_FIELDS = ("kind", "target", "method", "path", "query", "headers", "body", "command", "line")
 
 
 class _Strict(BaseModel):
@@ -57,14 +64,26 @@ class PromptExpect(_Strict):
 
 
 class ActionExpect(_Strict):
-    """One expected action record; `params` match partially unless `exact: true`."""
+    """One expected proposal (its current status); `params` and `request` match partially unless
+    `exact: true`."""
 
     action: str
-    status: ActionStatus | None = None
+    status: ActionStatus | None = Field(
+        None, description="proposed (observe mode), awaiting_approval, executed (the recorder got its request), refused, ..."
+    )
     params: dict[str, Any] | None = None
     invariant: str | None = None
     key: str | None = None
-    reason_contains: str | None = Field(None, description="For refused actions: text of the gate's reason.")
+    gate: str | None = Field(None, description="For refused actions: the gate that refused (guard, cooldown, budget, ...).")
+    reason_contains: str | None = Field(None, description="Text of the last decision's note; for refused actions the gate's reason.")
+    request: dict[str, Any] | None = Field(
+        None, description="For executed actions: fields of the request sent (method, path, query, headers, body, command, line)."
+    )
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class Expect(_Strict):
@@ -92,10 +111,20 @@ class Expect(_Strict):
     not_actions: list[str] = Field(default_factory=list, description="Actions that must not have been proposed.")
 
 
+class Then(_Strict):
+    """What a human does after the case's tick and checks; the next tick sees it."""
+
+    approve: list[str] = Field(
+        default_factory=list, description="Approve every proposal of these actions that awaits approval (`opctl approve`)."
+    )
+    mode: Mode | None = Field(None, description="Switch the mode from now on (`opctl mode`).")
+
+
 class Case(_Strict):
     name: str = Field(min_length=1)
     at: Duration = Field(description="Offset from `start`; a multiple of `tick`. Checked after the tick at that time.")
-    expect: Expect
+    expect: Expect = Field(default_factory=lambda: Expect())
+    then: Then | None = None
 
 
 class RecordedDiagnosis(_Strict):
@@ -103,7 +132,13 @@ class RecordedDiagnosis(_Strict):
 
     invariant: str
     key: str | None = None
+    model: str | None = Field(None, description="Copied to the diagnosis, as if that model had answered.")
     diagnosis: dict[str, Any]
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class Property(_Strict):
@@ -122,7 +157,7 @@ class TestFile(_Strict):
     config: str = Field(min_length=1, description="The config under test, relative to this file.")
     tick: Duration | None = Field(None, description="Time between ticks; default: the config's interval.")
     start: str | float = Field(0.0, description="Unix seconds or RFC 3339 time of the first tick.")
-    mode: Literal["observe", "approve", "execute"] | None = Field(None, description="Overrides the config's mode.")
+    mode: Mode | None = Field(None, description="Overrides the config's mode for this test.")
     fixtures: dict[str, Any] = Field(default_factory=dict, description="One per observation of the config.")
     diagnoses: list[RecordedDiagnosis] = Field(default_factory=list)
     shapes: dict[str, dict[str, Any]] = Field(

@@ -1,13 +1,15 @@
 """Running a test file's cases: the real Monitor on a virtual clock, fixtures in place of I/O.
 
 Ticks run at start, start+tick, ... up to the last selected case; after the tick at a case's
-`at`, the case's expectations are compared with the engine's states, tickets, observations and
-counters (a fresh SQLite store in a temporary directory holds the tickets).
+`at`, the case's expectations are compared with the engine's states, tickets, observations,
+counters, prompts and actions (a fresh SQLite store in a temporary directory holds tickets,
+proposals and executions), then its `then:` runs (approvals, a mode change) for the next tick.
+The whole pipeline runs: a `RecordingExecutor` replaces executors (nothing is sent) and the
+diagnoser answers offline (recorded diagnoses, else the runbook; see engine.testing.diagnoses).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -15,15 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from engine.errors import OpctlError
+from engine.act import RecordingExecutor
+from engine.diagnose import DiagnosisRequest, render_prompts
+from engine.errors import OpctlError, StoreError
 from engine.loop import Monitor
 from engine.store import Store
+from engine.testing.actions import action_records
+from engine.testing.diagnoses import offline_diagnoser
 from engine.testing.expect import Observed, check
 from engine.testing.fixtures import FixtureObserver, VirtualClock
 from engine.testing.load import LoadedTest
-from engine.testing.model import Case
+from engine.testing.model import Case, Then
 
 STORE_FILE = "opctl-test.db"
+HUMAN = "opctl-test"  # the actor of approvals and mode changes a case makes
 
 
 @dataclass(frozen=True)
@@ -42,70 +49,95 @@ class CaseResult:
         return not self.failures
 
 
-def unavailable_features() -> dict[str, str]:
-    """Pipeline stages this build lacks, with the message a case that needs them fails with."""
-    missing = {}
-    if importlib.util.find_spec("engine.diagnose.prompt") is None:
-        missing["prompts"] = "prompt assertions need engine.diagnose.prompt (render_prompts), which this build does not have yet"
-    # engine.act exists as a package, but Monitor does not run the gate yet: there are no action
-    # records to compare with until the loop proposes/executes actions.
-    missing["actions"] = "actions assertions need the action gate in the engine loop (Monitor does not run engine.act yet)"
-    if importlib.util.find_spec("engine.diagnose.replay") is None:
-        missing["diagnoses"] = "recorded diagnoses need engine.diagnose (the replay provider), which this build does not have yet"
-    return missing
-
-
 async def run_cases(test: LoadedTest, cases: Sequence[Case]) -> list[CaseResult]:
     """Every case of `cases` (in time order, ties in file order), against one engine run."""
-    file = str(test.file)
     if not cases:
         return []
-    missing = unavailable_features()
     ordered = sorted(cases, key=lambda c: c.at)
-    results: list[CaseResult] = []
-    if test.spec.diagnoses and "diagnoses" in missing:
-        results.append(CaseResult(file, "recorded diagnoses", "case", None, (missing["diagnoses"],), 0.0))
     clock = VirtualClock(test.start)
     observer = FixtureObserver(test.timelines, clock, test.tick)
+    recorder = RecordingExecutor()  # stands in for every executor: nothing is sent anywhere
     with tempfile.TemporaryDirectory(prefix="opctl-test-") as tmp:
         store = Store(Path(tmp) / STORE_FILE, clock=clock)
         try:
-            monitor = Monitor(test.loaded, store=store, observer=observer, clock=clock)  # type: ignore[arg-type]
-            index = 0
-            last = round(ordered[-1].at / test.tick)
-            for step in range(last + 1):
-                clock.now = test.start + step * test.tick
-                started = time.perf_counter()
-                try:
-                    await monitor.tick()
-                except OpctlError as exc:
-                    reason = f"the engine failed at tick {step} ({step * test.tick:g}s): {exc}"
-                    results += [CaseResult(file, c.name, "case", c.at, (reason,), 0.0) for c in ordered[index:]]
-                    return results
-                while index < len(ordered) and round(ordered[index].at / test.tick) == step:
-                    case = ordered[index]
-                    observed = Observed(
-                        states=dict(monitor.states),
-                        invariant_names=[inv.name for inv in test.loaded.config.invariants],
-                        tickets=sorted(store.tickets(limit=1_000_000), key=lambda t: t.id),
-                        observations=observer.last,
-                        registry=monitor.metrics.registry,
-                        prompt_for=_prompt_renderer(test, store, observer, clock.now) if "prompts" not in missing else None,
-                        actions=None,
-                        missing=missing,
-                    )
-                    failures = tuple(check(case.expect, observed))
-                    results.append(CaseResult(file, case.name, "case", case.at, failures, time.perf_counter() - started))
-                    index += 1
+            diagnoser = offline_diagnoser(
+                test.loaded, test.spec.diagnoses, workdir=Path(tmp), store=store, observe=observer.observe, clock=clock
+            )
+            monitor = Monitor(
+                test.loaded, store=store, observer=observer, clock=clock,  # type: ignore[arg-type]
+                executor=recorder, diagnoser=diagnoser,
+            )
+            try:
+                return await _run(test, ordered, monitor, store, observer, recorder, clock)
+            finally:
+                await monitor.aclose()
         finally:
             store.close()
+
+
+async def _run(
+    test: LoadedTest,
+    ordered: Sequence[Case],
+    monitor: Monitor,
+    store: Store,
+    observer: FixtureObserver,
+    recorder: RecordingExecutor,
+    clock: VirtualClock,
+) -> list[CaseResult]:
+    file = str(test.file)
+    results: list[CaseResult] = []
+    index = 0
+    last = round(ordered[-1].at / test.tick)
+    for step in range(last + 1):
+        clock.now = test.start + step * test.tick
+        started = time.perf_counter()
+        try:
+            await monitor.tick()
+        except OpctlError as exc:
+            reason = f"the engine failed at tick {step} ({step * test.tick:g}s): {exc}"
+            return results + [CaseResult(file, c.name, "case", c.at, (reason,), 0.0) for c in ordered[index:]]
+        while index < len(ordered) and round(ordered[index].at / test.tick) == step:
+            case = ordered[index]
+            try:
+                observed = Observed(
+                    states=dict(monitor.states),
+                    invariant_names=[inv.name for inv in test.loaded.config.invariants],
+                    tickets=sorted(store.tickets(limit=1_000_000), key=lambda t: t.id),
+                    observations=observer.last,
+                    registry=monitor.metrics.registry,
+                    prompt_for=_prompt_renderer(test, store, observer, clock.now),
+                    actions=action_records(store, recorder.requests),
+                )
+                failures = check(case.expect, observed)
+                if case.then is not None:
+                    failures += _then(case.then, store)
+            except OpctlError as exc:
+                failures = [f"the engine's records could not be read: {exc}"]
+            results.append(CaseResult(file, case.name, "case", case.at, tuple(failures), time.perf_counter() - started))
+            index += 1
     return results
+
+
+def _then(then: Then, store: Store) -> list[str]:
+    """Do what the case's `then:` says, as a human would between ticks; what could not be done."""
+    failures = []
+    for action in then.approve:
+        waiting = [p for p in store.proposals(status="awaiting_approval", limit=1_000_000) if p.action == action]
+        if not waiting:
+            listing = ", ".join(f"{p.action} ({p.status})" for p in store.proposals(limit=1_000_000)) or "none"
+            failures.append(f"then.approve: no proposal of {action} awaits approval; proposals so far: {listing}")
+        for proposal in sorted(waiting, key=lambda p: p.id):
+            try:
+                store.approve(proposal.id, actor=HUMAN, reason="approved by the test case")
+            except StoreError as exc:
+                failures.append(f"then.approve: {exc}")
+    if then.mode is not None:
+        store.set_mode(then.mode, actor=HUMAN)
+    return failures
 
 
 def _prompt_renderer(test: LoadedTest, store: Store, observer: FixtureObserver, now: float) -> Callable[[str, str], str]:
     """(invariant, key) -> the system and ticket prompts of that entity's newest ticket, joined."""
-    from engine.diagnose.prompt import render_prompts
-    from engine.diagnose.types import DiagnosisRequest
 
     def render(invariant: str, key: str) -> str:
         tickets = [t for t in store.tickets(limit=1_000_000) if t.invariant == invariant and t.entity_key == key]

@@ -195,18 +195,3 @@ def test_junit_records_failures(tmp_path: Path) -> None:
     assert result.exit_code == 1
     failures = list(ET.parse(junit).getroot().iter("failure"))
     assert failures and "expected pending, got firing" in failures[0].get("message", "")
-
-
-def test_assertions_on_stages_this_build_lacks_fail_clearly(tmp_path: Path) -> None:
-    from engine.testing.scenario import unavailable_features
-
-    missing = unavailable_features()
-    if "actions" not in missing:
-        pytest.skip("engine.act exists: action assertions are exercised by the shipped suites")
-    file = _write(
-        tmp_path / "t.yaml",
-        _head(tmp_path) + "  redis_stats: {value: {evicted_keys: 0}}\ncases:\n  - {name: one, at: 0s, expect: {actions: []}}\n",
-    )
-    result = run_tests([file])
-    assert result.exit_code == 1
-    assert "actions assertions need the action gate in the engine loop" in result.report_text()
