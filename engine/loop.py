@@ -189,7 +189,9 @@ class Monitor:
         for ident, entity in evaluation.entities.items():
             invariant = self.config.invariant(entity.invariant)
             if invariant is not None:
-                out[ident] = self.redactor.text(render_message(invariant, entity, values, now))
+                state = evaluation.states.get(ident)
+                error = state.last_error if state is not None else None
+                out[ident] = self.redactor.text(render_message(invariant, entity, values, now, error=error))
         return out
 
     def _snapshot(self, results: Mapping[str, ObservationResult]) -> dict[str, Any]:
@@ -197,10 +199,18 @@ class Monitor:
         return self.redactor.value(trim(data, SNAPSHOT_BUDGET))
 
 
-def render_message(invariant: Invariant, entity: Entity, values: Mapping[str, Any], now: float) -> str:
-    """The ticket message: the invariant's template, or a plain default; never raises."""
+def render_message(
+    invariant: Invariant, entity: Entity, values: Mapping[str, Any], now: float, *, error: str | None = None
+) -> str:
+    """The ticket message: the invariant's template, or a plain default; never raises.
+
+    On an error sample (`on_error: firing`) the template's data is missing: the message says
+    so, with the reason, instead of rendering a half-empty template.
+    """
     subject = f"'{entity.key}'" if entity.key else "the cluster"
     default = f"invariant {invariant.name} is violated for {subject}"
+    if error is not None:
+        return f"{default} (no current data: {error})"
     if invariant.message is None:
         return default
     variables = {
