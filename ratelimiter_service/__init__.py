@@ -3,7 +3,7 @@ through Redis under a version, and stateless FastAPI nodes serve the decisions."
 
 from __future__ import annotations
 
-from ratelimiter_service.limiter import Decision, KeyUsage, Limiter
+from ratelimiter_service.limiter import CoalescingLimiter, Decision, KeyUsage, Limiter
 from ratelimiter_service.policies import Algorithm, Policy, PolicyStore
 
-__all__ = ["Algorithm", "Decision", "KeyUsage", "Limiter", "Policy", "PolicyStore"]
+__all__ = ["Algorithm", "CoalescingLimiter", "Decision", "KeyUsage", "Limiter", "Policy", "PolicyStore"]

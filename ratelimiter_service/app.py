@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from ratelimiter_service.api import checks, management, ops
 from ratelimiter_service.api.models import Problem
-from ratelimiter_service.limiter import Limiter
+from ratelimiter_service.limiter import CoalescingLimiter, Limiter
 from ratelimiter_service.metrics import Metrics
 from ratelimiter_service.policies import Policy, PolicyStore
 from ratelimiter_service.redis_client import (
@@ -73,12 +73,17 @@ class Node:
         self.node_id = settings.resolved_node_id
         self.instance = settings.instance_id or uuid.uuid4().hex
         self.metrics = Metrics(self.node_id)
-        self.limiter = Limiter(
+        limiter = Limiter(
             client,
             prefix=settings.prefix,
             test_mode=settings.test_mode,
             max_log_limit=settings.max_log_limit,
             on_script_reload=self.metrics.script_reloads.inc,
+        )
+        # Optionally, concurrent single checks share pipelines: one round trip (one Redis write
+        # and read syscall) for all the checks that arrive together.
+        self.limiter: Limiter | CoalescingLimiter = (
+            CoalescingLimiter(limiter) if settings.coalesce_checks else limiter
         )
         self.policies = PolicyStore(client, default=default_policy(settings), prefix=settings.prefix)
         self.registry = NodeRegistry(
@@ -137,6 +142,8 @@ class Node:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if isinstance(self.limiter, CoalescingLimiter):
+            await self.limiter.aclose()
         if self.owns_client:
             await self.client.aclose()
 

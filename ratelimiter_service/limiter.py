@@ -1,5 +1,8 @@
 """Rate-limit decisions: one Lua script call per decision, one pipeline per batch.
 
+`CoalescingLimiter` wraps a `Limiter` for a server: single checks that arrive together (in the
+same event-loop turn, or while earlier pipelines are in flight) share one pipeline round trip.
+
 Time comes from the Redis server (`TIME` inside the scripts), so nodes with skewed clocks decide
 identically. Only a limiter built with `test_mode=True` honours an injected `now_ms`; keys written
 with injected time get a long minimum TTL, because their deadlines are not in Redis time.
@@ -10,6 +13,7 @@ a caller's mistake (cost < 1, an exact log above `max_log_limit`, an unencodable
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -266,6 +270,110 @@ class Limiter:
                     break
             todo = again
         return results
+
+
+class CoalescingLimiter:
+    """A `Limiter` whose concurrent single checks share pipelines; otherwise the same interface.
+
+    A check is queued and the queue is flushed on the next event-loop turn, as one pipeline of
+    at most `max_batch` calls; while `max_in_flight` pipelines are out, the queue grows instead,
+    so batches get larger exactly when the node is busy, and a lone check waits for no timer.
+    Every guarantee of `Limiter.check` holds per call: a caller's mistake raises `ValueError`
+    at once (nothing is queued); each call gets its own reply or Redis error (NOSCRIPT reloads
+    included, see `Limiter._run_many`); each decision is still one atomic script run; a call
+    cancelled before its pipeline is sent is never sent. The caller bounds the wait (the
+    service's `within_deadline`): queueing counts against its deadline.
+    """
+
+    def __init__(self, limiter: Limiter, *, max_batch: int = 32, max_in_flight: int = 4) -> None:
+        if max_batch < 1 or max_in_flight < 1:
+            raise ValueError("max_batch and max_in_flight must be >= 1")
+        self.limiter = limiter
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._queue: list[tuple[_Call, asyncio.Future[Decision]]] = []
+        self._in_flight = 0
+        self._flush_scheduled = False
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def check(
+        self, policy: Policy, key: str, cost: int = 1, *, now_ms: int | None = None
+    ) -> asyncio.Future[Decision]:
+        """Like `Limiter.check`; returns the awaitable decision (a future, not a new task)."""
+        call = self.limiter._prepare(policy, key, cost, now_ms)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Decision] = loop.create_future()
+        self._queue.append((call, future))
+        if not self._flush_scheduled and self._in_flight < self._max_in_flight:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    async def check_batch(self, checks: Sequence[tuple[Policy, str, int]]) -> list[Decision | Exception]:
+        return await self.limiter.check_batch(checks)
+
+    async def usage(self, policy: Policy, key: str, *, now_ms: int | None = None) -> KeyUsage:
+        return await self.limiter.usage(policy, key, now_ms=now_ms)
+
+    async def reset(self, policy: Policy, key: str) -> bool:
+        return await self.limiter.reset(policy, key)
+
+    async def active_keys(
+        self,
+        policies: Mapping[str, Policy],
+        *,
+        over_limit: bool = False,
+        limit: int = 1000,
+        now_ms: int | None = None,
+    ) -> list[KeyUsage]:
+        return await self.limiter.active_keys(policies, over_limit=over_limit, limit=limit, now_ms=now_ms)
+
+    async def aclose(self) -> None:
+        """Wait for the pipelines already sent (their callers may have given up)."""
+        while self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        while self._queue and self._in_flight < self._max_in_flight:
+            batch = [(call, future) for call, future in self._queue[: self._max_batch] if not future.done()]
+            del self._queue[: self._max_batch]
+            if not batch:
+                continue
+            self._in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[_Call, asyncio.Future[Decision]]]) -> None:
+        replies: Sequence[list[int] | Exception]
+        try:
+            replies = await self.limiter._run_many([call for call, _ in batch])
+        except Exception as exc:  # not a Redis error (those are per call): every call fails with it
+            replies = [exc] * len(batch)
+        except asyncio.CancelledError:
+            # Only a loop shutting down cancels a send; its callers must not be cancelled with it.
+            lost = redis.exceptions.ConnectionError("the pipeline was cancelled (shutting down)")
+            self._settle(batch, [lost] * len(batch))
+            raise
+        finally:
+            self._in_flight -= 1
+            if self._queue and not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+        self._settle(batch, replies)
+
+    @staticmethod
+    def _settle(
+        batch: list[tuple[_Call, asyncio.Future[Decision]]], replies: Sequence[list[int] | Exception]
+    ) -> None:
+        for (_, future), reply in zip(batch, replies):
+            if future.done():  # the caller gave up meanwhile
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(_decision(reply))
 
 
 def _decision(reply: list[int]) -> Decision:

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # (the node is busy, Redis is not): a burst must not turn into failure-mode admissions.
     # 0 fails every call at the deadline.
     redis_busy_patience_ms: int = Field(default=1_000, ge=0, le=60_000)
+    # Concurrent single checks share Redis pipelines (CoalescingLimiter). Off by default: under a
+    # burst it delays the first replies, which the busy-versus-stalled test reads as a stall.
+    coalesce_checks: bool = False
     policy_refresh_interval_ms: int = Field(default=500, ge=10)
     policy_refresh: bool = True
 
