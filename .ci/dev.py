@@ -3,8 +3,12 @@
 
 Needs only Python 3.11+:
 
-    python3 .ci/dev.py demo     # set up .venv, then run the main job
+    python3 .ci/dev.py demo     # set up .venv, then run the main job: the rate limiter demo
     python3 .ci/dev.py test     # set up .venv, then run the whole test suite
+
+`demo` plays `opctl demo configs/ratelimiter.yaml --scenario kill_node` on the local lab (a real
+Redis, three limiter nodes and a load generator on loopback); extra arguments replace the
+defaults, e.g. `python3 .ci/dev.py demo --scenario policy_drift --mode observe`.
 
 The venv is (re)installed when pyproject.toml changed since the last install.
 """
@@ -51,7 +55,7 @@ def main(argv: list[str]) -> int:
     ensure_venv()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     if argv[0] == "demo":
-        return run([str(BIN / "opctl"), "validate", "configs/", *argv[1:]])
+        return run([str(BIN / "opctl"), "demo", "configs/ratelimiter.yaml", *(argv[1:] or ["--scenario", "kill_node"])])
     code = run([str(BIN / "python"), "-m", "pytest", *argv[1:]])
     if code == 5:  # pytest: no tests were collected; a test run that ran nothing is a failure
         print("error: no tests ran", file=sys.stderr)

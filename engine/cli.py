@@ -475,7 +475,11 @@ def lab_down(config: str, as_json: bool) -> None:
 @main.command()
 @click.argument("config")
 @click.option("--scenario", "scenario_name", default=None, help="The lab scenario to play (see --list).")
-@click.option("--mode", type=click.Choice(["observe", "approve", "execute"]), default="execute", show_default=True)
+@click.option(
+    "--mode", type=click.Choice(["observe", "approve", "execute"]), default="execute", show_default=True,
+    help="observe: propose only. approve/execute: actions run; those waiting for approval are approved by the "
+         "demo itself, standing in for the human (`opctl actions approve`), and the timeline says so.",
+)
 @click.option("--list", "list_only", is_flag=True, help="List the lab's scenarios and exit.")
 @click.option("--interval", default="1s", show_default=True, help="Time between operator ticks.")
 @user_errors
