@@ -1,0 +1,71 @@
+"""The durable record: tickets, the append-only event log and invariant states, in SQLite.
+
+One file per subject, created 0600 (it holds observed values), in WAL mode so `opctl tickets`
+can read while the engine writes. Each tick is written in one transaction (states, tickets,
+events), so a crash leaves the previous tick or the new one, never half of it; pending and
+firing states are restored on start, so a restart neither re-opens nor loses tickets.
+
+Ticket statuses (a string column; every status but `resolved` counts as open, and at most one
+open ticket exists per (invariant, entity key), a partial unique index):
+`open` (firing), `verifying` (an action ran; waiting for the invariant to hold), `escalated`
+(verification window passed, attempts exhausted, every proposal refused, a proposal rejected or
+expired: a human must look), `resolved`.
+Events are append-only: `add_event` is the only writer and triggers refuse UPDATE and DELETE.
+
+Acting (schema v3) keeps, beside tickets: proposals (one per recommended action, with the gate's
+decision), executions (written BEFORE a request runs and updated after, so a crash never replays
+one: executions left `executing` become `unknown` on the next start), cached diagnoses and
+token spend (the DiagnosisCache / TokenLedger of engine.diagnose, see engine.act.records), and
+switches (the kill switch and the mode override), which a running loop reads every tick, so
+`opctl kill` from another process takes effect within one tick. Each of these changes writes its
+audit event in the same transaction.
+"""
+
+from __future__ import annotations
+
+from engine.store.base import BUSY_TIMEOUT_S
+from engine.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from engine.store.migrations import _statements as _statements  # tests split migrations with it
+from engine.store.records import Event, Execution, Proposal, TickChanges, Ticket, TicketAct
+from engine.store.statuses import (
+    ESCALATED,
+    EXECUTION_STATUSES,
+    KILL_SWITCH,
+    LIVE_PROPOSALS,
+    MODE_SWITCH,
+    OPEN,
+    PARKED_KILLED,
+    PARKED_NO_ACTION,
+    PARKED_OBSERVE,
+    PROPOSAL_STATUSES,
+    RESOLVED,
+    TICKET_STATUSES,
+    VERIFYING,
+)
+from engine.store.store import Store
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "ESCALATED",
+    "EXECUTION_STATUSES",
+    "Event",
+    "Execution",
+    "KILL_SWITCH",
+    "LIVE_PROPOSALS",
+    "MIGRATIONS",
+    "MODE_SWITCH",
+    "OPEN",
+    "PARKED_KILLED",
+    "PARKED_NO_ACTION",
+    "PARKED_OBSERVE",
+    "PROPOSAL_STATUSES",
+    "Proposal",
+    "RESOLVED",
+    "SCHEMA_VERSION",
+    "Store",
+    "TICKET_STATUSES",
+    "TickChanges",
+    "Ticket",
+    "TicketAct",
+    "VERIFYING",
+]

@@ -1,0 +1,143 @@
+"""The schema of the ticket store, as an append-only list of migrations, and its version."""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Schema migrations: MIGRATIONS[n] takes a file from version n to n + 1. Append only; never edit
+# a migration that has shipped.
+MIGRATIONS: tuple[str, ...] = (
+    # v1: tickets, the event log, invariant states
+    """
+    CREATE TABLE tickets (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        invariant TEXT NOT NULL,
+        entity_key TEXT NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',
+        severity TEXT NOT NULL,
+        status TEXT NOT NULL,
+        held INTEGER NOT NULL DEFAULT 0,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        resolved_at REAL,
+        occurrences INTEGER NOT NULL DEFAULT 1,
+        message TEXT NOT NULL DEFAULT '',
+        snapshot TEXT NOT NULL DEFAULT '{}',
+        previous_ticket_id INTEGER REFERENCES tickets(id)
+    );
+    CREATE UNIQUE INDEX tickets_one_open ON tickets(invariant, entity_key) WHERE status != 'resolved';
+    CREATE INDEX tickets_by_key ON tickets(invariant, entity_key, id);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id INTEGER REFERENCES tickets(id),
+        invariant TEXT,
+        entity_key TEXT,
+        kind TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        at REAL NOT NULL,
+        data TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_by_ticket ON events(ticket_id, id);
+    CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+    CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+    CREATE TABLE entity_states (
+        invariant TEXT NOT NULL,
+        entity_key TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('ok', 'pending', 'firing')),
+        active_since REAL,
+        fired_at REAL,
+        cleared_since REAL,
+        last_error TEXT,
+        last_change REAL NOT NULL,
+        PRIMARY KEY (invariant, entity_key)
+    ) WITHOUT ROWID;
+    """,
+    # v2: the last recorded failure of each observation, so the log records each change once
+    """
+    CREATE TABLE observation_errors (
+        observation TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        since REAL NOT NULL
+    );
+    """,
+    # v3: acting: diagnoses, token spend, proposals, executions, switches; ticket act state
+    """
+    ALTER TABLE tickets ADD COLUMN next_attempt_at REAL;
+    ALTER TABLE tickets ADD COLUMN parked TEXT;
+    ALTER TABLE tickets ADD COLUMN verify_deadline REAL;
+    ALTER TABLE tickets ADD COLUMN verify_proposal_id INTEGER;
+    CREATE TABLE diagnoses (
+        fingerprint TEXT PRIMARY KEY,
+        at REAL NOT NULL,
+        diagnosis TEXT NOT NULL
+    );
+    CREATE TABLE token_spend (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id INTEGER,
+        provider TEXT NOT NULL,
+        model TEXT,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX token_spend_by_time ON token_spend(at);
+    CREATE TABLE proposals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        action TEXT NOT NULL,
+        params TEXT NOT NULL DEFAULT '{}',
+        reason TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('proposed', 'refused', 'awaiting_approval', 'approved',
+            'rejected', 'expired', 'cancelled', 'executing', 'succeeded', 'failed')),
+        gate TEXT,
+        detail TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        expires_at REAL,
+        decided_by TEXT
+    );
+    CREATE INDEX proposals_by_ticket ON proposals(ticket_id, id);
+    CREATE INDEX proposals_by_status ON proposals(status);
+    CREATE TABLE executions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        proposal_id INTEGER NOT NULL REFERENCES proposals(id),
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        action TEXT NOT NULL,
+        entity_key TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('executing', 'succeeded', 'failed', 'unknown')),
+        request TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        duration_s REAL,
+        response TEXT,
+        error TEXT
+    );
+    CREATE INDEX executions_by_action ON executions(action, entity_key, started_at);
+    CREATE INDEX executions_by_time ON executions(started_at);
+    CREATE TABLE switches (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (triggers contain `;` inside BEGIN ... END)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
