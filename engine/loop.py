@@ -24,6 +24,7 @@ from engine.act import Actor, Executor, StoreDiagnosisCache, StoreTokenLedger, T
 from engine.config.models import Invariant
 from engine.config.validate import LoadedConfig
 from engine.diagnose import Diagnoser
+from engine.diagnose.prompt import referenced_observations
 from engine.evaluate import Entity, Evaluation, Evaluator
 from engine.metrics import EngineMetrics
 from engine.observe import ObservationResult, Observer
@@ -109,7 +110,7 @@ class Monitor:
         now = self.clock()
         evaluation = self.evaluator.evaluate(results, self.previous, self.states, now)
         messages = self._messages(evaluation, results, now)
-        snapshot = self._snapshot(results)
+        snapshot = self._snapshot(evaluation, results)
         changes = self.store.apply_tick(
             states=evaluation.states,
             transitions=evaluation.transitions,
@@ -131,7 +132,7 @@ class Monitor:
         )
         self.previous.update({name: r.value for name, r in results.items() if r.ok})
         self.ticks += 1
-        open_count = len(self.store.tickets(status="open", limit=100_000))
+        open_count = self.store.open_ticket_count()
         report = TickReport(
             tick=self.ticks,
             at=now,
@@ -194,8 +195,17 @@ class Monitor:
                 out[ident] = self.redactor.text(render_message(invariant, entity, values, now, error=error))
         return out
 
-    def _snapshot(self, results: Mapping[str, ObservationResult]) -> dict[str, Any]:
-        data = {name: (r.value if r.ok else {"error": r.error}) for name, r in results.items()}
+    def _snapshot(self, evaluation: Evaluation, results: Mapping[str, ObservationResult]) -> dict[str, Any]:
+        """What a ticket opened this tick keeps: the observations its invariant reads, trimmed and
+        redacted. Built only on ticks that open tickets: it is the expensive part of a quiet tick."""
+        firing = {t.invariant for t in evaluation.transitions if t.kind == "firing"}
+        if not firing:
+            return {}
+        names: set[str] = set()
+        for invariant in self.config.invariants:
+            if invariant.name in firing:
+                names.update(referenced_observations(invariant, results.keys()))
+        data = {name: (r.value if r.ok else {"error": r.error}) for name, r in results.items() if name in names}
         return self.redactor.value(trim(data, SNAPSHOT_BUDGET))
 
 

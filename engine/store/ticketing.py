@@ -236,6 +236,12 @@ class TicketingStore(StoreBase):
             rows = conn.execute(query + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [_ticket_from_row(r) for r in rows]
 
+    def open_ticket_count(self) -> int:
+        """How many tickets are not resolved (cheap: the loop reports it every tick)."""
+        with self._reading() as conn:
+            row = conn.execute(f"SELECT COUNT(*) FROM tickets WHERE status != '{RESOLVED}'").fetchone()
+        return int(row[0])
+
     def open_ticket_for(self, invariant: str, key: str) -> Ticket | None:
         with self._reading() as conn:
             row = conn.execute(
