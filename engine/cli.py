@@ -183,7 +183,7 @@ def tickets_show(config: str, ticket_id: int, as_json: bool) -> None:
     from rich.console import Console
 
     from engine.runtime import open_store, require_ticket
-    from engine.view import event_json, execution_json, proposal_json, ticket_detail, ticket_json
+    from engine.view import record_json, ticket_detail, ticket_json
 
     with open_store(config) as store:
         ticket = require_ticket(store, ticket_id)
@@ -193,8 +193,8 @@ def tickets_show(config: str, ticket_id: int, as_json: bool) -> None:
         tokens = store.tokens_by_ticket(ticket_id)
     if as_json:
         click.echo(json.dumps({
-            **ticket_json(ticket), "snapshot": ticket.snapshot, "events": [event_json(e) for e in events],
-            "proposals": [proposal_json(p) for p in proposals], "executions": [execution_json(x) for x in executions],
+            **ticket_json(ticket), "snapshot": ticket.snapshot, "events": [record_json(e) for e in events],
+            "proposals": [record_json(p) for p in proposals], "executions": [record_json(x) for x in executions],
             "tokens": {"input": tokens[0], "output": tokens[1]},
         }, indent=2, default=str))
     else:
@@ -265,12 +265,12 @@ def actions_list(config: str, status: str, ticket_id: int | None, as_json: bool,
     from rich.console import Console
 
     from engine.runtime import open_store
-    from engine.view import proposal_json, proposals_table
+    from engine.view import proposals_table, record_json
 
     with open_store(config) as store:
         found = store.proposals(status=None if status == "all" else status, ticket_id=ticket_id, limit=limit)
     if as_json:
-        click.echo(json.dumps([proposal_json(p) for p in found], indent=2, default=str))
+        click.echo(json.dumps([record_json(p) for p in found], indent=2, default=str))
     else:
         Console().print(proposals_table(found))
 
@@ -285,13 +285,13 @@ def actions_show(config: str, proposal_id: int, as_json: bool) -> None:
     from rich.console import Console
 
     from engine.runtime import open_store, require_proposal
-    from engine.view import execution_json, proposal_detail, proposal_json
+    from engine.view import proposal_detail, record_json
 
     with open_store(config) as store:
         proposal = require_proposal(store, proposal_id)
         executions = [x for x in store.executions(ticket_id=proposal.ticket_id, limit=10_000) if x.proposal_id == proposal_id]
     if as_json:
-        click.echo(json.dumps({**proposal_json(proposal), "executions": [execution_json(x) for x in executions]}, indent=2, default=str))
+        click.echo(json.dumps({**record_json(proposal), "executions": [record_json(x) for x in executions]}, indent=2, default=str))
     else:
         Console().print(proposal_detail(proposal, executions))
 

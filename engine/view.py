@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -171,71 +172,16 @@ def _details(data: dict[str, Any]) -> str:
     return ", ".join(f"{k}={json.dumps(v, default=str) if not isinstance(v, str) else v}" for k, v in data.items())
 
 
+def record_json(record: Ticket | Event | Proposal | Execution, *, omit: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A store record as JSON for `--json` output; `entity_key` is shown as `key`."""
+    return {
+        ("key" if f.name == "entity_key" else f.name): getattr(record, f.name)
+        for f in dataclasses.fields(record)
+        if f.name not in omit
+    }
+
+
 def ticket_json(ticket: Ticket) -> dict[str, Any]:
-    return {
-        "id": ticket.id,
-        "invariant": ticket.invariant,
-        "key": ticket.entity_key,
-        "labels": ticket.labels,
-        "severity": ticket.severity,
-        "status": ticket.status,
-        "held": ticket.held,
-        "first_seen": ticket.first_seen,
-        "last_seen": ticket.last_seen,
-        "resolved_at": ticket.resolved_at,
-        "occurrences": ticket.occurrences,
-        "message": ticket.message,
-        "previous_ticket_id": ticket.previous_ticket_id,
-        "parked": ticket.parked,
-        "next_attempt_at": ticket.next_attempt_at,
-        "verify_deadline": ticket.verify_deadline,
-        "verify_proposal_id": ticket.verify_proposal_id,
-    }
+    """A ticket without its snapshot (shown apart by `tickets show --json`)."""
+    return record_json(ticket, omit=("snapshot",))
 
-
-def event_json(event: Event) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "ticket_id": event.ticket_id,
-        "invariant": event.invariant,
-        "key": event.entity_key,
-        "kind": event.kind,
-        "actor": event.actor,
-        "at": event.at,
-        "data": event.data,
-    }
-
-
-def proposal_json(proposal: Proposal) -> dict[str, Any]:
-    return {
-        "id": proposal.id,
-        "ticket_id": proposal.ticket_id,
-        "action": proposal.action,
-        "params": proposal.params,
-        "reason": proposal.reason,
-        "source": proposal.source,
-        "status": proposal.status,
-        "gate": proposal.gate,
-        "detail": proposal.detail,
-        "created_at": proposal.created_at,
-        "updated_at": proposal.updated_at,
-        "expires_at": proposal.expires_at,
-        "decided_by": proposal.decided_by,
-    }
-
-
-def execution_json(execution: Execution) -> dict[str, Any]:
-    return {
-        "id": execution.id,
-        "proposal_id": execution.proposal_id,
-        "ticket_id": execution.ticket_id,
-        "action": execution.action,
-        "key": execution.entity_key,
-        "status": execution.status,
-        "request": execution.request,
-        "started_at": execution.started_at,
-        "finished_at": execution.finished_at,
-        "duration_s": execution.duration_s,
-        "response": execution.response,
-        "error": execution.error,
-    }
