@@ -23,7 +23,6 @@ from yaml.events import (
     CollectionStartEvent,
     DocumentStartEvent,
     MappingEndEvent,
-    MappingStartEvent,
     ScalarEvent,
     SequenceEndEvent,
     SequenceStartEvent,

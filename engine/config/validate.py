@@ -11,10 +11,10 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from engine.config.checks import PartialConfig, run_checks
-from engine.config.introspect import descend, keys_of
-from engine.config.loader import LoadedDocument, load_document
+from engine.config.schema_errors import schema_problems
+from engine.config.loader import load_document
 from engine.config.models import Action, Config, Diagnosis, Invariant, Observation, Prompts, Subject, Target
-from engine.config.problems import DocPath, Problem, sort_key
+from engine.config.problems import Problem, sort_key
 from engine.errors import ConfigError
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -99,7 +99,7 @@ def _validate(path: str | Path, env: Mapping[str, str] | None) -> tuple[list[Pro
     try:
         config = Config.model_validate(doc.data)
     except ValidationError as exc:
-        problems.extend(_schema_problems(doc, exc))
+        problems.extend(schema_problems(doc, exc, Config))
     problems.extend(run_checks(doc, _partial(doc.data)))
     # A place the loader already faulted (say, an unset ${VAR}) gets no follow-on problems.
     problems = problems[:loader_count] + [p for p in problems[loader_count:] if p.path not in located]
@@ -128,82 +128,6 @@ def _lab_problems(loaded: LoadedConfig, env: Mapping[str, str] | None) -> list[P
         return problems
     config = loaded.config
     return problems + check_expectations(spec, [i.name for i in config.invariants], [a.name for a in config.actions])
-
-
-# ---------------------------------------------------------------------------- schema errors
-
-
-def _schema_problems(doc: LoadedDocument, exc: ValidationError) -> list[Problem]:
-    out = []
-    for error in exc.errors(include_url=False):
-        path, rest = _doc_path(doc.data, error["loc"])
-        message, key_position = _message(error, path, rest)
-        mark = doc.key_mark_for(path) if key_position else doc.mark_for(path)
-        out.append(Problem(doc.file, mark.line, mark.column, path, message))
-    return out
-
-
-def _doc_path(data: Any, loc: tuple[Any, ...]) -> tuple[DocPath, list[Any]]:
-    """Follow pydantic's loc through the document, dropping union tags such as 'str'.
-
-    Returns the deepest path that exists in the document, and the loc parts past it.
-    """
-    path: list[str | int] = []
-    current = data
-    rest = list(loc)
-    while rest:
-        part = rest[0]
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
-            current = current[part]
-        elif isinstance(part, str) and (part.startswith(("function-", "tagged-union")) or part in _TYPE_TAGS):
-            rest.pop(0)
-            continue
-        else:
-            break
-        path.append(part)
-        rest.pop(0)
-    return tuple(path), rest
-
-
-_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal", "is-instance"}
-
-
-def _message(error: Mapping[str, Any], path: DocPath, rest: list[Any]) -> tuple[str, bool]:
-    kind = error["type"]
-    where = f"'{path[-1]}'" if path else "the document"
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(path[:-1])
-        hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
-        return f"unknown key '{path[-1]}'{hint}", True
-    if kind == "missing":
-        missing = rest[0] if rest else path[-1] if path else "?"
-        return f"missing required key '{missing}'", True
-    text = str(error["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if text.startswith(prefix):
-            text = text[len(prefix):]
-    if kind in ("value_error", "assertion_error"):
-        return text, False
-    if kind == "literal_error":
-        return f"{where} must be one of {error['ctx']['expected']} (got {error['input']!r})", False
-    return f"{where}: {text[0].lower()}{text[1:]} (got {_short(error.get('input'))})", False
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _allowed_keys(path: DocPath) -> list[str]:
-    """Keys the model at `path` accepts, for 'unknown key' messages."""
-    annotation: Any = Config
-    for part in path:
-        annotation = descend(annotation, part)
-        if annotation is None:
-            return []
-    return keys_of(annotation)
 
 
 # ---------------------------------------------------------------------------- partial config

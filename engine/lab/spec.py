@@ -13,12 +13,12 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from engine.config.loader import LoadedDocument, load_document
 from engine.config.problems import DocPath, Problem, sort_key
+from engine.config.schema_errors import schema_problems
 from engine.errors import ConfigError
 from engine.lab.models import Lab, Process, Scenario, Step
 
@@ -121,7 +121,7 @@ def _validate(path: Path, env: Mapping[str, str] | None) -> tuple[list[Problem],
     try:
         lab = Lab.model_validate(doc.data)
     except ValidationError as exc:
-        problems.extend(_schema_problems(doc, exc))
+        problems.extend(schema_problems(doc, exc, Lab))
     spec = None
     if lab is not None:
         state_dir = lab.state_dir or DEFAULT_STATE_DIR.format(name=lab.name)
@@ -137,74 +137,6 @@ def _at(doc: LoadedDocument | None, file: Path | str, path: DocPath, message: st
         return Problem(str(file), 0, 0, path, message)
     mark = doc.key_mark_for(path) if key else doc.mark_for(path)
     return Problem(doc.file, mark.line, mark.column, path, message)
-
-
-def _schema_problems(doc: LoadedDocument, exc: ValidationError) -> list[Problem]:
-    out = []
-    for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"])
-        path = _existing_prefix(doc.data, loc)
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            message = f"unknown key '{loc[-1]}'{_allowed_hint(loc[:-1])}"
-            out.append(_at(doc, doc.file, path, message, key=True))
-            continue
-        if kind == "missing":
-            out.append(_at(doc, doc.file, path, f"missing required key '{loc[-1]}'", key=True))
-            continue
-        text = str(error["msg"]).removeprefix("Value error, ")
-        where = f"'{path[-1]}'" if path else "the document"
-        if kind == "literal_error":
-            text = f"{where} must be one of {error['ctx']['expected']} (got {error['input']!r})"
-        elif kind != "value_error":
-            text = f"{where}: {text[0].lower()}{text[1:]} (got {_short(error.get('input'))})"
-        out.append(_at(doc, doc.file, path, text))
-    return out
-
-
-def _existing_prefix(data: Any, loc: tuple[Any, ...]) -> DocPath:
-    path: list[str | int] = []
-    current = data
-    for part in loc:
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
-            current = current[part]
-        else:
-            break
-        path.append(part)
-    return tuple(path)
-
-
-def _allowed_hint(loc: tuple[Any, ...]) -> str:
-    """`; allowed keys here: ...` for the model at `loc`, when it can be followed."""
-    model: Any = Lab
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
-        if field is None:
-            return ""
-        model = _model_in(field.annotation)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return "; allowed keys here: " + ", ".join(f.alias or name for name, f in model.model_fields.items())
-    return ""
-
-
-def _model_in(annotation: Any) -> Any:
-    """The pydantic model inside `X | None`, `list[X]`, ..."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _semantic_problems(doc: LoadedDocument, spec: LabSpec) -> list[Problem]:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from engine.act import GATES
 from engine.config.loader import LoadedDocument, load_document
 from engine.config.problems import DocPath, Problem, sort_key
+from engine.config.schema_errors import schema_problems
 from engine.config.validate import LoadedConfig, load_config
 from engine.durations import format_duration
 from engine.errors import ConfigError, ExpressionCompileError
@@ -84,8 +85,7 @@ class _Checker:
         try:
             spec = TestFile.model_validate(self.doc.data)
         except ValidationError as exc:
-            for error in exc.errors(include_url=False):
-                self._schema_problem(error)
+            self.problems.extend(schema_problems(self.doc, exc, TestFile))
             return None
         loaded = self._config(spec)
         if loaded is None:
@@ -108,34 +108,6 @@ class _Checker:
         return LoadedTest(Path(self.doc.file), spec, loaded, tick, start, timelines, shapes)
 
     # ----------------------------------------------------------------- parts
-
-    def _schema_problem(self, error: Mapping[str, Any]) -> None:
-        path: list[str | int] = []
-        current: Any = self.doc.data
-        rest = list(error["loc"])
-        while rest:
-            part = rest[0]
-            if isinstance(current, dict) and part in current:
-                current = current[part]
-            elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
-                current = current[part]
-            elif isinstance(part, str) and not (isinstance(current, dict) and part in current) and rest[1:]:
-                rest.pop(0)  # a union tag such as 'literal[...]' or 'dict[...]'
-                continue
-            else:
-                break
-            path.append(part)
-            rest.pop(0)
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            message = f"unknown key '{path[-1]}'"
-        elif kind == "missing":
-            message = f"missing required key '{rest[-1] if rest else path[-1]}'"
-        else:
-            text = str(error["msg"]).removeprefix("Value error, ")
-            where = f"'{path[-1]}'" if path else "the document"
-            message = f"{where}: {text} (got {str(error.get('input'))[:60]!s})"
-        self.report(tuple(path), message)
 
     def _config(self, spec: TestFile) -> LoadedConfig | None:
         file = Path(self.doc.base_dir) / spec.config

@@ -142,7 +142,7 @@ cases:
     )
     problems = validate_test_file(file)
     text = "\n".join(p.as_text() for p in problems)
-    assert "'mode': Input should be 'observe', 'approve' or 'execute'" in text, text
+    assert "'mode' must be one of 'observe', 'approve' or 'execute' (got 'chaos')" in text, text
     file.write_text(file.read_text().replace(", mode: chaos", ""))
     problems = validate_test_file(file)
     found = {p.message.split(";")[0]: p.line for p in problems}

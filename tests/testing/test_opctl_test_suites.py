@@ -165,7 +165,9 @@ def test_unknown_keys_in_a_case_are_located(tmp_path: Path) -> None:
         _head(tmp_path) + "  redis_stats: {value: {evicted_keys: 0}}\ncases:\n  - name: one\n    at: 0s\n    expect: {invariant: {node_heartbeat: ok}}\n",
     )
     problems = validate_test_file(file)
-    assert [(p.line, p.message) for p in problems] == [(14, "unknown key 'invariant'")]
+    assert [(p.line, p.message) for p in problems] == [
+        (14, "unknown key 'invariant'; allowed keys here: invariants, tickets, exact, observation_errors, counters, prompts, actions, not_actions")
+    ]
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
