@@ -72,7 +72,14 @@ async def warm_up(client: RedisClient, connections: int) -> int:
     finish them within the deadline. Best effort: a Redis that is down leaves the pool cold.
     """
     if not isinstance(client, Redis):
-        return 0  # the cluster client keeps one pool per master, discovered on first use
+        # The cluster client keeps one pool per master. Discover the masters now: left to the
+        # first burst, each command would start redis-py's lazy initialisation, which resets
+        # node connections that other commands are using.
+        try:
+            await client.initialize()
+        except (RedisError, OSError):
+            pass
+        return 0
     pool = client.connection_pool
 
     async def acquire() -> Any:
