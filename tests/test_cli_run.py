@@ -15,6 +15,7 @@ import pytest
 
 from engine.store import Store
 from tests.json_server import JsonServer
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,16 +48,6 @@ def start_run(config: Path) -> subprocess.Popen[str]:
         [sys.executable, "-m", "engine", "run", str(config), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
-
-
-def wait_for(predicate, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def open_tickets(db: Path) -> list[object]:

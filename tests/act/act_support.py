@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anthropic
-import httpx2
 import yaml
 
 from engine.act import StoreDiagnosisCache, StoreTokenLedger
@@ -24,6 +21,7 @@ from engine.config.validate import LoadedConfig, load_config
 from engine.diagnose import Diagnoser
 from engine.loop import Monitor, TickReport
 from engine.store import Event, Proposal, Store, Ticket
+from tests.anthropic_replay import ReplayTransport as BaseReplayTransport
 from tests.json_server import JsonServer
 
 RECORDINGS = Path(__file__).parent / "recordings"
@@ -33,25 +31,11 @@ START = 1_760_000_000.0
 MODEL = "claude-sonnet-4-6"
 
 
-class ReplayTransport:
-    """Answers Messages API requests with recorded responses, in order; keeps every request.
-    A request beyond the recordings gets a 400 (not retried by the SDK)."""
+class ReplayTransport(BaseReplayTransport):
+    """The shared replay (tests/anthropic_replay.py) over this folder's recordings."""
 
-    def __init__(self, *names: str) -> None:
-        self.pending = [json.loads((RECORDINGS / name).read_text()) for name in names]
-        self.requests: list[dict[str, Any]] = []
-
-    def handler(self, request: httpx2.Request) -> httpx2.Response:
-        self.requests.append(json.loads(request.content))
-        if not self.pending:
-            body = {"type": "error", "error": {"type": "invalid_request_error", "message": "no more recordings"}}
-            return httpx2.Response(400, json=body)
-        answer = self.pending.pop(0)
-        return httpx2.Response(answer["status"], headers=answer["headers"], content=json.dumps(answer["body"]).encode())
-
-    def client(self) -> anthropic.AsyncAnthropic:
-        http = httpx2.AsyncClient(transport=httpx2.MockTransport(self.handler))
-        return anthropic.AsyncAnthropic(api_key="test-key", http_client=http, max_retries=0)
+    recordings = RECORDINGS
+    max_retries = 0
 
 
 class Clock:

@@ -18,6 +18,7 @@ import yaml
 from engine.store import Store
 from tests.act.act_support import INJECTION, SECRET, api, config_data, nodes
 from tests.json_server import JsonServer
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "API_TOKEN": SECRET}
@@ -32,16 +33,6 @@ def write(tmp_path: Path, server: JsonServer, **overrides: Any) -> Path:
     path = tmp_path / "opctl.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def wait_for(predicate, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def deletes(server: JsonServer) -> list[str]:

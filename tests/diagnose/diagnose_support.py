@@ -28,6 +28,7 @@ from engine.act import RecordingExecutor
 from engine.loop import Monitor
 from engine.observe import ObservationResult, Observer
 from engine.store import Store, Ticket
+from tests.anthropic_replay import ReplayTransport as BaseReplayTransport
 from tests.json_server import JsonServer
 
 RECORDINGS = Path(__file__).parent / "recordings"
@@ -42,34 +43,10 @@ def recording(name: str) -> dict[str, Any]:
     return json.loads((RECORDINGS / name).read_text())
 
 
-class ReplayTransport:
-    """Answers Messages API requests with recorded responses, in order; keeps every request body.
+class ReplayTransport(BaseReplayTransport):
+    """The shared replay (tests/anthropic_replay.py) over this folder's recordings."""
 
-    A request beyond the recordings gets a 400 saying so (the SDK does not retry 400), so a test
-    that calls the model more often than it recorded fails on its own assertions.
-    """
-
-    def __init__(self, *names: str) -> None:
-        self.pending = [recording(name) for name in names]
-        self.requests: list[dict[str, Any]] = []
-        self.paths: list[str] = []
-
-    def handler(self, request: httpx2.Request) -> httpx2.Response:
-        self.paths.append(request.url.path)
-        self.requests.append(json.loads(request.content))
-        if not self.pending:
-            body = {"type": "error", "error": {"type": "invalid_request_error", "message": "no more recordings"}}
-            return httpx2.Response(400, json=body)
-        answer = self.pending.pop(0)
-        return httpx2.Response(answer["status"], headers=answer["headers"], content=json.dumps(answer["body"]).encode())
-
-    def client(self) -> anthropic.AsyncAnthropic:
-        http = httpx2.AsyncClient(transport=httpx2.MockTransport(self.handler))
-        return anthropic.AsyncAnthropic(api_key="test-key", http_client=http)
-
-    def sent_text(self) -> str:
-        """Everything sent to the API, as one text (to search for what must or must not be there)."""
-        return json.dumps(self.requests)
+    recordings = RECORDINGS
 
 
 class HangingTransport:
