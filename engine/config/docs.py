@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from engine.config.introspect import descend, field_key, is_model, unwrap
 from engine.config.loader import load_document
 from engine.config.models import Config
+from engine.config.problems import shorten
 from engine.config.schema import config_schema
 
 
@@ -107,7 +108,7 @@ def render_config_reference(configs: Iterable[Path]) -> str:
             key = field_key(name, info)
             prop = schema.get("properties", {}).get(key, {})
             required = key in schema.get("required", [])
-            default = "required" if required else f"`{_short(prop.get('default'))}`"
+            default = "required" if required else f"`{shorten(str(prop.get('default')))}`"
             description = (prop.get("description") or info.description or "").replace("|", "\\|").replace("\n", " ")
             lines.append(f"| `{key}` | {_type(prop)} | {default} | {description} |")
             value = _example(model, key, info, examples)
@@ -163,9 +164,6 @@ def _type(prop: dict[str, Any]) -> str:
     return str(kind)
 
 
-def _short(value: Any) -> str:
-    text = str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from yaml.events import (
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-from engine.config.problems import DocPath, Problem
+from engine.config.problems import DocPath, Problem, shorten
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_DEPTH = 100
@@ -402,7 +402,7 @@ class _Builder:
                 return construct(ScalarNode(node.tag, text))
             except (ValueError, LookupError, ArithmeticError):  # e.g. `!!int abc`, `!!bool maybe`, `!!int ""`
                 kind = node.tag.removeprefix(_TAG)
-                self.report(node.start, path, f"{_shorten(text)!r} is not a valid {kind}; kept as a string")
+                self.report(node.start, path, f"{shorten(text)!r} is not a valid {kind}; kept as a string")
                 return text
         if node.tag in (_TIMESTAMP, _MERGE):
             return text
@@ -433,7 +433,7 @@ class _Builder:
             where = self._offset_mark(node, dollar)
             close = text.find("}", dollar + 2)
             if close < 0:
-                self.report(where, path, f"unclosed `${{` in {_shorten(text)!r}; write ${{NAME}}, or $${{ for a literal ${{")
+                self.report(where, path, f"unclosed `${{` in {shorten(text)!r}; write ${{NAME}}, or $${{ for a literal ${{")
                 out.append(text[dollar:])
                 break
             reference = text[dollar : close + 1]
@@ -495,9 +495,9 @@ def _describe(node: _Node) -> str:
         return "a mapping"
     return {
         _STR: "a string",
-        _INT: f"the number {_shorten(node.value)}",
-        _FLOAT: f"the number {_shorten(node.value)}",
-        _BOOL: f"the boolean {_shorten(node.value)}",
+        _INT: f"the number {shorten(node.value)}",
+        _FLOAT: f"the number {shorten(node.value)}",
+        _BOOL: f"the boolean {shorten(node.value)}",
         _NULL: "null",
     }.get(node.tag, f"a value tagged {node.tag}")
 
@@ -510,5 +510,3 @@ def _unsupported_tag(tag: str) -> str:
     )
 
 
-def _shorten(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -39,5 +39,10 @@ class Problem:
         }
 
 
+def shorten(text: str, limit: int = 40) -> str:
+    """`text` cut to `limit` characters, ending in "..." when cut: values quoted in messages."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def sort_key(problem: Problem) -> tuple[str, int, int, str]:
     return (problem.file, problem.line, problem.column, problem.message)

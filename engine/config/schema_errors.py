@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from engine.config.introspect import descend, keys_of
 from engine.config.loader import LoadedDocument
-from engine.config.problems import DocPath, Problem
+from engine.config.problems import DocPath, Problem, shorten
 
 
 def schema_problems(doc: LoadedDocument, exc: ValidationError, root: type[BaseModel]) -> list[Problem]:
@@ -72,12 +72,9 @@ def _message(error: Mapping[str, Any], path: DocPath, rest: list[Any], root: typ
         return text, False
     if kind == "literal_error":
         return f"{where} must be one of {error['ctx']['expected']} (got {error['input']!r})", False
-    return f"{where}: {text[0].lower()}{text[1:]} (got {_short(error.get('input'))})", False
+    return f"{where}: {text[0].lower()}{text[1:]} (got {shorten(repr(error.get('input')), 60)})", False
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _allowed_keys(root: type[BaseModel], path: DocPath) -> list[str]:
