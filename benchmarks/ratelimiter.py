@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/ratelimiter.py [--seconds 3] [--skip-limits] [--skip-http]
 
 (a) Redis-side rate of pipelined EVALSHA: our `sliding_window` script vs a bare fixed-window
-    INCR + PEXPIRE script (redis-benchmark -P 16 when installed, else pipelined Python clients).
+    INCR + PEXPIRE script (redis-benchmark -P 16 when installed, else pipelined Python clients);
+    with valgrind installed, also redis-server instructions per call (callgrind), which other
+    load on a shared machine cannot move.
 (b) In-process decisions/s: our Limiter (single checks, 32 tasks; and batches of 100) vs the
     `limits` library's moving and sliding windows (sync `hit`), run in its own venv because
     `limits[redis]` pins redis<8. Same Redis, 100 identifiers, 500 per minute.
@@ -29,6 +31,7 @@ import tempfile
 import textwrap
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +53,12 @@ local n = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return n
 """
-# The floor of any sliding window that takes Redis time: TIME, one read, one write, an integer
-# reply. Measured beside ours so the ratio's ceiling is visible (see (a) in the closing note).
+# The floor of any script that keeps the contract (Redis TIME, one write, and the decision in
+# one reply of six integers), with no decision logic at all: the ceiling of (a)'s ratio.
 FLOOR_SCRIPT = """
 local t = redis.call('TIME')
-local s = redis.call('HMGET', KEYS[1], 'w', 'c', 'p')
-return redis.call('HINCRBY', KEYS[1], 'c', 1)
+local used = redis.call('HINCRBY', KEYS[1], 'c', ARGV[3])
+return {1, 100000, 99999, 120000, 0, used}
 """
 
 
@@ -92,44 +95,120 @@ def python_pipeline_rps(url: str, sha: str, key_of: str, args: list[str], second
     return done / (time.perf_counter() - started)
 
 
+@dataclass(frozen=True)
+class Contender:
+    """One script of (a), with the key pattern and arguments redis-benchmark sends it."""
+
+    name: str
+    source: str
+    key: str
+    args: tuple[str, ...]
+
+
+def contenders() -> list[Contender]:
+    ours_key = limiter_key("rl", "bench", "id", "sliding_window").replace("id", "__rand_int__")
+    # A limit high enough that every call takes the common path: admitted in the current window.
+    ours_args = ("100000", str(WINDOW_MS), "1")
+    return [
+        Contender("sliding_window", load_script_source("sliding_window"), ours_key, ours_args),
+        Contender("fixed_window", FIXED_WINDOW_SCRIPT, "fw:__rand_int__", (str(WINDOW_MS),)),
+        Contender("floor", FLOOR_SCRIPT, "fl:{__rand_int__}", ours_args),
+    ]
+
+
 def part_a(server: RedisServer, seconds: float) -> dict[str, float]:
     client = redis.Redis.from_url(server.url)
-    ours_sha = client.script_load(load_script_source("sliding_window"))
-    fixed_sha = client.script_load(FIXED_WINDOW_SCRIPT)
-    floor_sha = client.script_load(FLOOR_SCRIPT)
+    shas = {c.name: client.script_load(c.source) for c in contenders()}
     client.close()
-    ours_key = limiter_key("rl", "bench", "id", "sliding_window").replace("id", "__rand_int__")
-    # Our script: limit high enough that every call is the common "admit" path.
-    ours_args = ["100000", str(WINDOW_MS), "1", "", "0"]
-    fixed_args = [str(WINDOW_MS)]
     have_tool = shutil.which("redis-benchmark") is not None
-    ours, fixed, ratios, floor = [], [], [], []
+    rates: dict[str, list[float]] = {c.name: [] for c in contenders()}
     # Paired rounds, median ratio: other work on the machine drifts between rounds, not within.
-    for _ in range(3):
-        if have_tool:
-            n = int(100_000 * seconds / 3)
-            ours.append(redis_benchmark_rps(server.port, ["EVALSHA", ours_sha, "1", ours_key, *ours_args], n))
-            fixed.append(redis_benchmark_rps(server.port, ["EVALSHA", fixed_sha, "1", "fw:__rand_int__", *fixed_args], n))
-            floor.append(redis_benchmark_rps(server.port, ["EVALSHA", floor_sha, "1", "fl:{__rand_int__}"], n))
-        else:
-            ours.append(python_pipeline_rps(server.url, ours_sha, ours_key, ours_args, seconds / 3))
-            fixed.append(python_pipeline_rps(server.url, fixed_sha, "fw:__rand_int__", fixed_args, seconds / 3))
-            floor.append(python_pipeline_rps(server.url, floor_sha, "fl:{__rand_int__}", [], seconds / 3))
-        ratios.append(ours[-1] / fixed[-1])
+    for _ in range(5):
+        for c in contenders():
+            if have_tool:
+                n = int(60_000 * seconds / 3)
+                rate = redis_benchmark_rps(server.port, ["EVALSHA", shas[c.name], "1", c.key, *c.args], n)
+            else:
+                rate = python_pipeline_rps(server.url, shas[c.name], c.key, list(c.args), seconds / 5)
+            rates[c.name].append(rate)
+
+    def ratio(name: str) -> float:
+        return round(statistics.median(x / f for x, f in zip(rates[name], rates["fixed_window"])), 3)
+
     figures = {
         "a_tool": 1.0 if have_tool else 0.0,
-        "a_sliding_window_evalsha_per_s": round(statistics.median(ours)),
-        "a_fixed_window_evalsha_per_s": round(statistics.median(fixed)),
-        "a_ratio": round(statistics.median(ratios), 3),
-        "a_floor_time_hmget_hincrby_evalsha_per_s": round(statistics.median(floor)),
-        "a_floor_ratio": round(statistics.median(f / x for f, x in zip(floor, fixed)), 3),
+        "a_sliding_window_evalsha_per_s": round(statistics.median(rates["sliding_window"])),
+        "a_fixed_window_evalsha_per_s": round(statistics.median(rates["fixed_window"])),
+        "a_ratio": ratio("sliding_window"),
+        "a_floor_evalsha_per_s": round(statistics.median(rates["floor"])),
+        "a_floor_ratio": ratio("floor"),
     }
     say(
         f"(a) pipelined EVALSHA ({'redis-benchmark -c 50 -P 16' if have_tool else 'python pipelines of 256'}): "
         f"sliding_window {figures['a_sliding_window_evalsha_per_s']:,}/s vs fixed window INCR+PEXPIRE "
         f"{figures['a_fixed_window_evalsha_per_s']:,}/s -> median paired ratio {figures['a_ratio']} (target >= 0.75); "
-        f"floor TIME+HMGET+HINCRBY {figures['a_floor_time_hmget_hincrby_evalsha_per_s']:,}/s "
+        f"floor (TIME, HINCRBY, six-value reply, no logic) {figures['a_floor_evalsha_per_s']:,}/s "
         f"(ratio {figures['a_floor_ratio']})"
+    )
+    if have_tool and shutil.which("valgrind"):
+        figures.update(part_a_instructions())
+    return figures
+
+
+def callgrind_instructions(contender: Contender, calls: int) -> int:
+    """Instructions a fresh redis-server under callgrind runs in its life, serving `calls`."""
+    server = RedisServer()
+    out = server.workdir / "callgrind.out"
+    process = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *server.command()],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = redis.Redis(port=server.port)
+        for _ in range(300):  # valgrind starts slowly
+            try:
+                sha = client.script_load(contender.source)
+                break
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("redis-server under valgrind did not start")
+        # 1,000 keys: after the first calls every key is in its window, as in a steady state.
+        subprocess.run(
+            ["redis-benchmark", "-p", str(server.port), "-c", "50", "-P", "16", "-r", "1000", "-n", str(calls),
+             "-q", "EVALSHA", sha, "1", contender.key, *contender.args],
+            check=True, capture_output=True, timeout=600,
+        )
+        client.shutdown(nosave=True)
+    except redis.exceptions.ConnectionError:
+        pass  # SHUTDOWN closes the connection
+    finally:
+        process.wait(timeout=120)
+    for line in out.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no instruction total in {out}")
+
+
+def part_a_instructions() -> dict[str, float]:
+    """(a) again as instructions per call: no other load on the machine can move this figure."""
+    per_call = {}
+    for c in contenders():
+        # The difference of two runs leaves out start, script load and shutdown.
+        per_call[c.name] = (callgrind_instructions(c, 30_000) - callgrind_instructions(c, 10_000)) / 20_000
+    fixed = per_call["fixed_window"]
+    figures = {
+        "a_instructions_per_call_sliding_window": round(per_call["sliding_window"]),
+        "a_instructions_per_call_fixed_window": round(fixed),
+        "a_instructions_per_call_floor": round(per_call["floor"]),
+        "a_instructions_ratio": round(fixed / per_call["sliding_window"], 3),
+        "a_instructions_floor_ratio": round(fixed / per_call["floor"], 3),
+    }
+    say(
+        "(a) redis-server instructions per call (callgrind, hot keys): sliding_window "
+        f"{figures['a_instructions_per_call_sliding_window']:,} vs fixed window {round(fixed):,} -> ratio "
+        f"{figures['a_instructions_ratio']}; floor (TIME, HINCRBY, six-value reply, no logic) {figures['a_instructions_per_call_floor']:,} "
+        f"(ratio {figures['a_instructions_floor_ratio']})"
     )
     return figures
 

@@ -29,7 +29,7 @@ from ratelimiter_service.api import checks, management, ops
 from ratelimiter_service.api.models import Problem
 from ratelimiter_service.limiter import CoalescingLimiter, Limiter
 from ratelimiter_service.metrics import Metrics
-from ratelimiter_service.policies import Policy, PolicyStore
+from ratelimiter_service.policies import PolicyStore
 from ratelimiter_service.redis_client import (
     RedisClient,
     RedisProgress,
@@ -44,16 +44,6 @@ logger = logging.getLogger("ratelimiter_service")
 
 # Management calls (SCAN, policy sync) may take longer than one decision, but never unbounded.
 MIN_MANAGEMENT_TIMEOUT_S = 1.0
-
-
-def default_policy(settings: Settings) -> Policy:
-    return Policy(
-        name="default",
-        limit=settings.default_limit,
-        window_ms=settings.default_window_ms,
-        algorithm=settings.default_algorithm,
-        failure_mode=settings.default_failure_mode,
-    )
 
 
 class Node:
@@ -85,7 +75,7 @@ class Node:
         self.limiter: Limiter | CoalescingLimiter = (
             CoalescingLimiter(limiter) if settings.coalesce_checks else limiter
         )
-        self.policies = PolicyStore(client, default=default_policy(settings), prefix=settings.prefix)
+        self.policies = PolicyStore(client, default=settings.default_policy, prefix=settings.prefix)
         self.registry = NodeRegistry(
             client,
             prefix=settings.prefix,

@@ -180,10 +180,11 @@ class Limiter:
         except UnicodeEncodeError:
             raise ValueError("the key is not valid UTF-8 text (it contains a lone surrogate)") from None
 
-    def _time_args(self, now_ms: int | None) -> tuple[str | int, int]:
+    def _time_args(self, now_ms: int | None) -> tuple[int, ...]:
+        """The scripts' trailing time arguments: none in production, where they read TIME."""
         if now_ms is not None and self._test_mode:
             return int(now_ms), INJECTED_TIME_MIN_TTL_MS
-        return "", 0
+        return ()
 
     def _limit(self, policy: Policy, key: str) -> int:
         limit = policy.limit_for(key)
@@ -200,20 +201,18 @@ class Limiter:
             raise ValueError(f"cost must be an integer >= 1, got {cost!r}")
         name = self._key_name(policy, key)
         limit = self._limit(policy, key)
-        now, min_ttl = self._time_args(now_ms)
-        args: tuple[str | int, ...] = (limit, policy.window_ms, cost, now, min_ttl)
+        args: tuple[str | int, ...] = (limit, policy.window_ms, cost)
         if policy.algorithm == "sliding_log":
             args += (os.urandom(4).hex(),)
-        return _Call(policy.algorithm, name, args)
+        return _Call(policy.algorithm, name, args + self._time_args(now_ms))
 
     def _prepare_peek(self, policy: Policy, key: str, now_ms: int | None) -> _Call:
         name = self._key_name(policy, key)
-        now, min_ttl = self._time_args(now_ms)
         # The peek never refuses: usage of a key must be readable whatever its policy says now.
-        args: tuple[str | int, ...] = (policy.limit_for(key), policy.window_ms, 0, now, min_ttl)
+        args: tuple[str | int, ...] = (policy.limit_for(key), policy.window_ms, 0)
         if policy.algorithm == "sliding_log":
             args += ("",)
-        return _Call(policy.algorithm, name, args)
+        return _Call(policy.algorithm, name, args + self._time_args(now_ms))
 
     # -- running calls -------------------------------------------------------------------------
 

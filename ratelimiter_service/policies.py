@@ -16,7 +16,7 @@ import logging
 from typing import Any, Literal
 
 import redis.exceptions
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ratelimiter_service.keys import POLICY_NAME_PATTERN
 
@@ -28,6 +28,8 @@ FailureMode = Literal["open", "closed"]
 DEFAULT_POLICY_NAME = "default"
 # Bounds keep the scripts' float arithmetic exact (products stay far below 2**53).
 MAX_LIMIT = 1_000_000_000
+# sliding_window packs two counts in one integer (lua/sliding_window.lua): p * 1e8 + c.
+MAX_SLIDING_WINDOW_LIMIT = 49_999_999
 MAX_WINDOW_MS = 366 * 24 * 3600 * 1000
 
 
@@ -53,6 +55,17 @@ class Policy(BaseModel):
             if not 1 <= limit <= MAX_LIMIT:
                 raise ValueError(f"override for key {key!r} must be between 1 and {MAX_LIMIT}, got {limit}")
         return value
+
+    @model_validator(mode="after")
+    def _fits_algorithm(self) -> Policy:
+        if self.algorithm == "sliding_window":
+            biggest = max([self.limit, *self.overrides.values()])
+            if biggest > MAX_SLIDING_WINDOW_LIMIT:
+                raise ValueError(
+                    f"sliding_window counts at most {MAX_SLIDING_WINDOW_LIMIT:,} per window, got a limit "
+                    f"of {biggest:,}; use a shorter window or the gcra algorithm"
+                )
+        return self
 
     def limit_for(self, key: str) -> int:
         """The limit that applies to `key`: its override, else the policy's limit."""

@@ -21,6 +21,8 @@ from urllib.parse import unquote
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ratelimiter_service.policies import DEFAULT_POLICY_NAME, Policy
+
 NODE_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # scheme -> TLS
 SINGLE_SCHEMES = ("redis", "rediss", "unix")
@@ -105,11 +107,31 @@ class Settings(BaseSettings):
                 f"RATELIMITER_DEFAULT_LIMIT ({self.default_limit}) is above RATELIMITER_MAX_LOG_LIMIT "
                 f"({self.max_log_limit}), the most an exact sliding_log may count; use sliding_window or gcra"
             )
+        try:
+            self.default_policy  # noqa: B018  (built to be checked)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                message = str(error["msg"]).removeprefix("Value error, ")
+                field = ".".join(map(str, error["loc"])).upper()
+                problems.append(f"RATELIMITER_DEFAULT_{field}: {message}" if field else message)
+            raise ValueError("the default policy is not valid: " + "; ".join(problems)) from None
         if not self.policy_refresh and not self.test_mode:
             raise ValueError(
                 "RATELIMITER_POLICY_REFRESH=false is a test-mode tool; set RATELIMITER_TEST_MODE=true"
             )
         return self
+
+    @property
+    def default_policy(self) -> Policy:
+        """The built-in `default` policy, from RATELIMITER_DEFAULT_*."""
+        return Policy(
+            name=DEFAULT_POLICY_NAME,
+            limit=self.default_limit,
+            window_ms=self.default_window_ms,
+            algorithm=self.default_algorithm,
+            failure_mode=self.default_failure_mode,
+        )
 
     @property
     def deadline_s(self) -> float:

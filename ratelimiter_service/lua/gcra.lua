@@ -5,21 +5,21 @@
 -- KEYS[1]  the limiter key (hash-tagged by the caller)
 -- ARGV[1]  limit (>= 1)      ARGV[2] window_ms (>= 1)
 -- ARGV[3]  cost (>= 1; 0 = read-only peek, nothing is written)
--- ARGV[4]  injected now in ms, or "" to use the Redis server clock (TIME)
--- ARGV[5]  minimum TTL in ms (0 in production; tests with injected time keep keys alive)
+-- ARGV[4]  injected now in ms (test mode only; absent: the Redis server clock, TIME)
+-- ARGV[5]  minimum TTL in ms (test mode only: keys written with injected time stay alive)
 -- Returns {allowed, limit, remaining, reset_after_ms, retry_after_ms, used}.
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 local now
-if ARGV[4] ~= "" then
+if ARGV[4] then
   now = tonumber(ARGV[4])
 else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 end
-local min_ttl = tonumber(ARGV[5])
+local min_ttl = tonumber(ARGV[5] or 0)
 local interval = window / limit
 -- Float slack: TATs are sums of fractional intervals.
 local eps = 1e-6

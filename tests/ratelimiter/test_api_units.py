@@ -40,6 +40,11 @@ def test_policy_freeze_and_big_exact_logs_are_refused() -> None:
         Settings(default_algorithm="sliding_log", default_limit=5000)
     with pytest.raises(ValueError):
         Settings(redis_retries=2)  # at most one retry
+    with pytest.raises(ValueError, match="default policy is not valid: sliding_window counts at most 49,999,999"):
+        Settings(default_limit=50_000_000)
+    with pytest.raises(ValueError, match="default policy is not valid: RATELIMITER_DEFAULT_WINDOW_MS: Input should be less"):
+        Settings(default_window_ms=10**15)
+    assert Settings(default_limit=50_000_000, default_algorithm="gcra").default_policy.limit == 50_000_000
 
 
 def test_entry_point_reports_bad_settings_without_a_traceback() -> None:

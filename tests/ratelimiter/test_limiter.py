@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from redis.backoff import NoBackoff
 
 from engine.lab.redis_server import free_port
 from ratelimiter_service.limiter import INJECTED_TIME_MIN_TTL_MS, Decision, Limiter
-from ratelimiter_service.policies import Policy
+from ratelimiter_service.policies import MAX_SLIDING_WINDOW_LIMIT, Policy
 from redis_versions import redis62_server, run, versioned_redis_url  # noqa: F401  (fixtures)
 
 ALGORITHMS = ["sliding_window", "sliding_log", "gcra"]
@@ -52,6 +53,50 @@ def test_exactly_limit_admitted_at_one_instant_then_retry_after_is_exact(
         assert not early.allowed
         on_time = await limiter.check(policy, "k", now_ms=NOW + denied.retry_after_ms)
         assert on_time.allowed and on_time.retry_after_ms == 0
+
+    with_limiter(versioned_redis_url, body, test_mode=True)
+
+
+def test_sliding_window_keeps_both_counts_in_one_field_of_the_current_window(versioned_redis_url: str) -> None:
+    """The layout the hot path relies on: field = window index, value = p * 1e8 + c."""
+    policy = Policy(name="api", limit=10, window_ms=1000)
+    w = NOW // 1000
+
+    async def body(limiter: Limiter, client: aioredis.Redis) -> None:
+        (name,) = limiter._key_names("api", "k")[:1]
+        state = lambda: client.hgetall(name)  # noqa: E731
+        for _ in range(3):
+            assert (await limiter.check(policy, "k", now_ms=NOW + 100)).allowed
+        assert await state() == {str(w).encode(): b"3"}
+        # Next window: the old field goes, its count becomes p.
+        assert (await limiter.check(policy, "k", 2, now_ms=NOW + 1000)).allowed
+        assert await state() == {str(w + 1).encode(): b"300000002"}
+        # A denial (3 * 0.9 + 2 + 6 > 10) takes its increment back: the state is unchanged.
+        denied = await limiter.check(policy, "k", 6, now_ms=NOW + 1100)
+        assert not denied.allowed and denied.remaining == 5
+        assert await state() == {str(w + 1).encode(): b"300000002"}
+        # A window with no traffic in between: nothing is carried over.
+        assert (await limiter.check(policy, "k", 10, now_ms=NOW + 3000)).allowed
+        assert await state() == {str(w + 3).encode(): b"10"}
+
+    with_limiter(versioned_redis_url, body, test_mode=True)
+
+
+def test_sliding_window_counts_exactly_at_its_largest_limit(versioned_redis_url: str) -> None:
+    """At 49,999,999 the packed value is about 5e15: below 2^53, so every count stays exact."""
+    limit = MAX_SLIDING_WINDOW_LIMIT
+    policy = Policy(name="api", limit=limit, window_ms=1000)
+
+    async def body(limiter: Limiter, client: aioredis.Redis) -> None:
+        full = await limiter.check(policy, "k", limit, now_ms=NOW)
+        assert full.allowed and full.remaining == 0
+        assert not (await limiter.check(policy, "k", 1, now_ms=NOW + 999)).allowed
+        # Half way through the next window, half of p still counts: 24,999,999.5 in use.
+        half = await limiter.check(policy, "k", limit // 2, now_ms=NOW + 1500)
+        assert half.allowed and half.remaining == 0
+        assert not (await limiter.check(policy, "k", 1, now_ms=NOW + 1500)).allowed
+        usage = await limiter.usage(policy, "k", now_ms=NOW + 1999)
+        assert usage.used == limit // 2 + math.ceil(limit * 0.001)
 
     with_limiter(versioned_redis_url, body, test_mode=True)
 

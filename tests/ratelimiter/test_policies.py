@@ -46,11 +46,18 @@ def with_stores(url: str, body: Callable[..., Awaitable[Any]], nodes: int = 2) -
         ({"failure_mode": "maybe"}, "failure_mode"),
         ({"overrides": {"vip": 0}}, "override for key 'vip'"),
         ({"burst": 3}, "burst"),
+        ({"limit": 50_000_000}, "sliding_window counts at most 49,999,999 per window, got a limit of 50,000,000"),
+        ({"overrides": {"vip": 50_000_000}}, "sliding_window counts at most 49,999,999"),
     ],
 )
 def test_invalid_policies_are_refused_naming_the_field(fields: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValidationError, match=problem):
         Policy.model_validate({"name": "p", "limit": 10, "window_ms": 1000, **fields})
+
+
+def test_only_sliding_window_has_the_packed_count_bound() -> None:
+    assert Policy(name="p", limit=49_999_999, window_ms=1000).limit == 49_999_999
+    assert Policy(name="p", limit=1_000_000_000, window_ms=1000, algorithm="gcra").limit == 1_000_000_000
 
 
 def test_limit_for_uses_the_override_of_the_key() -> None:
