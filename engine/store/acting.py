@@ -226,6 +226,15 @@ class ActingStore(StoreBase):
                 data={"reason": reason} if reason else None, ticket=TicketAct(status=ESCALATED),
             )
 
+    def _ticket_resolved(self, conn: sqlite3.Connection, ticket_id: int, *, actor: str, at: float) -> None:
+        """A proposal waiting for approval, or approved but not started, has nothing left to fix."""
+        ids = [r[0] for r in conn.execute(
+            "SELECT id FROM proposals WHERE ticket_id = ? AND status IN ('awaiting_approval', 'approved') ORDER BY id",
+            (ticket_id,),
+        )]
+        for pid in ids:
+            self._move_proposal(conn, pid, "cancelled", actor=actor, at=at, detail="its ticket resolved before it ran")
+
     def expire_proposals(self, now: float, *, actor: str = "engine") -> list[Proposal]:
         """Proposals whose approval window passed become `expired`; their tickets are escalated."""
         with self._transaction() as conn:

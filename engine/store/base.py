@@ -156,6 +156,9 @@ class StoreBase:
         row = conn.execute(f"SELECT {_PROPOSAL_COLUMNS} FROM proposals WHERE id = ?", (proposal_id,)).fetchone()
         return None if row is None else _proposal_from_row(row)
 
+    def _ticket_resolved(self, conn: sqlite3.Connection, ticket_id: int, *, actor: str, at: float) -> None:
+        """Called in the transaction that resolves a ticket; the acting part ends its proposals."""
+
     @staticmethod
     def _insert_event(
         conn: sqlite3.Connection,

@@ -17,7 +17,7 @@ PROPOSAL_STATUSES = (
     "approved",
     "rejected",
     "expired",
-    "cancelled",  # the kill switch
+    "cancelled",  # the kill switch, or its ticket resolved before it ran
     "executing",
     "succeeded",
     "failed",

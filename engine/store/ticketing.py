@@ -134,6 +134,7 @@ class TicketingStore(StoreBase):
                             if ticket_id in verifying:
                                 self._credit(conn, ticket_id, verifying[ticket_id], t, actor)
                                 events += 1
+                            self._ticket_resolved(conn, ticket_id, actor=actor, at=t.at)
                     else:
                         ticket_id = self._last_ticket_id(conn, *sk)
                         data["ticket"] = "already resolved"
@@ -263,6 +264,7 @@ class TicketingStore(StoreBase):
             self._insert_event(
                 conn, "manual_resolve", ticket_id, ticket.invariant, ticket.entity_key, actor, now, {"reason": reason}
             )
+            self._ticket_resolved(conn, ticket_id, actor=actor, at=now)
             return self._ticket(conn, ticket_id)  # type: ignore[return-value]
 
     def hold(self, ticket_id: int, *, actor: str, reason: str) -> Ticket:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.errors import StoreError
 from tests.act.act_support import (
     INJECTION,
     SECRET,
@@ -108,10 +109,26 @@ def test_a_resolved_ticket_is_never_acted_on_even_when_approved(make, server: Js
     server.set("/v1/nodes", nodes())
     engine.tick(START + 1)
     assert engine.ticket(ticket.id).status == "resolved"
+    with pytest.raises(StoreError, match="it is cancelled"):  # cancelled when the ticket resolved
+        engine.store.approve(waiting.id, actor="cli:alice")
+    engine.tick(START + 2)
+    assert requests_other_than_observation(server) == []
+
+
+def test_an_approved_proposal_whose_entity_recovered_is_refused(make, server: JsonServer) -> None:  # type: ignore[no-untyped-def]
+    """A held ticket stays open after its entity recovers; the gate still checks it fires now."""
+    engine = make(config_data(server.url, mode="approve"), ReplayTransport("submit_deregister_n2.json"))
+    engine.tick()
+    ticket = engine.only_ticket()
+    [waiting] = engine.proposals(ticket.id)
+    engine.store.hold(ticket.id, actor="cli:alice", reason="watching it")
+    server.set("/v1/nodes", nodes())
+    engine.tick(START + 1)
+    assert engine.ticket(ticket.id).status != "resolved"
     engine.store.approve(waiting.id, actor="cli:alice")
     engine.tick(START + 2)
     [(gate, detail)] = refused(engine, ticket.id)
-    assert gate == "firing" and "resolved" in (detail or "")
+    assert gate == "firing" and "no longer fires" in (detail or "")
     assert requests_other_than_observation(server) == []
 
 

@@ -95,6 +95,34 @@ def test_approval_required_waits_expires_and_escalates(tmp_path: Path, server: J
         engine.close()
 
 
+def test_a_ticket_that_resolves_cancels_its_waiting_proposals(tmp_path: Path, server: JsonServer) -> None:
+    engine = open_engine(tmp_path, runbook_config(server.url, mode="approve"))
+    try:
+        engine.tick()
+        first = engine.only_ticket()
+        [waiting] = engine.proposals(first.id)
+        server.set("/v1/nodes", nodes())  # the node came back by itself
+        engine.tick(START + 1)
+        assert engine.ticket(first.id).status == "resolved"
+        cancelled = engine.store.proposal(waiting.id)
+        assert cancelled is not None and cancelled.status == "cancelled"
+        assert cancelled.detail == "its ticket resolved before it ran" and cancelled.decided_by == "engine"
+        with pytest.raises(StoreError, match="it is cancelled"):
+            engine.store.approve(waiting.id, actor="cli:dan")
+        # Resolved by hand: an approved proposal that has not started is cancelled too.
+        server.set("/v1/nodes", nodes("n2"))
+        engine.tick(START + 2)
+        second = engine.store.tickets(status="open")[0]
+        [waiting] = engine.proposals(second.id)
+        engine.store.approve(waiting.id, actor="cli:dan")
+        engine.store.resolve(second.id, actor="cli:dan", reason="handled by hand")
+        assert engine.store.proposal(waiting.id).status == "cancelled"  # type: ignore[union-attr]
+        engine.tick(START + 3)
+        assert deletes(server) == []
+    finally:
+        engine.close()
+
+
 def test_kill_cancels_pending_proposals_and_refuses_approval(tmp_path: Path, server: JsonServer) -> None:
     engine = open_engine(tmp_path, runbook_config(server.url, mode="approve"))
     try:
