@@ -1,8 +1,10 @@
-"""Durations as config authors write them: "250ms", "5s", "2m", "1h30m", "1d"."""
+"""Durations as config authors write them: "250ms", "5s", "2m", "1h30m", "1d"; and moments as
+opctl prints them (always UTC)."""
 
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -33,3 +35,8 @@ def format_duration(seconds: float) -> str:
     if rest or not out:
         out.append(f"{rest:g}s")
     return "".join(out)
+
+
+def utc_text(ts: float) -> str:
+    """`2026-11-27 04:00:00` for a Unix time: how every moment opctl shows is written (UTC)."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+
+from engine.durations import utc_text
 
 if TYPE_CHECKING:
     from engine.loop import TickReport
@@ -19,9 +20,7 @@ _STATE_STYLE = {"ok": "green", "pending": "yellow", "firing": "bold red"}
 
 
 def when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return "-" if ts is None else utc_text(ts)
 
 
 def live_view(report: TickReport, tickets: list[Ticket], subject: str) -> Group:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import Any
 
+from engine.durations import utc_text
 from engine.errors import StoreError
 from engine.store.base import StoreBase
 from engine.store.records import (
@@ -209,7 +209,7 @@ class ActingStore(StoreBase):
             if self._switch(conn, KILL_SWITCH) is not None:
                 raise StoreError(f"cannot approve proposal #{proposal_id}: the kill switch is on (run `opctl resume` first)")
             if proposal.expires_at is not None and proposal.expires_at <= now:
-                raise StoreError(f"cannot approve proposal #{proposal_id}: it expired at {_iso(proposal.expires_at)}")
+                raise StoreError(f"cannot approve proposal #{proposal_id}: it expired at {utc_text(proposal.expires_at)} UTC")
             return self._move_proposal(conn, proposal_id, "approved", actor=actor, at=now, data={"reason": reason} if reason else None)
 
     def reject(self, proposal_id: int, *, actor: str, reason: str = "") -> Proposal:
@@ -494,7 +494,3 @@ class ActingStore(StoreBase):
                 "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0) FROM token_spend WHERE ticket_id = ?", (ticket_id,)
             ).fetchone()
         return int(row[0]), int(row[1])
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
