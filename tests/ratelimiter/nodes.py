@@ -137,6 +137,9 @@ class NodeGroup:
                 **base,
                 "RATELIMITER_REDIS_URL": redis_url,
                 "RATELIMITER_NODE_ID": node_id,
+                # exact-decision tests must not fall into the failure mode on a busy machine;
+                # tests of the deadline give their own
+                "RATELIMITER_REDIS_DEADLINE_MS": "2000",
                 "PYTHONUNBUFFERED": "1",
                 **(env or {}),
             }
