@@ -1,7 +1,9 @@
 """`python -m ratelimiter_service`: run one node (uvicorn) from `RATELIMITER_*` settings.
 
 `RATELIMITER_WORKERS=N` runs N worker processes behind one port; they are one node in the
-registry (same `RATELIMITER_NODE_ID`, one instance id generated here and inherited by the workers).
+registry (same `RATELIMITER_NODE_ID`, one instance id generated here and inherited by the workers),
+and one set of Prometheus metrics: they share a directory of metric files created here for the run
+(see `metrics_dir`), so `/metrics` shows the whole node whichever worker answers it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import uuid
 
 import uvicorn
 
+from ratelimiter_service.metrics_dir import metrics_dir_for
 from ratelimiter_service.settings import SettingsError, load_settings
 
 
@@ -22,15 +25,16 @@ def main() -> int:
         print(f"ratelimiter_service: {exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("RATELIMITER_INSTANCE_ID", uuid.uuid4().hex)
-    uvicorn.run(
-        "ratelimiter_service.app:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers if settings.workers > 1 else None,
-        log_level="warning",
-        access_log=False,
-    )
+    with metrics_dir_for(settings.workers):
+        uvicorn.run(
+            "ratelimiter_service.app:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers if settings.workers > 1 else None,
+            log_level="warning",
+            access_log=False,
+        )
     return 0
 
 

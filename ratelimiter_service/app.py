@@ -62,7 +62,7 @@ class Node:
         self.owns_client = owns_client
         self.node_id = settings.resolved_node_id
         self.instance = settings.instance_id or uuid.uuid4().hex
-        self.metrics = Metrics(self.node_id)
+        self.metrics = Metrics(self.node_id, clock=monotonic)
         limiter = Limiter(
             client,
             prefix=settings.prefix,
@@ -75,7 +75,12 @@ class Node:
         self.limiter: Limiter | CoalescingLimiter = (
             CoalescingLimiter(limiter) if settings.coalesce_checks else limiter
         )
-        self.policies = PolicyStore(client, default=settings.default_policy, prefix=settings.prefix)
+        self.policies = PolicyStore(
+            client,
+            default=settings.default_policy,
+            prefix=settings.prefix,
+            on_version=self.metrics.policy_version.set,
+        )
         self.registry = NodeRegistry(
             client,
             prefix=settings.prefix,
@@ -86,11 +91,7 @@ class Node:
         )
         self.counters = NodeCounters()
         self.redis_progress = RedisProgress()
-        self._monotonic = monotonic
-        self._last_heartbeat = monotonic()
         self._tasks: list[asyncio.Task[None]] = []
-        self.metrics.track_policy_version(lambda: self.policies.version)
-        self.metrics.track_heartbeat_age(lambda: self._monotonic() - self._last_heartbeat)
 
     @property
     def management_timeout_s(self) -> float:
@@ -120,7 +121,7 @@ class Node:
                     counters=self.counters,
                     identity=lambda: (self.node_id, self.instance, self.settings.address, self.policies.version),
                     interval_s=self.settings.heartbeat_interval_ms / 1000,
-                    on_success=self._heartbeat_written,
+                    on_success=self.metrics.heartbeat_written,
                     on_error=self._heartbeat_failed,
                 ),
                 name="heartbeat",
@@ -146,9 +147,6 @@ class Node:
             except RedisError as exc:
                 self.metrics.redis_errors.labels("policy_refresh").inc()
                 logger.debug("policy refresh failed, keeping version %d: %s", self.policies.version, exc)
-
-    def _heartbeat_written(self) -> None:
-        self._last_heartbeat = self._monotonic()
 
     def _heartbeat_failed(self, exc: BaseException) -> None:
         self.metrics.redis_errors.labels("heartbeat").inc()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 import redis.exceptions
@@ -108,7 +109,14 @@ def _text(value: Any) -> str:
 class PolicyStore:
     """This node's cache of the policies in Redis, and the only writer of them."""
 
-    def __init__(self, client: Any, *, default: Policy, prefix: str = "rl") -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        default: Policy,
+        prefix: str = "rl",
+        on_version: Callable[[int], None] | None = None,
+    ) -> None:
         if default.name != DEFAULT_POLICY_NAME:
             raise ValueError(f"the built-in policy must be named {DEFAULT_POLICY_NAME!r}, got {default.name!r}")
         self._client = client
@@ -119,6 +127,9 @@ class PolicyStore:
         self._stored: dict[str, Policy] = {}
         self.version: int = 0
         self.refresh_errors: int = 0
+        # Told each version this node takes on: metrics shared by worker processes are written
+        # when a value changes, nobody can call back for it at scrape time.
+        self._on_version = on_version
 
     @property
     def keys(self) -> tuple[str, str]:
@@ -193,4 +204,6 @@ class PolicyStore:
             stored[name] = policy
         self._stored = stored
         self.version = version
+        if self._on_version is not None:
+            self._on_version(version)
 

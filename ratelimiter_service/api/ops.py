@@ -39,7 +39,7 @@ async def ready(request: Request) -> JSONResponse:
 
 @router.get(
     "/metrics",
-    summary="Prometheus metrics of this node (worker process)",
+    summary="Prometheus metrics of this node (all its worker processes)",
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
 )
