@@ -6,8 +6,9 @@
 -- Why packed: the hot path (a decision in the same window as the last one) is TIME and one
 -- HINCRBY whose reply carries both counts, with no read before the write, the same number of
 -- commands as a bare fixed window. A denial takes its increment back within the same atomic
--- run. While a call runs, p <= limit and c <= 2 * limit, so limits up to 49,999,999 keep the
--- two counts apart and the packed value below 2^53 (exact in Lua numbers); Policy enforces it.
+-- run (replicas and the AOF see a denial as a write pair: the price of the fast admit).
+-- While a call runs, p <= limit and c <= 2 * limit, so limits up to 49,999,999 keep the two
+-- counts apart and the packed value below 2^53 (exact in Lua numbers); Policy enforces it.
 -- KEYS[1]  the limiter key (hash-tagged by the caller)
 -- ARGV[1]  limit (>= 1)      ARGV[2] window_ms (>= 1)
 -- ARGV[3]  cost (>= 1; 0 = read-only peek, nothing is written)
