@@ -7,7 +7,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from engine.lab.redis_server import free_port
+from tests.ports import free_port
 
 
 class JsonServer:

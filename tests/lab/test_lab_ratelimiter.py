@@ -15,7 +15,7 @@ import pytest
 
 from engine.lab import supervisor
 from engine.lab.chaos import run_steps
-from engine.lab.redis_server import free_port
+from tests.ports import free_port
 from engine.lab.spec import LabSpec, load_lab
 
 LAB = Path(__file__).resolve().parents[2] / "subjects" / "ratelimiter" / "lab.yaml"
