@@ -7,14 +7,21 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from engine.config.validate import load_config
 from engine.errors import ConfigError, StoreError
-from engine.loop import Monitor
 from engine.store import Proposal, Store, Ticket
+
+if TYPE_CHECKING:
+    from engine.loop import Monitor
 
 
 def open_monitor(config_path: str) -> Monitor:
+    # imported here: the loop brings the observers, actors and their clients (redis, httpx),
+    # about 0.3 s that the commands reading the store do not need
+    from engine.loop import Monitor
+
     loaded = load_config(config_path)
     return Monitor(loaded, store=Store(loaded.store_path))
 

@@ -55,7 +55,13 @@ def environment() -> SandboxedEnvironment:
 
 def undeclared_names(source: str) -> set[str]:
     """Names a template reads from its context; raises jinja2.TemplateSyntaxError."""
-    return set(meta.find_undeclared_variables(environment().parse(source)))
+    return set(_undeclared_names(source))
+
+
+@lru_cache(maxsize=512)
+def _undeclared_names(source: str) -> frozenset[str]:
+    # parsed once per text: every validation of a config checks all of its templates again
+    return frozenset(meta.find_undeclared_variables(environment().parse(source)))
 
 
 @lru_cache(maxsize=512)

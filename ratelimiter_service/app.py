@@ -136,7 +136,13 @@ class Node:
         if isinstance(self.limiter, CoalescingLimiter):
             await self.limiter.aclose()
         if self.owns_client:
-            await self.client.aclose()
+            try:
+                await self.client.aclose()
+            except RedisError as exc:
+                # redis-py waits for each connection's close no longer than the connect timeout,
+                # the Redis deadline (50 ms): a loaded machine can miss that. The sockets are
+                # closed either way; a slow goodbye must not fail the node's shutdown.
+                logger.debug("node %s: closing the Redis client: %s", self.node_id, exc)
 
     async def _refresh_forever(self) -> None:
         interval = self.settings.policy_refresh_interval_ms / 1000

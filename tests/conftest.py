@@ -9,12 +9,13 @@ import pytest
 import redis
 
 from engine.lab.redis_server import RedisServer
+from tests.ports import free_port
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One redis-server for the whole session; tests that need isolation use `redis_url`."""
-    server = RedisServer().start()
+    server = RedisServer(free_port()).start()
     yield server
     server.stop()
 
@@ -31,7 +32,7 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A dedicated redis-server a test may kill, pause or restart."""
-    server = RedisServer().start()
+    server = RedisServer(free_port()).start()
     yield server
     server.stop()
 

@@ -32,6 +32,7 @@ from engine.observe.http_source import join_url
 from engine.observe.values import one_line
 from engine.redact import Redactor
 from engine.redis_commands import WRITE, command_name
+from engine.tls import tls_context
 
 EXCERPT = 1024  # characters of a response kept in the audit log
 
@@ -134,7 +135,7 @@ class TargetExecutor:
 
     async def _http_call(self, request: ActionRequest, target: Target, endpoint: str) -> tuple[int, str]:
         if self._http is None:
-            self._http = httpx.AsyncClient(follow_redirects=False)
+            self._http = httpx.AsyncClient(follow_redirects=False, verify=tls_context())
         headers = {"Accept": "application/json", **target.headers, **request.headers}
         if target.token:
             headers["Authorization"] = f"Bearer {target.token}"

@@ -8,6 +8,8 @@ Each check reports every problem it finds, located in the document.
 from __future__ import annotations
 
 import difflib
+import functools
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -267,11 +269,10 @@ class Checker:
                     self.report(path, f"'{{{name}}}' in {what} is not a declared param; {_names_hint(name, declared, 'params')}")
 
     def json_schema(self, path: DocPath, schema: Any, what: str) -> bool:
-        try:
-            jsonschema.Draft202012Validator.check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            where = ".".join(str(p) for p in exc.absolute_path)
-            self.report(path, f"{what} is not a valid JSON Schema: {exc.message}" + (f" (at {where})" if where else ""))
+        error = _schema_error(schema)
+        if error is not None:
+            where = ".".join(str(p) for p in error.absolute_path)
+            self.report(path, f"{what} is not a valid JSON Schema: {error.message}" + (f" (at {where})" if where else ""))
             return False
         return True
 
@@ -328,11 +329,41 @@ def _names_hint(name: str, allowed: Iterable[str], what: str = "names declared h
 
 
 def _is_valid_schema(schema: Any) -> bool:
+    return _schema_error(schema) is None and isinstance(schema, dict)
+
+
+def _schema_error(schema: Any) -> jsonschema.SchemaError | None:
+    """The error `check_schema` raises for `schema` (JSON Schema 2020-12), or None.
+
+    Checking a schema against the metaschema takes milliseconds, and the same schemas come back:
+    each runbook entry checks its action's params again, and a process that validates many
+    configs (`opctl test`, `opctl validate dir/`) sees the same actions over and over. So plain
+    JSON schemas are checked once per distinct text (key order included: it decides which error
+    comes first); anything else YAML can hold (dates, non-string keys) is checked every time."""
+    if _plain_json(schema):
+        return _schema_error_of_text(json.dumps(schema))
+    return _check_schema(schema)
+
+
+def _plain_json(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_json(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain_json(v) for v in value)
+    return value is None or isinstance(value, (str, int, float))  # bool is an int
+
+
+@functools.lru_cache(maxsize=1024)
+def _schema_error_of_text(text: str) -> jsonschema.SchemaError | None:
+    return _check_schema(json.loads(text))
+
+
+def _check_schema(schema: Any) -> jsonschema.SchemaError | None:
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError:
-        return False
-    return isinstance(schema, dict)
+    except jsonschema.SchemaError as exc:
+        return exc
+    return None
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -23,6 +23,7 @@ import redis.exceptions
 from engine.lab import supervisor
 from engine.lab.models import HttpArgs, LabError, RedisArgs, Step, WaitUntilArgs
 from engine.lab.spec import LabSpec
+from engine.tls import tls_context
 
 Sleep = Callable[[float], Awaitable[None]]
 REDIS_TIMEOUT_S = 30.0  # long enough for DEBUG SLEEP; a paused server still answers its pauser
@@ -150,7 +151,7 @@ async def _resolve_info(client: redis.asyncio.Redis, command: Sequence[str]) -> 
 
 async def _http(args: HttpArgs) -> _Outcome:
     try:
-        async with httpx.AsyncClient(timeout=args.timeout) as client:
+        async with httpx.AsyncClient(timeout=args.timeout, verify=tls_context()) as client:
             response = await client.request(args.method, args.url, headers=dict(args.headers), json=args.json_body)
     except httpx.HTTPError as exc:
         return _Outcome(False, f"{args.method} {args.url} failed: {exc.__class__.__name__}: {exc}")
@@ -179,7 +180,7 @@ async def _wait_until(
 async def _condition(lab: LabSpec, args: WaitUntilArgs) -> tuple[bool, str]:
     if args.http is not None:
         try:
-            async with httpx.AsyncClient(timeout=min(args.timeout, 2.0)) as client:
+            async with httpx.AsyncClient(timeout=min(args.timeout, 2.0), verify=tls_context()) as client:
                 status = (await client.get(args.http)).status_code
         except httpx.HTTPError as exc:
             return False, f"GET {args.http} failed: {exc.__class__.__name__}"

@@ -27,6 +27,7 @@ import redis
 from engine.lab.models import LabError, Process
 from engine.lab.redis_server import RedisServer
 from engine.lab.spec import LabSpec
+from engine.tls import tls_context
 
 POLL_S = 0.05
 LOG_TAIL_LINES = 20
@@ -349,7 +350,7 @@ def _probe(spec: LabSpec, process: Process, log_offset: int) -> bool:
         return True
     if ready.http is not None:
         try:
-            return httpx.get(ready.http, timeout=0.5).is_success
+            return httpx.get(ready.http, timeout=0.5, verify=tls_context()).is_success
         except httpx.HTTPError:
             return False
     if ready.tcp is not None:

@@ -28,6 +28,7 @@ from engine.observe import http_source, metrics_source, prometheus_source, redis
 from engine.observe.targets import TargetOutcome, observe_target
 from engine.observe.values import one_line
 from engine.redact import Redactor
+from engine.tls import tls_context
 
 __all__ = ["ObservationResult", "Observer"]
 
@@ -171,7 +172,7 @@ class Observer:
 
     def _http_client(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(follow_redirects=True)
+            self._http = httpx.AsyncClient(follow_redirects=True, verify=tls_context())
         return self._http
 
     def _scrape_session(self, name: str) -> metrics_source.MetricsSession:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from engine.act import ActionRequest, TargetExecutor, render_request
 from engine.config.models import Action
 from engine.errors import ActionRefused
-from engine.lab.redis_server import free_port
+from tests.ports import free_port
 from tests.act.act_support import write_config
 from tests.json_server import JsonServer
 

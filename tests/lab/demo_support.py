@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.lab.redis_server import free_port
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RATELIMITER = ROOT / "configs" / "ratelimiter.yaml"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.lab.redis_server import free_port
+from tests.ports import free_port
 from engine.lab.spec import LabSpec, load_lab
 
 HERE = Path(__file__).parent

@@ -15,7 +15,7 @@ import pytest
 
 from engine.lab import supervisor
 from engine.lab.chaos import run_steps
-from engine.lab.redis_server import free_port
+from tests.ports import free_port
 from engine.lab.spec import LabSpec, load_lab
 
 LAB = Path(__file__).resolve().parents[2] / "subjects" / "ratelimiter" / "lab.yaml"
@@ -56,11 +56,12 @@ def test_ratelimiter_lab_up_load_chaos_down_up(tmp_path: Path, monkeypatch: pyte
     spec = lab_on_free_ports(tmp_path, monkeypatch)
     exports = spec.lab.exports
     auth = {"Authorization": "Bearer t0k"}
+    http = httpx.Client()  # one client (one TLS context) for the whole test, not one per poll
     try:
         status = supervisor.up(spec)
         assert status.healthy
         assert status.process("node1").endpoint == exports["RATELIMITER_URL_1"]
-        nodes = httpx.get(f"{exports['RATELIMITER_URL_2']}/v1/nodes", headers=auth).json()["nodes"]
+        nodes = http.get(f"{exports['RATELIMITER_URL_2']}/v1/nodes", headers=auth).json()["nodes"]
         assert sorted((n["id"], n["state"]) for n in nodes) == [("node1", "up"), ("node2", "up"), ("node3", "up")]
 
         # Realistic load: allowed and denied decisions, spread over the three nodes, no errors.
@@ -74,7 +75,7 @@ def test_ratelimiter_lab_up_load_chaos_down_up(tmp_path: Path, monkeypatch: pyte
         scenario = spec.scenario("over_admission")
         results = asyncio.run(run_steps(scenario.inject, spec))
         assert [r.ok for r in results] == [True, True], [r.detail for r in results]
-        over = httpx.get(f"{exports['RATELIMITER_URL_1']}/v1/keys", params={"over_limit": "true"}, headers=auth).json()
+        over = http.get(f"{exports['RATELIMITER_URL_1']}/v1/keys", params={"over_limit": "true"}, headers=auth).json()
         hot = [k for k in over["keys"] if k["key"] == "hot-0"]
         assert hot and hot[0]["used"] > hot[0]["limit"] == 5
 
@@ -82,12 +83,13 @@ def test_ratelimiter_lab_up_load_chaos_down_up(tmp_path: Path, monkeypatch: pyte
         assert all(r.ok for r in asyncio.run(run_steps(spec.scenario("kill_node").inject, spec)))
 
         def node2_state() -> str:
-            listed = httpx.get(f"{exports['RATELIMITER_URL_1']}/v1/nodes", headers=auth).json()["nodes"]
+            listed = http.get(f"{exports['RATELIMITER_URL_1']}/v1/nodes", headers=auth).json()["nodes"]
             return next(n["state"] for n in listed if n["id"] == "node2")
 
         assert wait_for(lambda: node2_state() == "down", timeout=10)
         assert not supervisor.status(spec).process("node2").running
     finally:
+        http.close()
         supervisor.down(spec)
     assert not supervisor.status(spec).running
     summary = progress_lines(spec)[-1]

@@ -17,7 +17,7 @@ import pytest
 
 from engine.config.models import Config
 from engine.config.validate import LoadedConfig
-from engine.lab.redis_server import free_port
+from tests.ports import free_port
 
 
 @dataclass

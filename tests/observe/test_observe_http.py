@@ -159,7 +159,7 @@ def test_fanout_applies_select_per_endpoint(http_server: LoopbackServer, other_s
 
 
 def test_fanout_with_every_endpoint_dead_fails(dead_url: str) -> None:
-    from engine.lab.redis_server import free_port
+    from tests.ports import free_port
 
     second = f"http://127.0.0.1:{free_port()}"
     loaded = make_config({"nodes": {"urls": [dead_url, second], "mode": "fanout"}}, {"health": {"http": {"target": "nodes"}}})

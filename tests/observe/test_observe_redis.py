@@ -11,7 +11,8 @@ import redis
 
 from observe_support import make_config
 from engine.config.validate import LoadedConfig
-from engine.lab.redis_server import RedisServer, free_port
+from engine.lab.redis_server import RedisServer
+from tests.ports import free_port
 from engine.observe import ObservationResult, Observer
 from engine.observe.redis_source import reply_value
 

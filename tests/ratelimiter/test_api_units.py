@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ratelimiter_service.app import Node
 from ratelimiter_service.headers import decision_headers
 from ratelimiter_service.redis_client import RedisProgress, build_redis_client, within_deadline
 from ratelimiter_service.settings import Settings, SettingsError, load_settings, parse_cluster_url
@@ -165,3 +166,16 @@ def test_a_busy_redis_gets_patience_a_silent_one_does_not() -> None:
         answering.cancel()
 
     asyncio.run(main())
+
+
+def test_a_slow_close_of_the_redis_client_does_not_fail_the_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py gives each connection's close the connect timeout (the 50 ms deadline) and raises
+    past it, which a loaded machine can reach; the node still shuts down."""
+    settings = Settings(redis_url="redis://127.0.0.1:1/0")
+    client = build_redis_client(settings)
+
+    async def slow_close() -> None:
+        raise RedisTimeoutError("Timed out closing connection after 0.05")
+
+    monkeypatch.setattr(client, "aclose", slow_close)
+    asyncio.run(Node(settings, client, owns_client=True).stop())

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from engine.lab.redis_server import free_port
+from tests.ports import free_port
 from ratelimiter_service.policies import Policy, PolicyStore
 from redis_versions import redis62_server, run, versioned_redis_url  # noqa: F401  (fixtures)
 

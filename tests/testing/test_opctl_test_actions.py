@@ -203,7 +203,7 @@ def listening_api() -> Iterator[tuple[str, list[str]]]:
             return None
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)  # quick shutdown()
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", seen

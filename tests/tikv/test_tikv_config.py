@@ -62,6 +62,7 @@ class TikvLab:
     pd_urls: list[str]
     prom_url: str
     pd_servers: dict[str, contextlib.ExitStack]
+    http: httpx.Client  # the test's own requests; a new connection for each, no TLS context each
     reports: list[TickReport] = field(default_factory=list)
     seen: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # invariant -> {(status, key)}
 
@@ -138,16 +139,14 @@ class TikvLab:
         """Send a declared action's request as the engine renders it (test-side transport only)."""
         request = render_request(self.action(name), params)
         url = (endpoint or self.pd_urls[0]).rstrip("/") + (request.path or "")
-        with httpx.Client(timeout=5) as client:
-            return client.request(
-                request.method or "GET", url, params=request.query, headers=request.headers,
-                json=request.body if request.body is not None else None,
-            )  # fmt: skip
+        return self.http.request(
+            request.method or "GET", url, params=request.query, headers=request.headers,
+            json=request.body if request.body is not None else None,
+        )  # fmt: skip
 
     def pd_request(self, method: str, path: str, body: Any = None) -> httpx.Response:
         """A request that is not a declared action: what a human (or chaos) does to PD."""
-        with httpx.Client(timeout=5) as client:
-            return client.request(method, self.pd_urls[0] + path, json=body)
+        return self.http.request(method, self.pd_urls[0] + path, json=body)
 
     def take_pd_down(self, member: str) -> None:
         """As the simulator process does: the member leaves the cluster and its listener closes."""
@@ -189,6 +188,7 @@ def tikv_lab(
             pd_servers[member] = member_stack
             stack.callback(lambda m=member: pd_servers.pop(m, contextlib.ExitStack()).close())
         prom_url = stack.enter_context(serve(create_prom_app(cluster)))
+        http = stack.enter_context(httpx.Client(timeout=5, limits=httpx.Limits(max_keepalive_connections=0)))
         env = {
             "PD_URL_1": pd_urls[0],
             "PD_URL_2": pd_urls[1],
@@ -202,7 +202,7 @@ def tikv_lab(
             store.set_mode(mode, actor="test")
         monitor = Monitor(loaded, store=store, observer=Observer(loaded, wall_clock=clock), clock=clock)
         try:
-            yield TikvLab(clock, cluster, loaded, monitor, loop, pd_urls, prom_url, pd_servers)
+            yield TikvLab(clock, cluster, loaded, monitor, loop, pd_urls, prom_url, pd_servers, http)
         finally:
             loop.run_until_complete(monitor.aclose())
             loop.close()
