@@ -98,6 +98,13 @@ def _turns(config: pytest.Config) -> _Turns | None:
     return config.stash[_TURNS]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On xdist workers, `alone` tests come first: the other worker is then in its first, short
+    test, not in the middle of a long one (a lab or a demo) that the `alone` test would wait for."""
+    if _turns(config) is not None:
+        items.sort(key=lambda item: item.get_closest_marker("alone") is None)  # stable: the rest keep their order
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
     """Setup, call and teardown of every test (with the fixtures it starts) inside its turn."""
