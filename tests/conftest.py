@@ -1,9 +1,13 @@
-"""Shared fixtures: a real redis-server on a free loopback port, a clean environment."""
+"""Shared fixtures: a real redis-server on a free loopback port, a clean environment; and the
+turns that let a test marked `alone` run while the other xdist workers wait."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -45,3 +49,67 @@ def _no_anthropic_key(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     os.environ.setdefault("OPCTL_TESTING", "1")
+
+
+class _Turns:
+    """A test marked `alone` runs while no test runs on another xdist worker of this run.
+
+    Some tests measure a node under load it makes itself (a burst at the 50 ms Redis deadline);
+    a second worker's processes competing for the same cores change what they measure. Every
+    test holds the room shared; an `alone` test holds it exclusively, and first takes the door,
+    so a worker that finishes its current test waits at the door instead of starting the next.
+    Locks are flock(2) on two files in the run's temporary directory: a worker that dies
+    releases them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.door = directory / "turns.door"
+        self.room = directory / "turns.room"
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with contextlib.ExitStack() as held:
+            with self._hold(self.door, fcntl.LOCK_EX):
+                held.enter_context(self._hold(self.room, fcntl.LOCK_SH))
+            yield
+
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[None]:
+        with self._hold(self.door, fcntl.LOCK_EX), self._hold(self.room, fcntl.LOCK_EX):
+            yield
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _hold(path: Path, operation: int) -> Iterator[None]:
+        with path.open("a") as handle:  # closing the file releases the lock
+            fcntl.flock(handle, operation)
+            yield
+
+
+_TURNS = pytest.StashKey[_Turns]()
+
+
+def _turns(config: pytest.Config) -> _Turns | None:
+    """The run's turns on an xdist worker (whose basetemp is <the run's basetemp>/popen-gwN)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return None
+    if _TURNS not in config.stash:
+        basetemp = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]  # the tmp_path_factory fixture's
+        config.stash[_TURNS] = _Turns(basetemp.parent)
+    return config.stash[_TURNS]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On xdist workers, `alone` tests come first: the other worker is then in its first, short
+    test, not in the middle of a long one (a lab or a demo) that the `alone` test would wait for."""
+    if _turns(config) is not None:
+        items.sort(key=lambda item: item.get_closest_marker("alone") is None)  # stable: the rest keep their order
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """Setup, call and teardown of every test (with the fixtures it starts) inside its turn."""
+    turns = _turns(item.config)
+    if turns is None:
+        return (yield)
+    with turns.alone() if item.get_closest_marker("alone") else turns.shared():
+        return (yield)

@@ -15,7 +15,6 @@ import itertools
 import os
 import random
 import socket
-from collections.abc import Iterator
 
 PORTS = range(20000, 30000)
 
@@ -29,13 +28,9 @@ def worker_block(worker: str | None, count: str | None) -> range:
     return range(PORTS.start + index * size, PORTS.start + (index + 1) * size)
 
 
-def _candidates() -> Iterator[int]:
-    block = worker_block(os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT"))
-    start = random.randrange(len(block))  # two runs on one machine rarely walk the same ports at once
-    return (block[(start + step) % len(block)] for step in itertools.count())
-
-
-_CANDIDATES = _candidates()
+_BLOCK = worker_block(os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT"))
+_START = random.randrange(len(_BLOCK))  # two runs on one machine rarely walk the same ports at once
+_STEPS = itertools.count()  # next() on it is atomic: threads never get the same step
 
 
 def bindable(port: int) -> bool:
@@ -49,7 +44,8 @@ def bindable(port: int) -> bool:
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now, never handed out by another worker."""
-    for _, port in zip(range(len(PORTS)), _CANDIDATES):
+    for _ in range(len(_BLOCK)):
+        port = _BLOCK[(_START + next(_STEPS)) % len(_BLOCK)]
         if bindable(port):
             return port
-    raise RuntimeError(f"no free port in {PORTS}")
+    raise RuntimeError(f"no free port in {_BLOCK}")
