@@ -10,6 +10,7 @@ a node that is merely busy (`RedisProgress`). `warm_up` opens the pool before tr
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar, Union
 
@@ -17,10 +18,13 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ratelimiter_service.settings import CLUSTER_SCHEMES, Settings, SettingsError, parse_cluster_url
+
+logger = logging.getLogger(__name__)
 
 RedisClient = Union[Redis, RedisCluster]
 T = TypeVar("T")
@@ -150,7 +154,14 @@ async def within_deadline(
         _abandon(task)
         raise
     if task.done():
-        return task.result()
+        try:
+            return task.result()
+        except (OSError, RuntimeError) as exc:
+            # The transport under redis-py can fail outside its own exceptions: uvloop raises
+            # RuntimeError ("the handler is closed") when Redis dies while a reconnect writes.
+            # That is Redis being unreachable, not a bug of the caller: the failure mode applies.
+            logger.warning("Redis call failed in its transport: %r", exc)
+            raise RedisConnectionError(f"Redis connection failed: {exc}") from exc
     # Not cancelled: a command cut off mid-reply costs its connection, and reconnecting under
     # load makes the next deadline harder to meet. The socket timeout ends it soon anyway.
     task.add_done_callback(_retrieve)

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ratelimiter_service.app import Node
@@ -86,6 +87,17 @@ def test_client_has_the_deadline_and_one_retry() -> None:
         return time.perf_counter() - started
 
     assert asyncio.run(refused()) < 1.0
+
+
+def test_within_deadline_turns_a_transport_failure_into_a_redis_error() -> None:
+    async def transport_closed() -> None:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed")
+
+    async def main() -> None:
+        with pytest.raises(RedisConnectionError, match="the handler is closed"):
+            await within_deadline(transport_closed(), 1.0)
+
+    asyncio.run(main())
 
 
 def test_within_deadline_times_out_and_never_loses_a_cancellation() -> None:
