@@ -118,14 +118,15 @@ def contenders() -> list[Contender]:
 
 
 def part_a(server: RedisServer, seconds: float) -> dict[str, float]:
+    racers = contenders()
     client = redis.Redis.from_url(server.url)
-    shas = {c.name: client.script_load(c.source) for c in contenders()}
+    shas = {c.name: client.script_load(c.source) for c in racers}
     client.close()
     have_tool = shutil.which("redis-benchmark") is not None
-    rates: dict[str, list[float]] = {c.name: [] for c in contenders()}
+    rates: dict[str, list[float]] = {c.name: [] for c in racers}
     # Paired rounds, median ratio: other work on the machine drifts between rounds, not within.
     for _ in range(5):
-        for c in contenders():
+        for c in racers:
             if have_tool:
                 n = int(60_000 * seconds / 3)
                 rate = redis_benchmark_rps(server.port, ["EVALSHA", shas[c.name], "1", c.key, *c.args], n)

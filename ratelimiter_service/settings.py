@@ -110,12 +110,8 @@ class Settings(BaseSettings):
         try:
             self.default_policy  # noqa: B018  (built to be checked)
         except ValidationError as exc:
-            problems = []
-            for error in exc.errors():
-                message = str(error["msg"]).removeprefix("Value error, ")
-                field = ".".join(map(str, error["loc"])).upper()
-                problems.append(f"RATELIMITER_DEFAULT_{field}: {message}" if field else message)
-            raise ValueError("the default policy is not valid: " + "; ".join(problems)) from None
+            problems = "; ".join(_named_problems(exc, "RATELIMITER_DEFAULT_"))
+            raise ValueError(f"the default policy is not valid: {problems}") from None
         if not self.policy_refresh and not self.test_mode:
             raise ValueError(
                 "RATELIMITER_POLICY_REFRESH=false is a test-mode tool; set RATELIMITER_TEST_MODE=true"
@@ -185,10 +181,17 @@ def load_settings() -> Settings:
 
 
 def describe_validation_error(exc: ValidationError) -> str:
+    lines = _named_problems(exc, "RATELIMITER_", unnamed="settings")
+    return "invalid rate limiter settings:\n  " + "\n  ".join(lines)
+
+
+def _named_problems(exc: ValidationError, prefix: str, *, unnamed: str | None = None) -> list[str]:
+    """`PREFIX_FIELD: message` per error, naming the environment variable of its field; an error
+    of no field is `unnamed: message`, or the bare message."""
     lines = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"])
-        variable = f"RATELIMITER_{where.upper()}" if where else "settings"
+        field = ".".join(str(p) for p in error["loc"]).upper()
         message = str(error["msg"]).removeprefix("Value error, ")
-        lines.append(f"{variable}: {message}")
-    return "invalid rate limiter settings:\n  " + "\n  ".join(lines)
+        variable = f"{prefix}{field}" if field else unnamed
+        lines.append(f"{variable}: {message}" if variable else message)
+    return lines

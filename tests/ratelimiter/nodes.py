@@ -39,6 +39,9 @@ LIBFAKETIME_CANDIDATES = (
     "/usr/lib/faketime/libfaketime.so.1",
 )
 START_TIMEOUT_S = 30.0
+# The Redis deadline of test nodes unless a test gives its own: a test that expects exact
+# decisions must not fall into the failure mode because a busy machine paused it for 50 ms.
+TEST_REDIS_DEADLINE_MS = 2000
 
 
 def find_libfaketime() -> str | None:
@@ -137,9 +140,7 @@ class NodeGroup:
                 **base,
                 "RATELIMITER_REDIS_URL": redis_url,
                 "RATELIMITER_NODE_ID": node_id,
-                # exact-decision tests must not fall into the failure mode on a busy machine;
-                # tests of the deadline give their own
-                "RATELIMITER_REDIS_DEADLINE_MS": "2000",
+                "RATELIMITER_REDIS_DEADLINE_MS": str(TEST_REDIS_DEADLINE_MS),
                 "PYTHONUNBUFFERED": "1",
                 **(env or {}),
             }
@@ -192,10 +193,9 @@ async def in_process_node(
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """A node app running in this event loop (lifespan included) and an HTTP client for it.
 
-    Its Redis deadline is 2 s unless a test asks otherwise: a test that expects exact decisions
-    must not fall into the failure mode because a busy machine paused it for 50 ms.
+    Its Redis deadline is TEST_REDIS_DEADLINE_MS unless a test asks otherwise.
     """
-    defaults: dict[str, object] = {"token": TOKEN, "redis_deadline_ms": 2000}
+    defaults: dict[str, object] = {"token": TOKEN, "redis_deadline_ms": TEST_REDIS_DEADLINE_MS}
     settings = Settings(redis_url=redis_url, **{**defaults, **overrides})  # type: ignore[arg-type]
     app = create_app(settings)
     async with app.router.lifespan_context(app):
