@@ -7,6 +7,8 @@ own block of PORTS, below the ephemeral range (Linux: 32768-60999), in order fro
 skipping any port that cannot be bound right now. No two workers ever hand out the same port,
 and no outgoing connection (its local port comes from the ephemeral range) can take one.
 A Redis < 7 cluster node also needs its bus port, port + 10000: 30000-39999, outside every block.
+Several checkouts testing at once on one machine each set OPCTL_TEST_PORTS=FROM-TO (a sub-range of
+20000-29999) so that their blocks never meet either.
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ import os
 import random
 import socket
 
-PORTS = range(20000, 30000)
+
+
+def _ports(spec: str | None) -> range:
+    if not spec:
+        return range(20000, 30000)
+    first, last = (int(part) for part in spec.split("-", 1))
+    return range(first, last + 1)
+
+
+PORTS = _ports(os.environ.get("OPCTL_TEST_PORTS"))
 
 
 def worker_block(worker: str | None, count: str | None) -> range:
