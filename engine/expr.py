@@ -44,12 +44,19 @@ _KIND_NAMES = {"int64": "int", "uint64": "uint", "string": "string", "double": "
                "bytes": "bytes", "map": "map", "list": "list", "null_type": "null"}
 
 
+def library_env(names: frozenset[str] = frozenset()) -> cel.Env:
+    """A library environment with the extensions configs may use and `names` declared `dyn`
+    (for the library's checker: engine.config.typecheck)."""
+    return cel.NewEnv(variables={n: cel.Type.DYN for n in names},
+                      extensions=[ext_strings.ExtStrings(), ext_math.ExtMath(), ext_bindings.ExtBindings(),
+                                  ext_encoders.ExtEncoders()])
+
+
 @functools.cache
 def _env() -> cel.Env:
-    """The one library environment: no declarations (expressions are compiled unchecked; the
-    engine's own checker, engine.config.types, types them) and the extensions configs may use."""
-    return cel.NewEnv(extensions=[ext_strings.ExtStrings(), ext_math.ExtMath(), ext_bindings.ExtBindings(),
-                                  ext_encoders.ExtEncoders()])
+    """The environment evaluation compiles in: no declarations, since expressions are compiled
+    unchecked (engine.config.typecheck types them before anything runs)."""
+    return library_env()
 
 
 class CompiledExpr:
