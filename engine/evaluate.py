@@ -48,7 +48,7 @@ COUNTED = ("ok", "pending", "firing", "unknown", "error")  # the keys of Invaria
 TransitionKind = Literal["pending", "firing", "resolved", "cleared"]
 
 # Names the engine binds itself; everything else an expression reads is an observation.
-_ENGINE_NAMES = frozenset({"item", "now", "prev"})
+_ENGINE_NAMES = frozenset({"item", "now", "prev", "vars"})
 CLUSTER_KEY = ""
 
 
@@ -326,6 +326,7 @@ class Evaluator:
 
     def __init__(self, config: Config) -> None:
         observation_names = frozenset(config.observations)
+        self._vars = config.variable_values()
         self._compiled: list[_Compiled] = []
         for inv in config.invariants:
             exprs = [compile_expr(inv.expr)]
@@ -347,6 +348,7 @@ class Evaluator:
         env: dict[str, Any] = {name: r.value for name, r in observations.items() if r.ok}
         env["prev"] = previous if isinstance(previous, dict) else dict(previous)
         env["now"] = now
+        env["vars"] = self._vars
         run = _Run(states, now)
         groups: dict[tuple[str, str], list[_Compiled]] = {}
         for c in self._compiled:
