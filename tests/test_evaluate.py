@@ -432,3 +432,19 @@ def test_unknown_and_error_are_counted_apart_by_entity() -> None:
     assert list(space.errors) == ["b"] and "no key 'free'" in space.errors["b"]
     assert reachable.counts == {"ok": 0, "pending": 0, "firing": 0, "unknown": 1, "error": 0}
     assert list(reachable.unknown) == [""] and "stats" in reachable.unknown[""]
+
+
+def test_the_entities_metric_has_a_state_per_kind() -> None:
+    from engine.loop import TickReport
+    from engine.metrics import EngineMetrics
+
+    per_entity = {"name": "space", "for_each": "nodes", "key": "item.id", "expr": "item.free > 10"}
+    t = Ticker(make_config(per_entity, {"name": "reachable", "expr": "stats.up"}))
+    evaluation = t.tick(0, ok("nodes", [{"id": "a", "free": 50}, {"id": "b"}]), failed("stats"))
+    metrics = EngineMetrics()
+    metrics.record_tick(TickReport(tick=1, at=0.0, duration_s=0.0, observations={}, invariants={}), evaluation)
+    value = metrics.registry.get_sample_value
+    assert value("opctl_invariant_entities", {"invariant": "space", "state": "ok"}) == 1
+    assert value("opctl_invariant_entities", {"invariant": "space", "state": "error"}) == 1
+    assert value("opctl_invariant_entities", {"invariant": "reachable", "state": "unknown"}) == 1
+    assert value("opctl_invariant_entities", {"invariant": "reachable", "state": "ok"}) == 0

@@ -254,8 +254,9 @@ class Invariant(Strict):
     on_error: Literal["keep", "firing", "ok"] = Field(
         "keep",
         description=(
-            "When an observation it uses fails: keep the current state (default), "
-            "treat it as violated, or treat it as healthy."
+            "When an observation it reads fails (the entity is `unknown`) or its evaluation fails "
+            "(`error`: a missing field, a bad type, division by zero): keep the current state "
+            "(default: no timer moves, no ticket resolves), treat it as violated, or treat it as healthy."
         ),
     )
     labels: dict[str, str] = Field(
