@@ -174,20 +174,7 @@ class _Checker:
     # ------------------------------------------------------------------ leaves
 
     def visit_Lit(self, node: ast.Lit, env: dict[str, T]) -> T:
-        v = node.value
-        if v is None:
-            return NULL
-        if isinstance(v, bool):
-            return BOOL
-        if isinstance(v, ast.UInt):
-            return UINT
-        if isinstance(v, int):
-            return INT
-        if isinstance(v, float):
-            return DOUBLE
-        if isinstance(v, bytes):
-            return BYTES
-        return STRING
+        return _literal_type(node.value)
 
     def visit_Ident(self, node: ast.Ident, env: dict[str, T]) -> T:
         if node.name in env:
@@ -486,6 +473,8 @@ def _literal_type(value: object) -> T:
         return INT
     if isinstance(value, float):
         return DOUBLE
+    if isinstance(value, bytes):
+        return BYTES
     return STRING
 
 

@@ -150,7 +150,7 @@ def value_of(v: Message) -> Any:
     if v.has("map_value"):
         out = {}
         for entry in v.get("map_value").all("entries"):
-            out[_hashable(value_of(entry.get("key")))] = value_of(entry.get("value"))
+            out[value_of(entry.get("key"))] = value_of(entry.get("value"))
         return out
     if v.has("type_value"):
         return TypeName(v.get("type_value").decode("utf-8"))
@@ -188,10 +188,6 @@ def _object(any_msg: Message) -> Any:
             return float(raw)
         return int(raw)
     raise Skip(f"object value {type_url}")
-
-
-def _hashable(value: Any) -> Any:
-    return value
 
 
 def cases(files: tuple[str, ...]) -> tuple[list[Case], list[Outcome]]:

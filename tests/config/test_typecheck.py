@@ -34,15 +34,11 @@ def edited(tmp_path: Path, name: str, old: str, new: str) -> tuple[Path, str]:
     return config, text
 
 
-def at(text: str, line_snippet: str, token: str, occurrence: int = 0) -> tuple[int, int]:
-    """1-based (line, column) of `token` inside the first line containing `line_snippet`."""
+def at(text: str, line_snippet: str, token: str) -> tuple[int, int]:
+    """1-based (line, column) of `token` in the first line containing `line_snippet`, at or after it."""
     for number, line in enumerate(text.splitlines(), start=1):
         if line_snippet in line:
-            start = line.index(line_snippet)
-            column = start
-            for _ in range(occurrence + 1):
-                column = line.index(token, column if _ == 0 else column + 1)
-            return number, column + 1
+            return number, line.index(token, line.index(line_snippet)) + 1
     raise AssertionError(f"{line_snippet!r} not in the text")
 
 
