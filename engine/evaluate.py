@@ -14,8 +14,9 @@ States: ok → pending (violated, `for` not yet elapsed) → firing → ok again
 entity has stayed recovered for `keep_firing_for`. A pending entity that turns healthy goes back
 to ok ("cleared") without ever having fired. An error or unknown sample follows `on_error`:
 `keep` changes nothing but `last_error` (no timer moves, so a ticket never resolves on an
-observation failure or an evaluation error), `firing` counts as violated, `ok` as healthy. While firing, "recovered" means healthy and, when `resolve_when` is set, that CEL is
-true too; any other sample cancels a running keep_firing_for countdown (hysteresis).
+observation failure or an evaluation error), `firing` counts as violated, `ok` as healthy.
+While firing, "recovered" means healthy and, when `resolve_when` is set, that CEL is true too;
+any other sample cancels a running keep_firing_for countdown (hysteresis).
 
 Report: `InvariantReport.counts` has one count per entity and tick in exactly one of `ok`,
 `pending`, `firing`, `unknown`, `error`: an entity whose sample was `error` or `unknown` counts

@@ -73,7 +73,8 @@ class PartialConfig:
 # What a guard sees instead of `item`, said when a guard reads it.
 GUARD_ITEM_HINT = ("guards see `params` and the observations (with `now`, `prev`, `vars`), not `item`: "
                    "give the action a param for what the guard needs")
-_VAR_TYPES = {"int": ct.INT, "double": ct.DOUBLE, "string": ct.STRING, "bool": ct.BOOL, "duration": ct.DOUBLE}
+# The CEL type of each `vars` type (a duration is seen as seconds).
+VAR_TYPES = {"int": ct.INT, "double": ct.DOUBLE, "string": ct.STRING, "bool": ct.BOOL, "duration": ct.DOUBLE}
 _JSON_TYPE = {"int": "integer", "uint": "integer", "double": "number", "string": "string", "bool": "boolean",
               "null": "null", "list": "array", "map": "object"}
 
@@ -162,7 +163,7 @@ class Checker:
         `prev` (the previous tick's values, same types) and `vars`."""
         observations = {name: self.types.get(name, ct.DYN) for name in self.cfg.observation_names}
         return {**observations, "now": ct.DOUBLE, "prev": ct.Obj(tuple(observations.items()), None),
-                "vars": ct.Obj(tuple((n, _VAR_TYPES[v.type]) for n, v in self.cfg.vars.items()), None)}
+                "vars": ct.Obj(tuple((n, VAR_TYPES[v.type]) for n, v in self.cfg.vars.items()), None)}
 
     def template(self, path: DocPath, source: str, allowed: set[str], what: str, file: Path | None = None) -> None:
         try:

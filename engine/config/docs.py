@@ -162,7 +162,7 @@ def types_section() -> list[str]:
     import tempfile
 
     from engine.config import celtypes as ct
-    from engine.config.checks import _VAR_TYPES
+    from engine.config.checks import VAR_TYPES
     from engine.config.validate import validate_file
 
     schemas = [{"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"},
@@ -210,7 +210,7 @@ def types_section() -> list[str]:
         "an untyped source) the checker says nothing. `opctl validate --strict` makes \"an expression",
         "reads an observation that has no shape and whose source does not type it\" an error.",
         "",
-        "`vars:` declares typed values: `type` is one of " + ", ".join(f"`{k}`" for k in _VAR_TYPES)
+        "`vars:` declares typed values: `type` is one of " + ", ".join(f"`{k}`" for k in VAR_TYPES)
         + " (a duration is written `90s` and seen as seconds, a double). The value is parsed once,",
         "at load; expressions read `vars.<name>`. `${...}` inside a CEL expression is an error:",
         "the environment reaches expressions only through `vars`. For this config:",
