@@ -7,7 +7,7 @@ applied to types they are not defined for, equality between types that are never
 string and an int, a value not in an enum), macros over something that is not a list or map,
 non-bool predicates and conditions. What is untyped (DYN) is never reported: the checker says
 nothing false. Functions are left to the CEL library's own checker (`library_problems`), run
-with every variable declared `dyn`, so whatever it reports is a mistake for any data.
+with every variable declared `dyn`, so what it says about a function is a mistake for any data.
 
 Unions (a shape's `anyOf`, a nullable field, `number` = int | double) are treated soundly: an
 operation is an error only when no combination of members supports it.
@@ -41,6 +41,7 @@ _CONVERSIONS = {"int": INT, "uint": UINT, "double": DOUBLE, "string": STRING, "b
 _MATH_SAME = frozenset({"math.greatest", "math.least", "math.abs", "math.ceil", "math.floor", "math.round",
                         "math.trunc", "math.sign", "math.sqrt"})
 _MATH_BOOL = frozenset({"math.isNaN", "math.isInf", "math.isFinite"})
+_MACROS = ("all", "exists", "exists_one", "filter", "map")
 # For "did you mean": every function and method the engine's CEL has.
 KNOWN_FUNCTIONS = sorted(
     {"size", "has", "exists", "all", "exists_one", "filter", "map", "matches", "join", "cel.bind",
@@ -112,7 +113,7 @@ _LIBRARY_ERROR = re.compile(r"ERROR: <input>:(\d+):(\d+): (.*)")
 
 def library_problems(source: str, names: frozenset[str]) -> list[TypeProblem]:
     """What cel-cpp's own checker finds with every variable `dyn`: functions that do not exist,
-    overloads no argument could match."""
+    function overloads no argument could match (operators are left to the walk)."""
     env = _checking_env(names)
     try:
         env.compile(source)  # type: ignore[attr-defined]
@@ -121,6 +122,9 @@ def library_problems(source: str, names: frozenset[str]) -> list[TypeProblem]:
         lines = source.split("\n")
         for m in _LIBRARY_ERROR.finditer(str(exc)):
             line, col, text = int(m.group(1)), int(m.group(2)), m.group(3).strip()
+            if re.match(r"found no matching overload for '(_|@|!)", text):
+                continue  # operators are the walk's to judge: the library's static typing refuses
+                # some that run (a ?: with an int and a double branch)
             offset = sum(len(part) + 1 for part in lines[: line - 1]) + col - 1
             name = re.search(r"'([^']+)'", text)
             if name is not None:  # the library points at the call's parenthesis: point at the name
@@ -135,6 +139,8 @@ def _library_message(text: str) -> str:
     m = re.match(r"undeclared reference to '([^']+)'", text)
     if m is not None:
         name = m.group(1)
+        if name in _STRING_METHODS or name in _STRING_PREDICATES or name in _TIME_GETTERS:
+            return f"'{name}' is a method: call it on a value, e.g. x.{name}(...)"
         return f"unknown function '{name}'" + _did_you_mean(name, KNOWN_FUNCTIONS)
     m = re.match(r"found no matching overload for '([^']+)' applied to '\((.*)\)'", text)
     if m is not None:
@@ -395,6 +401,15 @@ class _Checker:
         if node.target is None and name == "cel.bind" and len(node.args) == 3 and isinstance(node.args[0], ast.Ident):
             bound = self.visit(node.args[1], env)
             return self.visit(node.args[2], {**env, node.args[0].name: bound})
+        if node.target is not None and node.args and isinstance(node.args[0], ast.Ident) \
+                and node.args[0].name not in env and name not in KNOWN_FUNCTIONS:
+            # `list.any(x, ...)`: a macro that does not exist (its variable is no name either)
+            self.report(self.source.find(name, node.target.end), f"there is no macro or method '{name}'"
+                        + _did_you_mean(name, list(_MACROS)) + f" (macros: {', '.join(_MACROS)})")
+            return DYN
+        if node.target is None and "." in name and name not in KNOWN_FUNCTIONS:
+            self.report(node.start, f"unknown function '{name}'" + _did_you_mean(name, KNOWN_FUNCTIONS))
+            return DYN
         receiver = self.visit(node.target, env) if node.target is not None else None
         args = [self.visit(a, env) for a in node.args]
         if receiver is None:

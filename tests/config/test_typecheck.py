@@ -220,3 +220,42 @@ def test_strict_needs_a_shape_for_an_observation_an_expression_reads(tmp_path: P
 def test_every_shipped_config_passes_strict() -> None:
     result = CliRunner().invoke(main, ["validate", "--strict", str(ROOT / "configs"), str(ROOT / "subjects")])
     assert result.exit_code == 0, result.output
+
+
+# ------------------------------------------------------------------------- the checker alone
+
+NODES = {"type": "array", "items": {"type": "object", "required": ["id", "cpu"],
+                                    "properties": {"id": {"type": "string"}, "cpu": {"type": "number"},
+                                                   "up": {"type": "boolean"}}}}
+
+
+@pytest.mark.parametrize(("source", "offset", "message"), [
+    ('nodes.any(n, n.id == "a")', 6, "there is no macro or method 'any' (macros: all, exists, exists_one, filter, map)"),
+    ("math.greatst(1, 2)", 0, "unknown function 'math.greatst'; did you mean 'math.greatest'?"),
+    ('"a" in nodes[0].id', 4, '`in` tests list elements and map keys, but nodes[0].id is a string: write nodes[0].id.contains("a")'),
+    ("size(nodes[0].up) > 0", 5, "size() is defined for strings, bytes, lists and maps, but nodes[0].up is a bool"),
+    ('{"a": 1, "a": 2}.a == 1', 9, 'duplicate key "a" in a map literal'),
+    ("nodes.exists(n, n.cpu)", 16, "the predicate of exists() must be a bool, but n.cpu is an int | double"),
+    ("nodes[0].up ? 1 : 2.5", -1, ""),  # a union result is fine
+    ("nodes.map(n, n.cpu * 2.0).exists(c, c > 0.5)", -1, ""),  # number = int | double: silent
+    ("nodes.size() + 1.0 > 2.0", 13, "+ is not defined for (int, double): nodes.size() + 1.0; CEL does not mix int "
+                                     "and double in arithmetic: convert one side with double(...)"),
+])
+def test_checker_problems(source: str, offset: int, message: str) -> None:
+    from engine.config.celtypes import from_schema
+    from engine.config.typecheck import Scope, check, library_problems
+
+    checked = check(source, Scope({"nodes": from_schema(NODES)}))
+    assert checked is not None
+    found = [(p.start, p.message) for p in checked.problems] or [
+        (p.start, p.message) for p in library_problems(source, frozenset({"nodes"}))]
+    assert found == ([] if offset < 0 else [(offset, message)])
+
+
+def test_library_checker_finds_functions_the_walk_leaves_alone() -> None:
+    from engine.config.typecheck import TypeProblem, library_problems
+
+    assert library_problems("lowerAscii(x)", frozenset({"x"})) == [
+        TypeProblem(0, "'lowerAscii' is a method: call it on a value, e.g. x.lowerAscii(...)")]
+    assert library_problems("x.lowerAscii() + y", frozenset({"x", "y"})) == []
+    assert library_problems("x ? 1 : 2.5", frozenset({"x"})) == []  # runs: the library's typing is stricter
