@@ -140,6 +140,9 @@ _RESERVED = {"in", "as", "break", "const", "continue", "else", "for", "function"
 NAMESPACES = frozenset({"math", "strings", "base64", "cel"})
 
 
+TWO_VARIABLES = "two-variable comprehension"
+
+
 class UInt(int):
     """An unsigned int literal (`5u`): parsed so the checker sees it; the fast path leaves it to the library."""
 
@@ -369,6 +372,10 @@ class _Parser:
     def method(self, target: Node, name: str, args: list[Node], end: int) -> Node:
         if name == "existsOne":
             name = "exists_one"
+        if name in ("transformList", "transformMap", "transformMapEntry") or (
+                name in ("exists", "all", "exists_one") and len(args) == 3
+                and isinstance(args[0], Ident) and isinstance(args[1], Ident)):
+            raise Unsupported(TWO_VARIABLES)
         if name in ("exists", "all", "exists_one", "map", "filter"):
             var = args[0] if args else None
             if not isinstance(var, Ident) or len(args) not in (2, 3) or (len(args) == 3 and name != "map"):

@@ -15,8 +15,8 @@ error / crash, core files):
   engine now (cel-expr-python 0.1.3 + fast path)                 1092 / 0 / 0 / 38 / 0
 
 The 38 unexpected errors are the two-variable comprehensions of macros2 (`exists(i, v, ...)`,
-`transformList`, ...), which cel-expr-python does not provide: an evaluation error, never a
-wrong value. Strings and math extensions: 412 of 412 now (67 before, the rest unsupported).
+`transformList`, ...), which cel-expr-python parses but does not evaluate: an evaluation error,
+never a wrong value, and `opctl validate` refuses them in a config. Strings and math extensions: 412 of 412 now (67 before, the rest unsupported).
 """
 
 from __future__ import annotations

@@ -77,7 +77,10 @@ def check(source: str, scope: Scope) -> Checked | None:
     (message construction, two-variable macros): then only the library's checks apply."""
     try:
         tree = ast.parse(source)
-    except ast.Unsupported:
+    except ast.Unsupported as reason:
+        if str(reason) == ast.TWO_VARIABLES:  # the library parses them but cannot evaluate them
+            return Checked(DYN, [TypeProblem(0, "two-variable comprehensions (exists(i, v, ...), transformList, "
+                                                "transformMap) are not available; use the one-variable macros")])
         return None
     checker = _Checker(source, scope)
     result = checker.visit(tree, dict(scope.names))
