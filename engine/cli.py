@@ -44,7 +44,7 @@ def main() -> None:
 @click.option("--warnings-as-errors", is_flag=True, help="Exit 1 on warnings too.")
 def validate(paths: tuple[str, ...], fmt: str, warnings_as_errors: bool) -> None:
     """Check config files (or every *.yaml under directories) and report all problems."""
-    from engine.config.validate import validate_paths
+    from engine.filekinds import validate_paths
 
     try:
         problems = validate_paths(paths)

@@ -79,8 +79,9 @@ class Settings:
     api_key: str | None = None
     origin: Origin = field(default_factory=lambda: Origin(kind="recorded"))
     # The transport under the anthropic client when nothing is replayed: None = the network.
-    # engine.evals.authored and the tests inject one that answers scripted responses.
-    inner_transport: Callable[[], httpx2.AsyncBaseTransport] | None = None
+    # engine.evals.authored and the tests inject one that answers scripted responses; it is
+    # called with the case, the repeat and the purpose ("diagnosis" or "judge").
+    inner_transport: Callable[[CaseSpec, int, str], httpx2.AsyncBaseTransport] | None = None
 
 
 class RunLedger:
@@ -168,7 +169,7 @@ async def run_once(at: At, settings: Settings, repeat: int, recording: Recording
     transport: Any = None
     client = None
     if provider == "claude":
-        client, transport = _client(settings, recording.exchanges if recording is not None else None)
+        client, transport = _client(settings, recording.exchanges if recording is not None else None, at.case, repeat, "diagnosis")
     loaded = with_provider(at.loaded, provider, model)
     diagnoser = Diagnoser(
         loaded, observe=log, cache=NoCache(), ledger=RunLedger(), clock=lambda: at.moment.now,
@@ -185,7 +186,7 @@ async def run_once(at: At, settings: Settings, repeat: int, recording: Recording
     judged: Judged | None = None
     verdict = None
     if settings.judge_model is not None:
-        verdict, judged = await _judge(at, settings, diagnosis, recording)
+        verdict, judged = await _judge(at, settings, diagnosis, recording, repeat)
     await _close(client)
     stale = getattr(transport, "stale", None)
     if recording is not None:
@@ -201,7 +202,7 @@ async def run_once(at: At, settings: Settings, repeat: int, recording: Recording
     return Run(repeat, diagnosis.provider, diagnosis.model, diagnosis, latency, outcomes, error, verdict), made
 
 
-def _client(settings: Settings, replay: list[Exchange] | None) -> tuple[Any, Any]:
+def _client(settings: Settings, replay: list[Exchange] | None, case: CaseSpec, repeat: int, purpose: str) -> tuple[Any, Any]:
     import anthropic
     import httpx2
 
@@ -211,21 +212,21 @@ def _client(settings: Settings, replay: list[Exchange] | None) -> tuple[Any, Any
     if replay is not None:
         transport = ReplayTransport(replay)
     else:
-        inner = settings.inner_transport() if settings.inner_transport is not None else httpx2.AsyncHTTPTransport()
+        inner = settings.inner_transport(case, repeat, purpose) if settings.inner_transport is not None else httpx2.AsyncHTTPTransport()
         transport = RecordingTransport(inner)
     http = httpx2.AsyncClient(transport=transport)
     key = settings.api_key or "replay-needs-no-key"
     return anthropic.AsyncAnthropic(api_key=key, http_client=http), transport
 
 
-async def _judge(at: At, settings: Settings, diagnosis: Diagnosis, recording: Recording | None) -> tuple[Verdict, Judged | None]:
+async def _judge(at: At, settings: Settings, diagnosis: Diagnosis, recording: Recording | None, repeat: int) -> tuple[Verdict, Judged | None]:
     assert settings.judge_model is not None
     replay = None
     if recording is not None:
         if recording.judge is None or recording.judge.model != settings.judge_model:
             return Verdict(None, None, f"the recording holds no verdict of judge {settings.judge_model}"), None
         replay = recording.judge.exchanges
-    client, transport = _client(settings, replay)
+    client, transport = _client(settings, replay, at.case, repeat, "judge")
     try:
         verdict = await judge(client, settings.judge_model, at.case.case.expect, diagnosis)
     finally:
