@@ -8,7 +8,11 @@ re-run real observations, the submission goes through the real validation and ga
 recording says `origin.kind: hand-authored` and that it measures no model; usage figures are
 estimates (a token per 4 characters of the request and of the answer), never counts.
 
-    python -m engine.evals.authored baselines/claude-sonnet-4-6/authored.yaml subjects/ examples/
+    python -m engine.evals.authored baselines/claude-sonnet-4-6/authored.yaml \
+        --moments-from=baselines/runbook subjects/ examples/
+
+Live cases take their moments from recordings of a live run (`--moments-from=DIR`, e.g. the
+runbook baseline), so authoring needs no lab; frozen cases run over their fixtures as usual.
 
 `authored.yaml`:
 
@@ -97,7 +101,7 @@ class ScriptedTransport(httpx2.AsyncBaseTransport):
         raise ValueError(f"{self.ident}: an authored block is text, observe or submit, not {sorted(block)}")
 
 
-def authored_settings(answers_file: Path, record: Path) -> Settings:
+def authored_settings(answers_file: Path, record: Path, moments_from: Path | None = None) -> Settings:
     data = yaml.safe_load(answers_file.read_text(encoding="utf-8"))
     model = str(data["model"])
     answers: dict[str, Any] = data.get("answers") or {}
@@ -108,7 +112,7 @@ def authored_settings(answers_file: Path, record: Path) -> Settings:
             return ScriptedTransport(case.ident, model, None, verdicts.get(case.ident))
         return ScriptedTransport(case.ident, model, answers.get(case.ident))
 
-    return Settings(provider="claude", model=model, record=record, api_key="hand-authored",
+    return Settings(provider="claude", model=model, record=record, api_key="hand-authored", moments_from=moments_from,
                     origin=Origin(kind="hand-authored", note=NOTE), inner_transport=transport)
 
 
@@ -119,7 +123,10 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     answers = Path(argv[0])
-    settings = authored_settings(answers, answers.parent)
+    moments = None
+    if argv[1].startswith("--moments-from="):
+        moments, argv = Path(argv[1].split("=", 1)[1]), [argv[0], *argv[2:]]
+    settings = authored_settings(answers, answers.parent, moments)
     result = run_eval(argv[1:], settings, progress=print)
     for problem in result.problems:
         print(problem.as_text())

@@ -126,7 +126,8 @@ class Live(_Strict):
     """Run a scenario of the config's lab for real and diagnose at the moment the engine does."""
 
     scenario: str = Field(min_length=1, description="A scenario of the config's lab file.", examples=["kill_node"])
-    ticket: TicketRef | None = Field(None, description="Default: the scenario's `expect.fires` (and `key`).")
+    ticket: TicketRef | None = Field(None, description="Default: the scenario's `expect.fires` (and `key`).",
+                                     examples=[{"invariant": "node_heartbeat", "key": "node2"}])
 
 
 class Frozen(_Strict):
@@ -137,7 +138,8 @@ class Frozen(_Strict):
     start: str | float = Field(
         "2026-01-01T00:00:00Z", description="Unix seconds or RFC 3339 time of the first tick.", examples=["2026-01-01T00:00:00Z"]
     )
-    within: Duration = Field(300.0, description="Give up when the ticket is not diagnosed by then (virtual time).")
+    within: Duration = Field(300.0, description="Give up when the ticket is not diagnosed by then (virtual time).",
+                             examples=["2m"])
     fixtures: dict[str, Any] = Field(description="One per observation of the config (the forms of `opctl test`).",
                                      examples=[{"redis_ping": {"value": "PONG"}}])
 

@@ -18,7 +18,7 @@ from engine.evals.load import CaseSpec, LoadedEvals, is_eval_file, load_evals
 from engine.evals.moments import frozen_moment, live_moment
 from engine.evals.recording import Recording, read_recording, recording_path, write_recording
 from engine.evals.report import CaseReport, EvalReport, case_report, eval_report
-from engine.evals.runs import At, Run, Settings, run_once
+from engine.evals.runs import At, MomentObserve, Run, Settings, run_once
 from engine.evals.score import score
 from engine.lab.timeline import TimelineEntry
 from engine.store import Store
@@ -92,20 +92,28 @@ def run_eval(
     if not chosen:
         return EvalResult(usage_error=f"no case matches --run {run_regex!r}")
     recordings: dict[str, list[Recording | None]] = {}
+    moments: dict[str, Recording | None] = {}
     if settings.provider == "replay":
         assert settings.replay_from is not None
         for _, case in chosen:
             loaded_recordings, bad = _recordings(settings.replay_from, case, settings.repeat)
             problems.extend(bad)
             recordings[case.ident] = loaded_recordings
-        if problems:
-            return EvalResult(problems=tuple(problems))
+    elif settings.moments_from is not None:
+        for _, case in chosen:
+            if case.case.kind == "live":
+                loaded_recordings, bad = _recordings(settings.moments_from, case, 1)
+                problems.extend(bad)
+                moments[case.ident] = loaded_recordings[0]
+    if problems:
+        return EvalResult(problems=tuple(problems))
     reports: list[CaseReport] = []
     written: list[Path] = []
     for evals, case in chosen:
         if progress is not None:
             progress(f"{case.ident} ({case.case.kind}) ...")
-        runs, failure, paths_written = _run_case(evals, case, settings, recordings.get(case.ident), env, timeline)
+        runs, failure, paths_written = _run_case(evals, case, settings, recordings.get(case.ident), moments.get(case.ident),
+                                                 env, timeline)
         written.extend(paths_written)
         scores = [score(case.case.expect, r.diagnosis, r.gate) if r.diagnosis is not None and r.error is None else None
                   for r in runs]
@@ -142,6 +150,7 @@ def _run_case(
     case: CaseSpec,
     settings: Settings,
     recordings: list[Recording | None] | None,
+    moment: Recording | None,
     env: Mapping[str, str],
     timeline: Callable[[TimelineEntry], None] | None,
 ) -> tuple[list[Run], str | None, list[Path]]:
@@ -163,10 +172,10 @@ def _run_case(
                 written.append(write_recording(settings.record, made, at.loaded.secrets))
         return next((r.diagnosis for r in runs if r.diagnosis is not None), None)
 
-    if case.case.kind == "live" and recordings is not None:
-        first = next((r for r in recordings if r is not None), None)
+    if case.case.kind == "live" and (recordings is not None or settings.moments_from is not None):
+        first = moment if recordings is None else next((r for r in recordings if r is not None), None)
         if first is None:
-            missing = recording_path(settings.replay_from or Path("."), case.ident, 1)
+            missing = recording_path(settings.replay_from or settings.moments_from or Path("."), case.ident, 1)
             return [], f"no recording {missing}; record it with --record", written
         failure = asyncio.run(_replayed_moment(evals, case, first, on_moment))
     elif case.case.kind == "live":
@@ -184,10 +193,8 @@ async def _replayed_moment(evals: LoadedEvals, case: CaseSpec, recording: Record
     with tempfile.TemporaryDirectory(prefix="opctl-eval-") as tmp:
         store = Store(Path(tmp) / "eval.db")
         try:
-            async def unrecorded(name: str) -> object:  # replaced by the recording's observations in run_once
-                raise AssertionError(name)
-
-            at = At(case, evals.loaded, recording.moment.request(invariant), recording.moment, store, unrecorded)  # type: ignore[arg-type]
+            at = At(case, evals.loaded, recording.moment.request(invariant), recording.moment, store,
+                    MomentObserve(recording.moment.observations))
             await on_moment(at)  # type: ignore[misc]
         finally:
             store.close()

@@ -75,6 +75,8 @@ class Settings:
     repeat: int = 1
     record: Path | None = None
     replay_from: Path | None = None
+    # Live cases from the moments recorded under this directory (no lab), diagnosed afresh.
+    moments_from: Path | None = None
     judge_model: str | None = None
     api_key: str | None = None
     origin: Origin = field(default_factory=lambda: Origin(kind="recorded"))
@@ -129,6 +131,19 @@ class RecordedObserve:
             if entry.name == name:
                 return self.pending.pop(index).result()
         return ObservationResult(name, False, None, "replay: this observation was not re-run when the case was recorded", 0.0, "recording")
+
+
+class MomentObserve:
+    """Serves the values an observation had at a recorded moment (a live case diagnosed afresh
+    from its recorded moment: a tool re-run sees the moment, not a later state)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+
+    async def __call__(self, name: str) -> ObservationResult:
+        if name in self.values and self.values[name] is not None:
+            return ObservationResult(name, True, self.values[name], None, 0.0, "moment")
+        return ObservationResult(name, False, None, "this observation failed at the recorded moment", 0.0, "moment")
 
 
 def with_provider(loaded: LoadedConfig, provider: str, model: str | None) -> LoadedConfig:
