@@ -1,6 +1,6 @@
 """The shipped baselines, replayed offline: a prompt, tool or engine change that lowers any
 case's replayed score fails here. `baselines/<run>/report.jsonl` holds the figures of the run
-(one JSON line per case, then the totals), made by `scripts`-free commands in baselines/README.md.
+(one JSON line per case, then the totals), made by the commands in baselines/README.md.
 
 A replayed claude exchange only answers the request it recorded: a changed prompt makes the
 recording stale, which scores 0 and fails this test until the case is re-recorded (with an API
