@@ -10,9 +10,11 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from collections.abc import Callable
+
 from engine.config.loader import load_document
 from engine.config.problems import Problem
-from engine.config.validate import expand_paths
+from engine.config.validate import YAML_SUFFIXES, expand_paths
 from engine.config.validate import validate_paths as validate_other_paths
 
 
@@ -28,3 +30,26 @@ def validate_paths(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
         else:
             problems.extend(validate_other_paths([file], env))
     return problems
+
+
+def files_of_kind(paths: Iterable[str | Path], is_kind: Callable[[Path], bool], kind: str, marker: str) -> tuple[list[Path], str | None]:
+    """Files given (each must be of the kind) and the files of the kind under directories, or a
+    usage error naming the path; `kind` names the files ("test"), `marker` what makes one."""
+    files: list[Path] = []
+    given = list(paths)
+    if not given:
+        return [], f"give {kind} files or directories of them"
+    for raw in given:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file() and is_kind(p))
+            if not found:
+                return [], f"{path}: no {kind} files here (YAML files with {marker})"
+            files.extend(found)
+        elif path.is_file():
+            if not is_kind(path):
+                return [], f"{path} is not a {kind} file: it needs {marker}"
+            files.append(path)
+        else:
+            return [], f"{path}: no such file or directory"
+    return list(dict.fromkeys(files)), None

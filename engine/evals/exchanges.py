@@ -96,6 +96,11 @@ def first_difference(expected: Any, actual: Any, path: str = "") -> str | None:
         return None
     if expected == actual and type(expected) is type(actual):
         return None
+    if isinstance(expected, str) and isinstance(actual, str):
+        # long prompts: show both sides from a little before the first character that differs
+        at = next((i for i, (e, a) in enumerate(zip(expected, actual)) if e != a), min(len(expected), len(actual)))
+        start = max(0, at - 20)
+        return f"{path or 'the body'} (character {at}): recorded {_short(expected[start:])}, sent {_short(actual[start:])}"
     return f"{path or 'the body'}: recorded {_short(expected)}, sent {_short(actual)}"
 
 

@@ -7,7 +7,6 @@ CEL fact that does not compile or reads a name the submission does not have.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from engine.config.validate import LoadedConfig, load_config
 from engine.errors import ConfigError, ExpressionCompileError
 from engine.evals.model import EvalCase, EvalFile, Fact, TicketRef
 from engine.expr import compile_expr
-from engine.testing.fixtures import Timeline, parse_fixture
+from engine.testing.fixtures import Timeline, parse_fixture, parse_start
 
 # The variables a CEL fact sees (engine.evals.score.fact_env builds them).
 FACT_VARIABLES = frozenset({"summary", "root_cause", "confidence", "evidence", "alternatives", "actions"})
@@ -84,19 +83,6 @@ def load_evals(path: str | Path, env: Mapping[str, str] | None = None) -> tuple[
     loaded = checker.run()
     found = sorted(set(checker.problems), key=sort_key)
     return found, (loaded if not any(p.severity == "error" for p in found) else None)
-
-
-def parse_start(start: str | float) -> float | str:
-    """Unix seconds, or the problem with an RFC 3339 text (as a str)."""
-    if isinstance(start, (int, float)):
-        return float(start)
-    try:
-        moment = dt.datetime.fromisoformat(start)
-    except ValueError:
-        return f"'{start}' is not unix seconds or an RFC 3339 time such as 2026-01-01T00:00:00Z"
-    if moment.tzinfo is None:
-        return f"'{start}' has no time zone; add Z or an offset such as +02:00"
-    return moment.timestamp()
 
 
 class _Checker:

@@ -16,8 +16,8 @@ recording executor, so nothing is ever sent to the system.
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -117,7 +117,7 @@ def live_moment(case: CaseSpec, config_path: Path, on_moment: OnMoment, *, env: 
 
     def monitor_for(loaded: LoadedConfig, store: Store) -> Monitor:
         observer = Observer(loaded)
-        capture = Capture(case, loaded, store, observer.observe, on_moment, _wall_clock)
+        capture = Capture(case, loaded, store, observer.observe, on_moment, time.time)
         monitor = Monitor(loaded, store=store, observer=observer, executor=RecordingExecutor(),
                           diagnoser=capture)  # type: ignore[arg-type]
         capture.monitor = monitor
@@ -132,17 +132,7 @@ def live_moment(case: CaseSpec, config_path: Path, on_moment: OnMoment, *, env: 
     return f"the engine never diagnosed {case.ticket.invariant}{'/' + case.key if case.key else ''}: {reasons}"
 
 
-def _wall_clock() -> float:
-    import time
-
-    return time.time()
-
-
 def _never(case: CaseSpec, store: Store, within: str) -> str:
     tickets = ", ".join(f"{t.invariant}/{t.entity_key}" if t.entity_key else t.invariant for t in store.tickets(limit=100)) or "none"
     wanted = f"{case.ticket.invariant}{'/' + case.key if case.key else ''}"
     return f"the engine never diagnosed {wanted} {within}; tickets opened: {tickets}"
-
-
-def run_sync(coro: Any) -> Any:
-    return asyncio.run(coro)

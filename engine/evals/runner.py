@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.config.problems import Problem
-from engine.config.validate import YAML_SUFFIXES
+from engine.filekinds import files_of_kind
 from engine.diagnose import Diagnosis
 from engine.evals.load import CaseSpec, LoadedEvals, is_eval_file, load_evals
 from engine.evals.moments import frozen_moment, live_moment
@@ -42,24 +42,8 @@ class EvalResult:
 
 def eval_files(paths: Iterable[str | Path]) -> tuple[list[Path], str | None]:
     """Eval files given (each must be one) and the eval files under directories."""
-    files: list[Path] = []
-    given = list(paths)
-    if not given:
-        return [], "give eval files or directories of them"
-    for raw in given:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file() and is_eval_file(p, {}))
-            if not found:
-                return [], f"{path}: no eval files here (YAML files with top-level `config:` and `evals:`)"
-            files.extend(found)
-        elif path.is_file():
-            if not is_eval_file(path, {}):
-                return [], f"{path} is not an eval file: it needs top-level `config:` and `evals:`"
-            files.append(path)
-        else:
-            return [], f"{path}: no such file or directory"
-    return list(dict.fromkeys(p.resolve() for p in files)), None
+    files, error = files_of_kind(paths, lambda p: is_eval_file(p, {}), "eval", "top-level `config:` and `evals:`")
+    return list(dict.fromkeys(p.resolve() for p in files)), error
 
 
 def run_eval(
