@@ -111,3 +111,27 @@ def test_tokens_and_cost_add_up_per_exchange_and_follow_the_price_table(tmp_path
     assert (totals["input_tokens"], totals["output_tokens"]) == (inputs, outputs)
     assert totals["cost_usd"] == round((inputs * 2.0 + outputs * 10.0) / 1_000_000, 6)
     assert totals["tool_calls"] == 1
+
+
+def test_the_judge_is_reported_apart_and_replays(tmp_path: Path) -> None:
+    evals = write_evals(tmp_path, [node_down_case(root_cause=[{"any": ["a phrase no answer has"]}])])
+    answers = tmp_path / "judged" / "authored.yaml"
+    answers.parent.mkdir()
+    answers.write_text(yaml.safe_dump({
+        "model": "claude-sonnet-4-6",
+        "answers": {"ratelimiter/cases/node_down": [[{"submit": SUBMIT}]]},
+        "verdicts": {"ratelimiter/cases/node_down": {"correct": True, "score": 0.9, "reason": "same cause"}},
+    }))
+    settings = authored_settings(answers, answers.parent)
+    settings.judge_model = "claude-haiku-4-5"
+    result = run_eval([evals], settings)
+    assert result.report is not None
+    totals = result.report.totals()
+    # the phrase list is too rigid for this answer; the judge accepts it; neither changes the other
+    assert totals["accuracy"] == 0.0
+    assert totals["judge"]["model"] == "claude-haiku-4-5" and totals["judge"]["accuracy"] == 1.0
+    assert totals["judge"]["score_mean"] == 0.9 and totals["judge"]["input_tokens"] > 0
+    sent = json.loads((answers.parent / "ratelimiter" / "cases" / "node_down" / "1.json").read_text())["judge"]["exchanges"][0]["request"]
+    assert sent["tool_choice"] == {"type": "tool", "name": "submit_verdict"} and "n2 crashed" in sent["messages"][0]["content"]
+    replayed = opctl("eval", str(evals), "--provider", "replay", "--from", str(answers.parent), "--judge", "claude-haiku-4-5", "--json")
+    assert json_lines(replayed.stdout)[-1]["judge"] == totals["judge"]
