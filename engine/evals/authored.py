@@ -22,7 +22,7 @@ runbook baseline), so authoring needs no lab; frozen cases run over their fixtur
         - [{text: "Let me look at the registry."}, {observe: registry}]   # one turn: text and tool calls
         - [{submit: {summary: ..., root_cause: ..., confidence: 0.9, evidence: [...],
                      alternatives_considered: [...], recommended_actions: [...]}}]
-      tikv/live/disk_full:
+      ratelimiter/live/redis_stall:
         - [{submit: {...}}]
     verdicts: {}                              # optional: case -> {correct, score, reason} for --judge
 
