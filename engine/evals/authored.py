@@ -8,8 +8,8 @@ re-run real observations, the submission goes through the real validation and ga
 recording says `origin.kind: hand-authored` and that it measures no model; usage figures are
 estimates (a token per 4 characters of the request and of the answer), never counts.
 
-    python -m engine.evals.authored baselines/claude-sonnet-4-6/authored.yaml \
-        --moments-from=baselines/runbook subjects/ examples/
+    python -m engine.evals.authored tests/evals/baselines/claude-sonnet-4-6/authored.yaml \
+        --moments-from=tests/evals/baselines/runbook subjects/ examples/
 
 Live cases take their moments from recordings of a live run (`--moments-from=DIR`, e.g. the
 runbook baseline), so authoring needs no lab; frozen cases run over their fixtures as usual.

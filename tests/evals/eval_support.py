@@ -15,7 +15,7 @@ from engine.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 RATELIMITER = ROOT / "configs" / "ratelimiter.yaml"
 FIXTURES = ROOT / "subjects" / "ratelimiter" / "tests" / "fixtures"
-BASELINES = ROOT / "baselines"
+BASELINES = ROOT / "tests" / "evals" / "baselines"
 
 
 def healthy_fixtures(**changes: Any) -> dict[str, Any]:

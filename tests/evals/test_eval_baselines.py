@@ -1,6 +1,6 @@
 """The shipped baselines, replayed offline: a prompt, tool or engine change that lowers any
-case's replayed score fails here. `baselines/<run>/report.jsonl` holds the figures of the run
-(one JSON line per case, then the totals), made by the commands in baselines/README.md.
+case's replayed score fails here. `tests/evals/baselines/<run>/report.jsonl` holds the figures of the run
+(one JSON line per case, then the totals), made by the commands in tests/evals/baselines/README.md.
 
 A replayed claude exchange only answers the request it recorded: a changed prompt makes the
 recording stale, which scores 0 and fails this test until the case is re-recorded (with an API
@@ -36,7 +36,7 @@ def test_replayed_scores_do_not_drop_below_the_baseline(run: str) -> None:
     assert not result.problems and result.report is not None, result.problems
     expected = baseline(run)
     got = {c.ident: c.as_json() for c in result.report.cases}
-    assert sorted(got) == sorted(expected), "cases were added or removed: re-make the baseline (baselines/README.md)"
+    assert sorted(got) == sorted(expected), "cases were added or removed: re-make the baseline (tests/evals/baselines/README.md)"
     drops = [
         f"{case}: accuracy {got[case]['accuracy']} < {want['accuracy']}, action accuracy {got[case]['action_accuracy']} "
         f"(baseline {want['action_accuracy']}); errors: {got[case]['errors']}"
