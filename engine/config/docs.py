@@ -82,24 +82,24 @@ def _nested_models(annotation: Any) -> list[type[BaseModel]]:
 
 
 def render_config_reference(configs: Iterable[Path]) -> str:
-    return render_reference(Config, config_schema(), configs, CONFIG_HEADER)
+    return "\n".join([render_reference(Config, config_schema(), configs, CONFIG_HEADER), *types_section()])
 
 
 CONFIG_HEADER = [
-        "# The opctl config language",
-        "",
-        "Generated from the models by `python -m engine.config.docs` (a test fails when this file",
-        "is stale). The JSON Schema for editors is `schemas/opctl.schema.json`; start a config with",
-        "`# yaml-language-server: $schema=../schemas/opctl.schema.json`.",
-        "",
-        "Conventions: unknown keys are errors; durations are strings with a unit (`250ms`, `5s`,",
-        "`2m`, `1h30m`, `1d`); paths are relative to the config file; `${VAR}` and `${VAR:-default}`",
-        "are replaced from the environment in any string that is not a CEL expression (URLs, tokens,",
-        "paths, `vars` values); CEL expressions see every observation by name, `prev` (the previous",
-        "tick's values), `now` (unix seconds), `vars` and, inside `for_each`, `item`; action guards",
-        "also see `params`. Every expression is type-checked before anything runs: see",
-        "[Types](#types) at the end.",
-        "",
+    "# The opctl config language",
+    "",
+    "Generated from the models by `python -m engine.config.docs` (a test fails when this file",
+    "is stale). The JSON Schema for editors is `schemas/opctl.schema.json`; start a config with",
+    "`# yaml-language-server: $schema=../schemas/opctl.schema.json`.",
+    "",
+    "Conventions: unknown keys are errors; durations are strings with a unit (`250ms`, `5s`,",
+    "`2m`, `1h30m`, `1d`); paths are relative to the config file; `${VAR}` and `${VAR:-default}`",
+    "are replaced from the environment in any string that is not a CEL expression (URLs, tokens,",
+    "paths, `vars` values); CEL expressions see every observation by name, `prev` (the previous",
+    "tick's values), `now` (unix seconds), `vars` and, inside `for_each`, `item`; action guards",
+    "also see `params`. Every expression is type-checked before anything runs: see",
+    "[Types](#types) at the end.",
+    "",
 ]
 
 
@@ -131,7 +131,7 @@ def render_reference(root: type[BaseModel], root_schema: dict[str, Any], files: 
         lines += ["", "Example:", "", "```yaml", yaml.safe_dump(example, sort_keys=False, width=100, allow_unicode=True).rstrip(), "```", ""]
     if missing:
         raise ValueError(f"no example for: {', '.join(missing)}; add `examples=[...]` to the field or use it in configs/")
-    return "\n".join(lines + types_section())
+    return "\n".join(lines)
 
 
 # A config with the mistakes the checker exists for; the section shows what `opctl validate` says.
