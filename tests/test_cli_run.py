@@ -178,7 +178,7 @@ def test_tickets_commands(tmp_path: Path, api: JsonServer) -> None:
     assert result.returncode == 0 and "resolved" in result.stdout
     shown = json.loads(opctl("tickets", "show", "--config", str(config), ticket_id, "--json").stdout)
     kinds = [e["kind"] for e in shown["events"]]
-    assert kinds[0] == "firing" and {"hold", "unhold", "resolved"} <= set(kinds)
+    assert kinds[0] == "firing" and {"hold", "unhold", "resolved"} <= set(kinds), shown["events"]
     assert any(e["actor"].startswith("cli:") for e in shown["events"])
 
     text = opctl("tickets", "show", "--config", str(config), ticket_id)
