@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from engine.cli import main
 from engine.config.docs import render_config_reference
 from engine.config.schema import config_schema_text
-from engine.config.validate import validate_paths
+from engine.documents import validate_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from engine.config.loader import LoadedDocument, load_document
 from engine.config.problems import DocPath, Problem, sort_key
 from engine.config.schema_errors import schema_problems
+from engine.config.validate import LoadedConfig
 from engine.errors import ConfigError
 from engine.lab.models import Lab, Process, Scenario, Step
 
@@ -81,6 +82,20 @@ def validate_lab(path: str | Path, env: Mapping[str, str] | None = None) -> list
     """Every problem of the lab file at `path`, sorted by position."""
     problems, _ = _validate(Path(path), env)
     return problems
+
+
+def config_lab_problems(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> list[Problem]:
+    """The problems of the lab file a config names (`lab:`), and of its scenarios against the
+    config: every invariant and action they expect must be the config's. [] without `lab:` or
+    when the file is missing (the config's own checks report that)."""
+    if loaded.config.lab is None or not (loaded.base_dir / loaded.config.lab).is_file():
+        return []
+    lab_path = loaded.resolve(loaded.config.lab)
+    problems, spec = _validate(lab_path, env)
+    if spec is None or any(p.severity == "error" for p in problems):
+        return problems
+    config = loaded.config
+    return problems + check_expectations(spec, [i.name for i in config.invariants], [a.name for a in config.actions])
 
 
 def check_expectations(spec: LabSpec, invariants: Iterable[str], actions: Iterable[str] = ()) -> list[Problem]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.config.problems import Problem
-from engine.config.validate import YAML_SUFFIXES
+from engine.config.files import yaml_files
 from engine.testing.junit import junit_xml
 from engine.testing.load import is_test_file, load_test
 from engine.testing.properties import run_property
@@ -111,7 +111,7 @@ def _test_files(paths: Iterable[str | Path]) -> tuple[list[Path], str | None]:
     for raw in given:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file() and is_test_file(p))
+            found = [p for p in yaml_files([path]).files if is_test_file(p)]
             if not found:
                 return [], f"{path}: no test files here (YAML files with top-level `config:` and `cases:` or `properties:`)"
             files.extend(found)
