@@ -4,12 +4,13 @@
     result.as_json()   # {"scenario", "ok", "detected_s", "recovered_s", "actions", "mode"}
 
 The order: lab up (the config's `lab:`, reached through the lab's `exports`) → the scenario's
-`setup` → the operator (the real `Monitor`, in-process, with its own fresh store
-`<state_dir>/demo.db` and the requested mode) ticks until the lab is quiet → the fault's steps run
-while the operator keeps ticking (so a fault may also end: a store restarted after 20 s) → every
-engine event becomes a timeline line (detected, diagnosed, proposed/refused/executed, verified),
-with seconds since injection (the start of the first inject step that is not a wait) → recovered
-→ `cleanup` → lab down, always (also on failure or Ctrl-C).
+`setup` → the operator (the real `Monitor`, in-process, in the requested mode, with a store of
+its own, `<state_dir>/demos/<scenario>-<UTC time>.db`, kept for inspection afterwards) ticks
+until the lab is quiet → the fault's steps run while the operator keeps ticking (so a fault may
+also end: a store restarted after 20 s) → every engine event becomes a timeline line (detected,
+diagnosed, proposed/refused/executed, verified), with seconds since injection (the start of
+the first inject step that is not a wait) → recovered → `cleanup` → lab down, always (also on
+failure or Ctrl-C).
 
 Expectations by mode:
 - `execute` / `approve`: detected, then recovered within the scenario's timeout: the fault's
@@ -38,7 +39,7 @@ from engine.errors import ConfigError
 from engine.lab import supervisor
 from engine.lab.chaos import StepResult, run_step, run_steps
 from engine.lab.models import Scenario, Step
-from engine.lab.spec import LabSpec, load_lab
+from engine.lab.spec import LabSpec, check_expectations, load_lab
 from engine.lab.timeline import TimelineEntry, from_event, since
 from engine.loop import Monitor, TickReport
 from engine.store import Store
@@ -65,6 +66,7 @@ class DemoResult:
     actions: list[str]
     mode: str
     reasons: tuple[str, ...] = ()  # why not ok (for the timeline; not part of the JSON line)
+    store: Path | None = None  # this run's audit log (not part of the JSON line)
 
     def as_json(self) -> dict[str, Any]:
         """The fixed last line of `opctl demo` (other checks parse it)."""
@@ -84,7 +86,13 @@ def lab_of(config_path: str | Path, env: Mapping[str, str] | None = None) -> tup
     loaded = load_config(config_path, env)
     if loaded.config.lab is None:
         raise ConfigError(f"{config_path} declares no lab; add `lab: <path to a lab file>` to use `opctl lab` or `opctl demo`")
-    return loaded, load_lab(loaded.resolve(loaded.config.lab), env)
+    spec = load_lab(loaded.resolve(loaded.config.lab), env)
+    config = loaded.config
+    mismatched = check_expectations(spec, [i.name for i in config.invariants], [a.name for a in config.actions])
+    if mismatched:
+        listing = "\n".join(p.as_text() for p in mismatched)
+        raise ConfigError(f"the scenarios of {spec.file} do not fit {config_path}:\n{listing}")
+    return loaded, spec
 
 
 def run_demo(
@@ -123,6 +131,19 @@ def run_demo(
         emit(TimelineEntry(None, "lab", f"down ({len(stopped)} processes stopped)"))
 
 
+def run_store_path(spec: LabSpec, scenario: str, now: float) -> Path:
+    """A new store for one demo run: `<state_dir>/demos/<scenario>-<UTC time>.db`, never reused,
+    so every run can be inspected afterwards (`opctl tickets list --store PATH`)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    directory = spec.state_dir / "demos"
+    path = directory / f"{scenario}-{stamp}.db"
+    count = 1
+    while path.exists():
+        count += 1
+        path = directory / f"{scenario}-{stamp}-{count}.db"
+    return path
+
+
 # ------------------------------------------------------------------------------------ one run
 
 
@@ -159,9 +180,7 @@ class _DemoRun:
         self.settings = settings
         self.clock = clock
         self.progress = _Progress()
-        self.store_path = spec.state_dir / "demo.db"
-        for suffix in ("", "-wal", "-shm"):  # a fresh audit log per run: nothing left from the last
-            Path(f"{self.store_path}{suffix}").unlink(missing_ok=True)
+        self.store_path = run_store_path(spec, scenario.name, clock())
         self.store = Store(self.store_path, clock=clock)
         self.closed = False
 
@@ -361,6 +380,7 @@ class _DemoRun:
             actions=actions,
             mode=self.mode,
             reasons=tuple(reasons),
+            store=self.store_path,
         )
 
     # ---------------------------------------------------------------- helpers
