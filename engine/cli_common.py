@@ -172,9 +172,9 @@ def print_listing(listing: Any, output: str, as_json: Callable[[], Any]) -> None
     else:
         console = Console()
         if output == "table" and console.is_terminal:
-            console.print(listing.table(console, width=console.width))
+            console.print(listing.table(width=console.width))
         else:
-            print_natural(listing.table(console, wide=output == "wide"))
+            print_natural(listing.table(wide=output == "wide"))
 
 
 def print_natural(renderable: Any) -> None:

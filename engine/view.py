@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console, Group, RenderableType
-from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -50,6 +49,9 @@ def clock_time(ts: float | None) -> str:
 # ----------------------------------------------------------------------------- listings
 
 
+FLEX_MIN = 24  # columns a wrapping text column gets at least when a table is fitted to a terminal
+
+
 @dataclass(frozen=True)
 class Column:
     """One column of a listing.
@@ -58,6 +60,7 @@ class Column:
         keep: never dropped, never cut (an id, an invariant, a status).
         drop: when the table must shrink to fit the terminal, lower values go first (0: never).
         wide: only in the wide table and TSV.
+        flex: free text that wraps (a message): counted at FLEX_MIN columns when fitting.
     """
 
     name: str
@@ -65,13 +68,16 @@ class Column:
     drop: int = 0
     wide: bool = False
     numeric: bool = False
+    flex: bool = False
 
 
 @dataclass(frozen=True)
 class Listing:
-    title: str
+    title: str | None
     columns: tuple[Column, ...]
     rows: tuple[tuple[Text, ...], ...]
+    header: bool = True
+    rule: bool = True  # a line under the header (the live view saves it)
 
     def tsv(self) -> str:
         """A header line, then one line per row; tabs and newlines in values are escaped."""
@@ -79,26 +85,33 @@ class Listing:
         lines += ["\t".join(cell.plain for cell in row) for row in self.rows]
         return "\n".join(lines)
 
-    def table(self, console: Console, *, wide: bool = False, width: int | None = None) -> Table:
-        """The table at its natural width (nothing wrapped or cut), or fitted to `width`: columns
-        dropped by priority while it does not fit, the others wrapped."""
+    def table(self, *, wide: bool = False, width: int | None = None) -> Table:
+        """The table at its natural width (nothing wrapped or cut), or fitted to `width`: the
+        droppable columns go, lowest priority first, until the others fit (free text wrapping)."""
         shown = [i for i, c in enumerate(self.columns) if wide or not c.wide]
-        table = self._table(shown, fold=width is not None)
-        if width is None:
-            return table
-        droppable = sorted((i for i in shown if self.columns[i].drop), key=lambda i: self.columns[i].drop)
-        while droppable and _min_width(console, table, width) > width:
-            shown.remove(droppable.pop(0))
-            table = self._table(shown, fold=True)
-        return table
+        if width is not None:
+            droppable = sorted((i for i in shown if self.columns[i].drop), key=lambda i: self.columns[i].drop)
+            while droppable and self._needed(shown) > width:
+                shown.remove(droppable.pop(0))
+        return self._table(shown, fold=width is not None)
 
     def flowing(self) -> Table:
         """The default columns, wrapping to whatever width the table is given (inside a detail view)."""
         return self._table([i for i, c in enumerate(self.columns) if not c.wide], fold=True)
 
+    def _needed(self, shown: list[int]) -> int:
+        """Columns the shown columns need side by side (free text counted at FLEX_MIN)."""
+        total = 2 * (len(shown) - 1)  # one space of padding on each side between columns
+        for i in shown:
+            column = self.columns[i]
+            natural = max([len(column.name), *(row[i].cell_len for row in self.rows)])
+            total += min(natural, FLEX_MIN) if column.flex else natural
+        return total
+
     def _table(self, shown: list[int], *, fold: bool) -> Table:
         table = Table(
-            title=self.title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left", title_style="bold"
+            title=self.title, box=box.SIMPLE_HEAD if self.rule else None, show_edge=False, pad_edge=False,
+            title_justify="left", title_style="bold", show_header=self.header, header_style="bold underline" if not self.rule else "bold",
         )
         for i in shown:
             column = self.columns[i]
@@ -111,10 +124,6 @@ class Listing:
         return table
 
 
-def _min_width(console: Console, renderable: RenderableType, width: int) -> int:
-    return Measurement.get(console, console.options.update(width=width), renderable).minimum
-
-
 def _cells(*values: Any) -> tuple[Text, ...]:
     return tuple(v if isinstance(v, Text) else plain(v) for v in values)
 
@@ -123,7 +132,7 @@ def tickets_listing(tickets: Iterable[Ticket], title: str = "Tickets") -> Listin
     columns = (
         Column("id", keep=True, numeric=True), Column("status", keep=True), Column("severity", drop=3),
         Column("invariant", keep=True), Column("key"), Column("first seen", drop=1), Column("last seen", drop=2),
-        Column("n", drop=4, numeric=True), Column("message"), Column("labels", wide=True), Column("previous", wide=True),
+        Column("n", drop=4, numeric=True), Column("message", flex=True), Column("labels", wide=True), Column("previous", wide=True),
         Column("parked", wide=True), Column("verify until", wide=True),
     )  # fmt: skip
     rows = tuple(
@@ -140,7 +149,7 @@ def tickets_listing(tickets: Iterable[Ticket], title: str = "Tickets") -> Listin
 def proposals_listing(proposals: Iterable[Proposal], title: str = "Proposals") -> Listing:
     columns = (
         Column("id", keep=True, numeric=True), Column("ticket", keep=True), Column("action", keep=True),
-        Column("params", drop=3), Column("status", keep=True), Column("gate", drop=4), Column("detail", drop=5),
+        Column("params", drop=3), Column("status", keep=True), Column("gate", drop=4), Column("detail", drop=5, flex=True),
         Column("source", drop=1), Column("updated", drop=2), Column("reason", wide=True), Column("created", wide=True),
         Column("expires", wide=True), Column("decided by", wide=True),
     )  # fmt: skip
@@ -159,7 +168,7 @@ def lab_listing(status: Any) -> Listing:
     state = "healthy" if status.healthy else "running" if status.running else "down"
     columns = (
         Column("process", keep=True), Column("running", keep=True), Column("ready", keep=True),
-        Column("pid", drop=2, numeric=True), Column("endpoint"), Column("log", drop=1),
+        Column("pid", drop=2, numeric=True), Column("endpoint", flex=True), Column("log", drop=1),
     )  # fmt: skip
     rows = tuple(
         _cells(p.name, "yes" if p.running else "no", "yes" if p.ready else "no", p.pid or "-", p.endpoint or "-", p.log)
@@ -172,7 +181,7 @@ def scenarios_listing(entries: Sequence[tuple[str, Any]]) -> Listing:
     """(config path, lab Scenario) pairs: every scenario `opctl demo` can play."""
     columns = (
         Column("config", drop=1), Column("scenario", keep=True), Column("fires", keep=True), Column("key", drop=2),
-        Column("action"), Column("description", wide=True),
+        Column("action"), Column("description", wide=True, flex=True),
     )  # fmt: skip
     rows = tuple(
         _cells(config, s.name, s.expect.fires, s.expect.key or "-", s.expect.action or "-", " ".join(s.description.split()) or "-")
@@ -310,9 +319,10 @@ _BUDGETS = (
     _Budget(),
     _Budget(recent=6),
     _Budget(all_invariants=False, recent=6),
-    _Budget(all_invariants=False, recent=3),
-    _Budget(all_invariants=False, tickets=5, recent=3),
+    _Budget(all_invariants=False, tickets=10, recent=3),
+    _Budget(all_invariants=False, tickets=5, recent=2),
     _Budget(all_invariants=False, tickets=3, recent=1),
+    _Budget(all_invariants=False, tickets=1, recent=1),
     _Budget(all_invariants=False, tickets=1, recent=0),
 )
 
@@ -325,19 +335,19 @@ def live_view(cockpit: Cockpit, *, width: int = 80, height: int | None = None) -
     measure = Console(width=width, file=io.StringIO(), color_system=None, legacy_windows=False)
     view = Group()
     for budget in _BUDGETS:
-        view = Group(*_sections(cockpit, budget, measure, width))
+        view = Group(*_sections(cockpit, budget, width))
         if height is None or len(measure.render_lines(view, measure.options.update(width=width), pad=False)) <= height:
             break
     return view
 
 
-def _sections(cockpit: Cockpit, budget: _Budget, console: Console, width: int) -> list[RenderableType]:
+def _sections(cockpit: Cockpit, budget: _Budget, width: int) -> list[RenderableType]:
     parts: list[RenderableType] = [*_header(cockpit)]
-    parts.append(_invariants_table(cockpit.report, console, width, all_rows=budget.all_invariants))
+    parts.append(_invariants_table(cockpit.report, width, all_rows=budget.all_invariants))
     parts.append(_observations(cockpit.report))
-    parts.extend(_tickets(cockpit, console, width, budget.tickets))
+    parts.extend(_tickets(cockpit, width, budget.tickets))
     if budget.recent:
-        parts.append(_recent(cockpit.recent[-budget.recent:], console, width))
+        parts.append(_recent(cockpit, budget.recent, width))
     return parts
 
 
@@ -345,39 +355,41 @@ def _header(cockpit: Cockpit) -> list[Text]:
     report = cockpit.report
     first = Text.assemble(
         ("opctl", "bold"), " · ", plain(cockpit.subject, "bold"),
-        f" · tick {report.tick} at {when(report.at)} UTC · {report.duration_s * 1000:.0f} ms",
+        f" · tick {report.tick} at {clock_time(report.at)} UTC ({report.duration_s * 1000:.0f} ms) · kill switch ",
     )  # fmt: skip
-    if cockpit.leader is not None:
-        first.append(" · leader ")
-        first.append(plain(cockpit.leader, "bold"))
-    second = Text("mode ")
-    second.append(cockpit.mode.mode, _MODE_STYLE.get(cockpit.mode.mode, "bold"))
-    second.append(f" ({mode_source(cockpit.mode)})")
-    second.append(" · kill switch ")
     if cockpit.kill is None:
-        second.append("off", "green")
+        first.append("off", "green")
     else:
         kill = cockpit.kill
-        second.append("ON", "bold reverse red")
-        second.append_text(plain(f" by {kill['actor']} at {clock_time(kill['at'])}: {kill['value']}"))
+        first.append("ON", "bold reverse red")
+        first.append_text(plain(f" by {kill['actor']} at {clock_time(kill['at'])}: {kill['value']}"))
+    if cockpit.leader is not None:
+        first.append(" · leader ")
+        first.append_text(plain(cockpit.leader, "bold"))
+    second = Text("mode ")
+    second.append(cockpit.mode.mode, _MODE_STYLE.get(cockpit.mode.mode, "bold"))
+    second.append(f" ({mode_source(cockpit.mode, short=True)})")
     return [first, second]
 
 
-def mode_source(info: ModeInfo) -> str:
-    """Where the mode comes from, in words: `config` or `set by cli:ann at ...; the config says observe`."""
+def mode_source(info: ModeInfo, *, short: bool = False) -> str:
+    """Where the mode comes from, in words: `from the config`, or `set by cli:ann at ... with
+    `opctl mode`; the config says observe`."""
     if info.source == "config":
         return "from the config"
     differs = f"; the config says {info.config_mode}" if info.mode != info.config_mode else ""
+    if short:
+        return f"set by {safe(info.actor)} {when(info.at)[:16]} UTC{differs}"
     return f"set by {safe(info.actor)} at {when(info.at)} UTC with `opctl mode`{differs}"
 
 
-def _invariants_table(report: TickReport, console: Console, width: int, *, all_rows: bool) -> Table:
-    columns = (Column("invariant", keep=True), *(Column(s, keep=True, numeric=True) for s in STATES), Column("note"))
+def _invariants_table(report: TickReport, width: int, *, all_rows: bool) -> Table:
+    columns = (Column("invariant", keep=True), *(Column(s, keep=True, numeric=True) for s in STATES), Column("note", flex=True))
     rows: list[tuple[Text, ...]] = []
     healthy = 0
     for name, info in report.invariants.items():
-        counts = {s: int(info.get(s, 0) or 0) for s in STATES}
-        note = info.get("error") or ""
+        counts = {s: _count(info.get(s)) for s in STATES}
+        note = next((info[k] for k in ("error_message", "error") if isinstance(info.get(k), str) and info[k]), "")
         if not all_rows and not note and not any(counts[s] for s in STATES if s != "ok"):
             healthy += 1
             continue
@@ -386,7 +398,13 @@ def _invariants_table(report: TickReport, console: Console, width: int, *, all_r
         ))  # fmt: skip
     if healthy:
         rows.append(_cells(plain(f"+{healthy} more, all ok", "green"), *("" for _ in STATES), ""))
-    return Listing("Invariants", columns, tuple(rows)).table(console, width=width)
+    return Listing(None, columns, tuple(rows), rule=False).table(width=width)
+
+
+def _count(value: Any) -> int:
+    """An entity count of the tick report; 0 when absent (or when `error` is the error's message,
+    as before the report counted entities in the `error` state)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _observations(report: TickReport) -> Text:
@@ -410,12 +428,13 @@ def _observations(report: TickReport) -> Text:
     return text
 
 
-def _tickets(cockpit: Cockpit, console: Console, width: int, limit: int) -> list[RenderableType]:
+def _tickets(cockpit: Cockpit, width: int, limit: int) -> list[RenderableType]:
     shown = cockpit.tickets[:limit]
     title = f"Open tickets ({len(cockpit.tickets)})" if cockpit.tickets else "Open tickets: none"
-    parts: list[RenderableType] = [tickets_listing([t.ticket for t in shown], title=title).table(console, width=width)]
     if len(cockpit.tickets) > limit:
-        parts.append(Text(f"  +{len(cockpit.tickets) - limit} more: opctl tickets list", style="dim"))
+        title += f", {len(shown)} shown: `opctl tickets list` has all"
+    listing = tickets_listing([t.ticket for t in shown], title=title)
+    parts: list[RenderableType] = [dataclasses.replace(listing, rule=False).table(width=width)]
     approvals = _approvals(cockpit, cockpit.tickets)
     if approvals is not None:
         parts.append(approvals)
@@ -442,16 +461,19 @@ def _call(params: dict[str, Any]) -> str:
     return "(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
 
 
-def _recent(events: Sequence[Event], console: Console, width: int) -> Table:
-    columns = (Column("at", keep=True), Column("what", keep=True), Column("event"))
+def _recent(cockpit: Cockpit, limit: int, width: int) -> Table:
+    """The last actions, newest last; a proposal still awaiting approval is shown above, with
+    its command, not here."""
+    waiting = {p.id for t in cockpit.tickets for p in t.awaiting}
+    columns = (Column("at", keep=True), Column("what", keep=True), Column("event", flex=True))
     rows = []
-    for event in events:
+    for event in cockpit.recent:
         described = describe(event)
-        if described is not None:
+        if described is not None and not (event.kind == "awaiting_approval" and event.data.get("proposal") in waiting):
             kind, sentence = described
             rows.append(_cells(clock_time(event.at), plain(kind, _event_style(kind)), sentence))
     title = "Recent actions" if rows else "Recent actions: none yet"
-    return Listing(title, columns, tuple(rows)).table(console, width=width)
+    return Listing(title, columns, tuple(rows[-limit:]), header=False).table(width=width)
 
 
 def _event_style(kind: str) -> str:

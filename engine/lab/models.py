@@ -292,5 +292,15 @@ class Lab(Strict):
     exports: EnvMap = Field(
         default_factory=dict, description="Environment the operator config needs to reach this lab (e.g. REDIS_URL)."
     )
-    processes: list[Process] = Field(min_length=1)
+    processes: list[Process] = Field(
+        default_factory=list,
+        description="What `opctl lab up` starts, in order. None: the lab runs against a service already running "
+        "(its `exports` point at it; `lab up` and `lab down` start and stop nothing).",
+    )
     scenarios: list[Scenario] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> Lab:
+        if not self.processes and not self.scenarios:
+            raise ValueError("a lab needs `processes` to run, or `scenarios` to play against a service already running")
+        return self
