@@ -30,6 +30,7 @@ from engine.cli_common import (
     user_errors,
     warn,
 )
+from engine.config.files import shown_path
 from engine.config.problems import Problem
 from engine.safe_text import safe
 
@@ -503,9 +504,12 @@ def lab_down(config: str, as_json: bool) -> None:
 )  # fmt: skip
 @click.option("--list", "list_only", is_flag=True, help="List the scenarios (of every shipped config when none is named).")
 @click.option("--interval", default="1s", show_default=True, help="Time between operator ticks.")
+@click.option("--lab", "lab_file", default=None, help="Play this lab file instead of the config's `lab:`.")
 @output_option
 @user_errors
-def demo(config: str | None, scenario_name: str | None, mode: str, list_only: bool, interval: str, output: str) -> None:
+def demo(
+    config: str | None, scenario_name: str | None, mode: str, list_only: bool, interval: str, lab_file: str | None, output: str
+) -> None:
     """Lab up → operator → inject a fault → detect, diagnose, act, verify → lab down.
 
     Each run keeps its own store (the audit log) under the lab's state dir and ends by printing
@@ -520,7 +524,7 @@ def demo(config: str | None, scenario_name: str | None, mode: str, list_only: bo
     from engine.lab.demo import DemoSettings, run_demo
 
     if list_only:
-        _list_scenarios(config, output)
+        _list_scenarios(config, output, lab_file)
         return
     if config is None:
         raise click.UsageError("give the config first (or set OPCTL_CONFIG), then --scenario NAME; --list shows them")
@@ -544,25 +548,25 @@ def demo(config: str | None, scenario_name: str | None, mode: str, list_only: bo
     emit(TimelineEntry(None, "mode", f"{mode} ({'--mode' if given else 'the demo default; --mode observe|approve to change'}); "
                                      "the demo sets it in its own store, whatever the config says"))
     try:
-        result = run_demo(config, scenario_name, mode=mode, emit=emit, settings=DemoSettings(interval=period))
+        result = run_demo(config, scenario_name, mode=mode, emit=emit, settings=DemoSettings(interval=period), lab=lab_file)
     except LabError as exc:  # the lab could not start: still end with the result line
         click.echo(f"error: {safe(exc, multiline=True)}", err=True)
         failed = {"scenario": scenario_name, "ok": False, "detected_s": None, "recovered_s": None, "actions": [], "mode": mode}
         click.echo(json.dumps(failed))
         sys.exit(EXIT_PROBLEMS)
     if result.store is not None:
-        click.echo(f"inspect this run: opctl tickets list --store {shlex.quote(_shown_path(result.store))}")
+        click.echo(f"inspect this run: opctl tickets list --store {shlex.quote(str(shown_path(result.store)))}")
     click.echo(json.dumps(result.as_json()))
     sys.exit(EXIT_OK if result.ok else EXIT_PROBLEMS)
 
 
-def _list_scenarios(config: str | None, output: str) -> None:
+def _list_scenarios(config: str | None, output: str, lab_file: str | None) -> None:
     from engine.lab.demo import lab_of
     from engine.runtime import shipped_demo_configs
     from engine.view import scenarios_listing
 
-    configs = [config] if config is not None else [_shown_path(p) for p in shipped_demo_configs()]
-    entries = [(path, scenario) for path in configs for scenario in lab_of(path)[1].lab.scenarios]
+    configs = [config] if config is not None else [str(shown_path(p)) for p in shipped_demo_configs()]
+    entries = [(path, scenario) for path in configs for scenario in lab_of(path, lab=lab_file)[1].lab.scenarios]
     if output != "table":
         print_listing(scenarios_listing(entries), output, lambda: [
             {"config": path, "scenario": s.name, "fires": s.expect.fires, "key": s.expect.key, "action": s.expect.action,
@@ -578,15 +582,3 @@ def _list_scenarios(config: str | None, output: str) -> None:
             click.echo(safe(f"{scenario.name:<18} fires {expected}"))
             if scenario.description:
                 click.echo(safe(f"{'':<18} {' '.join(scenario.description.split())}"))
-
-
-def _shown_path(path: Any) -> str:
-    """A path as short as it can be said: relative to the current directory when inside it."""
-    import os
-    from pathlib import Path
-
-    absolute = Path(path).resolve()
-    try:
-        return str(absolute.relative_to(Path.cwd()))
-    except ValueError:
-        return os.fspath(absolute)

@@ -1,13 +1,23 @@
-"""Generate docs/config.md: every section and field of the language, each with an example.
+"""Generated references of opctl's file languages: every section and field, each with an example.
 
-Examples come from the field's own `examples` when it declares one, else from the first place
-the shipped configs (configs/*.yaml) use the field. A field with neither is an error, so the
-reference cannot silently lose its examples.
+    render_reference(Reference(Config, ...))   # the text of docs/config.md (see engine.docs)
+
+One section per model reachable from the document's model, in document order: a table of its
+fields (key, type, default, description) and examples that are real: whole entries found in
+the shipped files (the first one, then more only for fields the first leaves out, so no example
+mixes keys that exclude each other), or a field's declared `examples=[...]` when no shipped file
+uses it. A field with neither is an error, so a reference cannot silently lose its examples.
+The document's own example is a whole shipped file.
+
+Every example is preceded by a marker that tells tests/test_docs_examples.py how to check it:
+`<!-- example: Model -->` (an entry of that model), `<!-- example: Model.key -->` (one field's
+value) or `<!-- file: PATH -->` (a whole file at PATH, from the repository root).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,44 +26,35 @@ from pydantic import BaseModel
 
 from engine.config.introspect import descend, field_key, is_model, unwrap
 from engine.config.loader import load_document
-from engine.config.models import Config
 from engine.config.problems import shorten
-from engine.config.schema import config_schema
 
 
-def collect_examples(configs: Iterable[Path]) -> dict[str, dict[str, Any]]:
-    """model name -> field key -> the first value found in the shipped configs."""
-    found: dict[str, dict[str, Any]] = {}
-    for path in configs:
-        doc, _ = load_document(path, env={})
-        if doc is not None:
-            _walk(Config, doc.data, found)
-    return found
+@dataclass(frozen=True)
+class Reference:
+    """What one generated reference is made of.
+
+    Attributes:
+        root: the document's model.
+        schema: its JSON Schema (with `$defs` for the nested models).
+        sources: shipped files of this language, in the order examples are looked for.
+        document_example: a whole shipped file shown as the document's example.
+        repo: the repository root (`<!-- file: PATH -->` markers are relative to it).
+        appendix: hand-written sections after the generated ones.
+    """
+
+    root: type[BaseModel]
+    title: str
+    intro: str
+    document_title: str
+    schema: dict[str, Any]
+    sources: Sequence[Path]
+    document_example: Path
+    repo: Path
+    appendix: str = ""
 
 
-def _walk(annotation: Any, data: Any, found: dict[str, dict[str, Any]]) -> None:
-    annotation = unwrap(annotation)
-    if is_model(annotation) and isinstance(data, dict):
-        into = found.setdefault(annotation.__name__, {})
-        for key, value in data.items():
-            into.setdefault(key, value)
-            child = descend(annotation, key)
-            if child is not None:
-                _walk(child, value, found)
-    elif isinstance(data, dict):
-        for value in data.values():
-            child = descend(annotation, "x")
-            if child is not None:
-                _walk(child, value, found)
-    elif isinstance(data, list):
-        child = descend(annotation, 0)
-        if child is not None:
-            for value in data:
-                _walk(child, value, found)
-
-
-def _models() -> list[type[BaseModel]]:
-    """Config and every model reachable from it, in document order."""
+def models_of(root: type[BaseModel]) -> list[type[BaseModel]]:
+    """`root` and every model reachable from it, in document order."""
     seen: list[type[BaseModel]] = []
 
     def visit(model: type[BaseModel]) -> None:
@@ -64,7 +65,7 @@ def _models() -> list[type[BaseModel]]:
             for child in _nested_models(info.annotation):
                 visit(child)
 
-    visit(Config)
+    visit(root)
     return seen
 
 
@@ -80,30 +81,63 @@ def _nested_models(annotation: Any) -> list[type[BaseModel]]:
     return out
 
 
-def render_config_reference(configs: Iterable[Path]) -> str:
-    examples = collect_examples(configs)
-    defs = config_schema()["$defs"]
+def collect_instances(root: type[BaseModel], files: Sequence[Path]) -> dict[str, list[dict[str, Any]]]:
+    """model name -> every entry of that model in `files`, in order (as written, trimmed)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in files:
+        doc, _ = load_document(path, env={})
+        if doc is not None:
+            for model, entry in _entries(root, doc.data):
+                found.setdefault(model.__name__, []).append(_trim(model, entry))
+    return found
+
+
+def _entries(annotation: Any, data: Any) -> Iterator[tuple[type[BaseModel], dict[str, Any]]]:
+    annotation = unwrap(annotation)
+    if is_model(annotation) and isinstance(data, dict):
+        yield annotation, data
+        for key, value in data.items():
+            child = descend(annotation, key)
+            if child is not None:
+                yield from _entries(child, value)
+    elif isinstance(data, dict):
+        child = descend(annotation, "x")
+        if child is not None:
+            for value in data.values():
+                yield from _entries(child, value)
+    elif isinstance(data, list):
+        child = descend(annotation, 0)
+        if child is not None:
+            for value in data:
+                yield from _entries(child, value)
+
+
+def _trim(annotation: Any, value: Any) -> Any:
+    """Keep examples short without breaking them: at most two items of a list or entries of a
+    map, every key of a model's entry."""
+    annotation = unwrap(annotation)
+    if is_model(annotation) and isinstance(value, dict):
+        return {k: _trim(descend(annotation, k), v) for k, v in value.items()}
+    if isinstance(value, list):
+        child = descend(annotation, 0) if annotation is not None else None
+        return [_trim(child, v) for v in value[:2]]
+    if isinstance(value, dict) and annotation is not None and descend(annotation, "x") is not None:
+        child = descend(annotation, "x")
+        return {k: _trim(child, v) for k, v in list(value.items())[:2]}
+    return value
+
+
+def render_reference(ref: Reference) -> str:
+    instances = collect_instances(ref.root, ref.sources)
+    defs = ref.schema.get("$defs", {})
     missing: list[str] = []
-    lines = [
-        "# The opctl config language",
-        "",
-        "Generated from the models by `python -m engine.config.docs` (a test fails when this file",
-        "is stale). The JSON Schema for editors is `schemas/opctl.schema.json`; start a config with",
-        "`# yaml-language-server: $schema=../schemas/opctl.schema.json`.",
-        "",
-        "Conventions: unknown keys are errors; durations are strings with a unit (`250ms`, `5s`,",
-        "`2m`, `1h30m`, `1d`); paths are relative to the config file; `${VAR}` and `${VAR:-default}`",
-        "are replaced from the environment in any string; CEL expressions see every observation",
-        "by name, `prev` (the previous tick's values), `now` (unix seconds) and, inside `for_each`,",
-        "`item`; action guards also see `params`.",
-        "",
-    ]
-    for model in _models():
-        schema = config_schema() if model is Config else defs.get(model.__name__, {})
-        title = "Config (the document)" if model is Config else model.__name__
-        lines += [f"## {title}", "", (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else "", ""]
+    lines = [f"# {ref.title}", "", ref.intro.strip(), ""]
+    for model in models_of(ref.root):
+        is_root = model is ref.root
+        schema = ref.schema if is_root else defs.get(model.__name__, {})
+        doc = (model.__doc__ or "").strip()
+        lines += [f"## {ref.document_title if is_root else model.__name__}", "", doc.splitlines()[0] if doc else "", ""]
         lines += ["| key | type | default | description |", "|---|---|---|---|"]
-        example: dict[str, Any] = {}
         for name, info in model.model_fields.items():
             key = field_key(name, info)
             prop = schema.get("properties", {}).get(key, {})
@@ -111,36 +145,73 @@ def render_config_reference(configs: Iterable[Path]) -> str:
             default = "required" if required else f"`{shorten(str(prop.get('default')))}`"
             description = (prop.get("description") or info.description or "").replace("|", "\\|").replace("\n", " ")
             lines.append(f"| `{key}` | {_type(prop)} | {default} | {description} |")
-            value = _example(model, key, info, examples)
-            if value is _MISSING:
-                missing.append(f"{model.__name__}.{key}")
-            else:
-                example[key] = value
-        lines += ["", "Example:", "", "```yaml", yaml.safe_dump(example, sort_keys=False, width=100, allow_unicode=True).rstrip(), "```", ""]
+        lines.append("")
+        shown = set(yaml.safe_load(ref.document_example.read_text()) or {}) if is_root else set()
+        examples, lacking = _examples(model, instances.get(model.__name__, []), whole=not is_root, covered=shown)
+        missing += [f"{model.__name__}.{key}" for key in lacking]
+        if is_root:
+            relative = ref.document_example.relative_to(ref.repo).as_posix()
+            lines += [f"Example: `{relative}`", "", f"<!-- file: {relative} -->", "```yaml", ref.document_example.read_text().rstrip(), "```", ""]
+        for marker, value in examples:
+            lines += ["Example:" if not is_root else f"Also `{marker.rpartition('.')[2]}`:", "", f"<!-- example: {marker} -->",
+                      "```yaml", _dump(value), "```", ""]  # fmt: skip
     if missing:
-        raise ValueError(f"no example for: {', '.join(missing)}; add `examples=[...]` to the field or use it in configs/")
+        raise ValueError(f"no example for: {', '.join(missing)}; add `examples=[...]` to the field or use it in a shipped file")
+    if ref.appendix:
+        lines += [ref.appendix.strip(), ""]
     return "\n".join(lines)
 
 
-_MISSING = object()
+def _examples(
+    model: type[BaseModel], entries: list[dict[str, Any]], *, whole: bool, covered: set[str]
+) -> tuple[list[tuple[str, Any]], list[str]]:
+    """(marker, value) examples covering every field of `model` not yet `covered`, and the keys
+    none covers. `whole`: whole entries, as few as cover the keys (each time the one that shows
+    the most keys not yet shown; the first such); otherwise one example per field (for the
+    document, whose example is a whole file)."""
+    keys = [field_key(name, info) for name, info in model.model_fields.items()]
+    wanted = [k for k in keys if k not in covered]
+    out: list[tuple[str, Any]] = []
+    if whole:
+        while entries:
+            best = max(entries, key=lambda e: sum(k in e for k in wanted))
+            if not any(k in best for k in wanted):
+                break
+            out.append((model.__name__, best))
+            wanted = [k for k in wanted if k not in best]
+    lacking: list[str] = []
+    for key in wanted:
+        entry = next((e for e in entries if key in e), None)
+        declared = model.model_fields[_field_name(model, key)].examples
+        if entry is not None:
+            out.append((f"{model.__name__}.{key}", {key: entry[key]}))
+        elif declared:
+            out.append((f"{model.__name__}.{key}", {key: declared[0]}))
+        else:
+            lacking.append(key)
+    return out, lacking
 
 
-def _example(model: type[BaseModel], key: str, info: Any, examples: dict[str, dict[str, Any]]) -> Any:
-    if info.examples:
-        return info.examples[0]
-    if key in examples.get(model.__name__, {}):
-        value = examples[model.__name__][key]
-        return _trim(value)
-    return _MISSING
+def _field_name(model: type[BaseModel], key: str) -> str:
+    return next(name for name, info in model.model_fields.items() if field_key(name, info) == key)
 
 
-def _trim(value: Any) -> Any:
-    """Keep examples short: at most two entries of any list or mapping."""
-    if isinstance(value, list):
-        return [_trim(v) for v in value[:2]]
-    if isinstance(value, dict):
-        return {k: _trim(v) for k, v in list(value.items())[:2]}
-    return value
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    text = value.rstrip()
+    if "\n" in text:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text)
+
+
+_Dumper.add_representer(str, _text)
+
+
+def _dump(value: Any) -> str:
+    return yaml.dump(value, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True).rstrip()
 
 
 def _type(prop: dict[str, Any]) -> str:
@@ -162,10 +233,3 @@ def _type(prop: dict[str, Any]) -> str:
     if prop.get("pattern", "").startswith("^(\\d+"):
         return "duration"
     return str(kind)
-
-
-
-
-if __name__ == "__main__":
-    root = Path(__file__).resolve().parents[2]
-    (root / "docs" / "config.md").write_text(render_config_reference(sorted((root / "configs").glob("*.yaml"))))

@@ -55,6 +55,15 @@ def yaml_files(paths: Iterable[str | Path]) -> Walk:
     return walk
 
 
+def shown_path(path: str | Path) -> Path:
+    """`path` as short as it can be said: relative to the current directory when inside it."""
+    absolute = Path(path).resolve()
+    try:
+        return absolute.relative_to(Path.cwd())
+    except ValueError:
+        return absolute
+
+
 def skip_reason(directory: Path) -> str | None:
     """Why a walk does not enter `directory` (None: it does)."""
     name = directory.name

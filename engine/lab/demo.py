@@ -80,13 +80,15 @@ class DemoResult:
         }
 
 
-def lab_of(config_path: str | Path, env: Mapping[str, str] | None = None) -> tuple[LoadedConfig, LabSpec]:
-    """The config and the lab it names (`lab:`), or ConfigError."""
+def lab_of(
+    config_path: str | Path, env: Mapping[str, str] | None = None, *, lab: str | Path | None = None
+) -> tuple[LoadedConfig, LabSpec]:
+    """The config and the lab it names (`lab:`, or `lab` given here), or ConfigError."""
     env = os.environ if env is None else env
     loaded = load_config(config_path, env)
-    if loaded.config.lab is None:
+    if lab is None and loaded.config.lab is None:
         raise ConfigError(f"{config_path} declares no lab; add `lab: <path to a lab file>` to use `opctl lab` or `opctl demo`")
-    spec = load_lab(loaded.resolve(loaded.config.lab), env)
+    spec = load_lab(Path(lab) if lab is not None else loaded.resolve(loaded.config.lab or ""), env)
     config = loaded.config
     mismatched = check_expectations(spec, [i.name for i in config.invariants], [a.name for a in config.actions])
     if mismatched:
@@ -104,13 +106,14 @@ def run_demo(
     env: Mapping[str, str] | None = None,
     settings: DemoSettings = DemoSettings(),
     clock: Callable[[], float] = time.time,
+    lab: str | Path | None = None,
 ) -> DemoResult:
     """Play one scenario end to end; the lab is always brought down. Raises ConfigError/LabError
     for what prevents the demo from starting (bad config, unknown scenario, lab already up)."""
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     env = dict(os.environ if env is None else env)
-    _, spec = lab_of(config_path, env)
+    _, spec = lab_of(config_path, env, lab=lab)
     scenario = spec.scenario(scenario_name)
     started = clock()
     emit(TimelineEntry(None, "lab", f"starting lab '{spec.name}' ({len(spec.lab.processes)} processes, state in {spec.state_dir})"))
@@ -183,6 +186,7 @@ class _DemoRun:
         self.store_path = run_store_path(spec, scenario.name, clock())
         self.store = Store(self.store_path, clock=clock)
         self.closed = False
+        self.monitor: Monitor | None = None  # set when the scenario starts playing
 
     def since_injection(self) -> float | None:
         return since(self.clock(), self.progress.injected_at)
@@ -191,7 +195,7 @@ class _DemoRun:
 
     async def play(self) -> DemoResult:
         self.store.set_mode(self.mode, actor=DEMO_ACTOR)
-        monitor = Monitor(self.loaded, store=self.store, clock=self.clock)
+        monitor = self.monitor = Monitor(self.loaded, store=self.store, clock=self.clock)
         try:
             if not await self._steps("setup", self.scenario.setup):
                 return self.result(["setup failed"])
@@ -248,7 +252,7 @@ class _DemoRun:
         for step in self.scenario.inject:
             if self.progress.injected_at is None and step.kind not in ("wait", "wait_until"):
                 self.progress.injected_at = self.clock()
-            result = await run_step(step, self.spec, env=self.env, clock=self.clock)
+            result = await run_step(step, self.spec, env=self.env, clock=self.clock, observe=self._observe)
             self._report_steps("inject", [step], [result])
             if not result.ok:
                 return False
@@ -388,8 +392,14 @@ class _DemoRun:
     async def _steps(self, phase: str, steps: list[Step]) -> bool:
         if not steps:
             return True
-        results = await run_steps(steps, self.spec, env=self.env, clock=self.clock)
+        results = await run_steps(steps, self.spec, env=self.env, clock=self.clock, observe=self._observe)
         return self._report_steps(phase, steps, results)
+
+    async def _observe(self) -> dict[str, Any]:
+        """The config's observations now, for `wait_until: {expr}` steps (failed ones left out)."""
+        assert self.monitor is not None
+        results = await self.monitor.observer.observe_all()
+        return {name: r.value for name, r in results.items() if r.ok}
 
     def _report_steps(self, phase: str, steps: list[Step], results: list[StepResult]) -> bool:
         for result in results:
