@@ -76,7 +76,7 @@ class Cockpit:
     leader: str | None = None
 
     def approve_command(self, proposal_id: int) -> str:
-        return self.approve.format(id=proposal_id)
+        return self.approve.replace("{id}", str(proposal_id))
 
 
 def gather(
