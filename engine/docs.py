@@ -1,5 +1,5 @@
-"""The generated references: docs/config.md, docs/lab.md and docs/testing.md, from the models of
-the three file languages (engine.config.docs renders them; a test fails when one is stale).
+"""The generated references: docs/config.md, docs/lab.md, docs/testing.md and docs/eval.md, from
+the models of the file languages (engine.config.docs renders them; a test fails when one is stale).
 
     python -m engine.docs        # rewrite all three
 """
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from engine.config.docs import Reference, render_reference
 from engine.config.models import Config
+from engine.evals.docs import DOCS_FILE as EVAL_DOCS, eval_reference, shipped_eval_files
 from engine.lab.models import Lab
 from engine.schemas import SCHEMA_FILES, schema_of
 from engine.testing.model import TestFile
@@ -50,7 +51,7 @@ observations, so a scenario can wait for the service to look ready the way the o
 
 <!-- file: examples/beehive/running.yaml -->
 ```yaml
-# yaml-language-server: $schema=../../schemas/lab.schema.json
+# yaml-language-server: $schema=../../schemas/opctl-lab.schema.json
 version: 1
 name: beehive_running
 state_dir: ${OPCTL_LAB_STATE_DIR:-../../.opctl/lab/beehive_running}
@@ -133,6 +134,7 @@ def references() -> dict[str, tuple[Path, Reference]]:
             TestFile, "opctl test files", TEST_INTRO, "TestFile (the document)", schema_of("test"), tests,
             beehive / "tests" / "bees.yaml", ROOT, TEST_APPENDIX,
         )),
+        "eval": (EVAL_DOCS, eval_reference(shipped_eval_files())),
     }  # fmt: skip
 
 

@@ -1,12 +1,12 @@
 """The kinds of opctl documents, telling them apart, and validating any of them (`opctl validate`).
 
     checked = check_paths(["."])        # Checked(problems, files: [(path, kind)], skipped)
-    kind_of(path)                       # KINDS["config"] | KINDS["lab"] | KINDS["test"] | None
+    kind_of(path)                       # KINDS["config"] | ["lab"] | ["test"] | ["eval"] | None
 
 The config layer (engine.config) is the ground floor and knows configs only; lab files
-(engine.lab) and test files (engine.testing) build on it. This module sits above all of them and
-is the one place that dispatches over file kinds, so a new kind (say, eval case files) is one
-more entry in `KINDS`.
+(engine.lab), test files (engine.testing) and eval files (engine.evals) build on it. This module
+sits above all of them and is the one place that dispatches over file kinds, so a new kind is
+one more entry in `KINDS`.
 
 A document's kind comes from its `# yaml-language-server: $schema=.../<kind>.schema.json` line
 when it has one, else from its top-level keys. Walking a directory keeps only opctl documents
@@ -28,6 +28,7 @@ from engine.config.files import Skip, yaml_files
 from engine.config.loader import load_document
 from engine.config.problems import Problem
 from engine.config.validate import check_config
+from engine.evals.load import is_eval_document, validate_eval_file
 from engine.lab.spec import config_lab_problems, validate_lab
 from engine.schemas import SCHEMA_FILES
 from engine.testing import is_test_document, validate_test_file
@@ -62,6 +63,7 @@ def _is_config(data: dict[str, Any]) -> bool:
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
+        Kind("eval", SCHEMA_FILES["eval"], is_eval_document, validate_eval_file),
         Kind("test", SCHEMA_FILES["test"], is_test_document, validate_test_file),
         Kind("lab", SCHEMA_FILES["lab"], _is_lab, validate_lab),
         Kind("config", SCHEMA_FILES["config"], _is_config, _validate_config),

@@ -110,7 +110,7 @@ def test_an_opctl_document_with_a_syntax_error_is_still_reported_when_walking(tm
 
 def test_the_schema_line_names_the_kind(tmp_path: Path) -> None:
     lab = tmp_path / "odd.yaml"
-    lab.write_text("# yaml-language-server: $schema=../schemas/lab.schema.json\nversion: 1\nname: odd\n")
+    lab.write_text("# yaml-language-server: $schema=../schemas/opctl-lab.schema.json\nversion: 1\nname: odd\n")
     kind = kind_of(lab, env={})
     assert kind is not None and kind.name == "lab"
     [problem] = check_paths([tmp_path], env={}).problems

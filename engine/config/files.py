@@ -12,7 +12,7 @@ other tools' YAML. A directory named on the command line is entered whatever its
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,31 @@ def yaml_files(paths: Iterable[str | Path]) -> Walk:
     walk.files.clear()
     walk.files.extend(unique)
     return walk
+
+
+def files_of_kind(
+    paths: Iterable[str | Path], is_kind: Callable[[Path], bool], kind: str, marker: str
+) -> tuple[list[Path], str | None]:
+    """Files given (each must be of the kind) and the files of the kind under directories (walked
+    as `yaml_files` walks), or a usage error naming the path; `kind` names the files ("test"),
+    `marker` what makes one (for `opctl test` and `opctl eval`)."""
+    files: list[Path] = []
+    given = [Path(p) for p in paths]
+    if not given:
+        return [], f"give {kind} files or directories of them"
+    for path in given:
+        if path.is_dir():
+            found = [p for p in yaml_files([path]).files if is_kind(p)]
+            if not found:
+                return [], f"{path}: no {kind} files here (YAML files with {marker})"
+            files.extend(found)
+        elif path.is_file():
+            if not is_kind(path):
+                return [], f"{path} is not a {kind} file: it needs {marker}"
+            files.append(path)
+        else:
+            return [], f"{path}: no such file or directory"
+    return list(dict.fromkeys(files)), None
 
 
 def shown_path(path: str | Path) -> Path:

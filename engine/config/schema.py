@@ -17,7 +17,7 @@ SCHEMA_ID = SCHEMA_BASE + "opctl.schema.json"
 
 def model_schema(model: type[BaseModel], file_name: str, title: str) -> dict[str, Any]:
     schema = model.model_json_schema(by_alias=True)
-    _durations_as_text(schema)
+    durations_as_text(schema)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_BASE + file_name,
@@ -38,13 +38,13 @@ def config_schema_text() -> str:
     return schema_json(config_schema())
 
 
-def _durations_as_text(node: Any) -> None:
+def durations_as_text(node: Any) -> None:
     """Defaults of duration fields are held as seconds; show them as editors expect: "1m"."""
     if isinstance(node, dict):
         if node.get("pattern") == DURATION_PATTERN and isinstance(node.get("default"), (int, float)):
             node["default"] = format_duration(float(node["default"]))
         for value in node.values():
-            _durations_as_text(value)
+            durations_as_text(value)
     elif isinstance(node, list):
         for value in node:
-            _durations_as_text(value)
+            durations_as_text(value)

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.config.files import files_of_kind
 from engine.config.problems import Problem
-from engine.config.files import yaml_files
 from engine.testing.junit import junit_xml
 from engine.testing.load import is_test_file, load_test
 from engine.testing.properties import run_property
@@ -104,21 +104,4 @@ def run_tests(
 
 def _test_files(paths: Iterable[str | Path]) -> tuple[list[Path], str | None]:
     """Files given (each must be a test file) and the test files under directories."""
-    files: list[Path] = []
-    given = list(paths)
-    if not given:
-        return [], "give test files or directories of them"
-    for raw in given:
-        path = Path(raw)
-        if path.is_dir():
-            found = [p for p in yaml_files([path]).files if is_test_file(p)]
-            if not found:
-                return [], f"{path}: no test files here (YAML files with top-level `config:` and `cases:` or `properties:`)"
-            files.extend(found)
-        elif path.is_file():
-            if not is_test_file(path):
-                return [], f"{path} is not a test file: it needs top-level `config:` and `cases:` or `properties:`"
-            files.append(path)
-        else:
-            return [], f"{path}: no such file or directory"
-    return list(dict.fromkeys(files)), None
+    return files_of_kind(paths, is_test_file, "test", "top-level `config:` and `cases:` or `properties:`")
