@@ -11,10 +11,10 @@ local lab (a real Redis, three limiter nodes and a load generator on loopback); 
 are added to those and replace only what they name, e.g. `python3 .ci/dev.py demo --mode
 observe` or `python3 .ci/dev.py demo --scenario policy_drift`.
 
-`demo` installs opctl's runtime dependencies only; `test` adds the `dev` extra (pytest, ...).
-Both install opctl editable, so a changed checkout runs as it is. The venv is (re)installed when
-pyproject.toml changed since the last install, or when `test` needs the test tools a `demo`
-install left out. On a terminal pip shows its progress.
+`demo` installs opctl with its runtime dependencies only (`pip install .`); `test` installs it
+editable with the `dev` extra (pytest, ...), which serves the demo too. The venv is installed
+again when pyproject.toml changed since, when `test` needs the test tools a `demo` install left
+out, or when a plain install's sources changed. On a terminal pip shows its progress.
 """
 
 from __future__ import annotations
@@ -34,15 +34,17 @@ DEMO_DEFAULTS = {"--scenario": "kill_node", "--mode": "execute"}
 
 
 def ensure_venv(dev: bool = True) -> None:
-    """A .venv with opctl installed: with the test tools (`dev`), or its runtime dependencies only."""
+    """A .venv with opctl installed: editable with the test tools (`dev`), or a plain install of
+    its runtime dependencies only (what the demo needs)."""
     if sys.version_info < (3, 11):
         sys.exit(f"opctl needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not (BIN / "python").exists():
         print("creating .venv", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     installed, _, kind = (STAMP.read_text().partition(" ") if STAMP.exists() else ("", "", ""))
-    if installed == wanted and (kind == "dev" or not dev):
+    if kind == "dev" and installed == _fingerprint(dev=True):
+        return  # an editable install with the test tools serves the demo too
+    if not dev and kind == "runtime" and installed == _fingerprint(dev=False):
         return
     what = "opctl and its test tools" if dev else "opctl (runtime dependencies only)"
     print(f"installing {what} into .venv (pip {'shows its progress' if sys.stdout.isatty() else 'is quiet when not on a terminal'})", flush=True)
@@ -50,8 +52,20 @@ def ensure_venv(dev: bool = True) -> None:
     if not sys.stdout.isatty():
         pip.append("-q")
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[dev]" if dev else str(ROOT)], check=True)
-    STAMP.write_text(f"{wanted} {'dev' if dev else 'runtime'}")
+    subprocess.run([*pip, "-e", f"{ROOT}[dev]"] if dev else [*pip, str(ROOT)], check=True)
+    STAMP.write_text(f"{_fingerprint(dev=dev)} {'dev' if dev else 'runtime'}")
+
+
+def _fingerprint(*, dev: bool) -> str:
+    """What an install depends on: pyproject.toml, and for a plain (non-editable) install the
+    sources it copied, so a changed checkout is installed again before it runs."""
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    if not dev:
+        for package in ("engine", "ratelimiter_service"):
+            for path in sorted((ROOT / package).rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    digest.update(str(path.relative_to(ROOT)).encode() + path.read_bytes())
+    return digest.hexdigest()
 
 
 def demo_args(extra: list[str]) -> list[str]:
