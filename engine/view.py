@@ -433,6 +433,8 @@ def _tickets(cockpit: Cockpit, width: int, limit: int) -> list[RenderableType]:
     title = f"Open tickets ({len(cockpit.tickets)})" if cockpit.tickets else "Open tickets: none"
     if len(cockpit.tickets) > limit:
         title += f", {len(shown)} shown: `opctl tickets list` has all"
+    if not shown:
+        return [Text(title, style="bold")]
     listing = tickets_listing([t.ticket for t in shown], title=title)
     parts: list[RenderableType] = [dataclasses.replace(listing, rule=False).table(width=width)]
     approvals = _approvals(cockpit, cockpit.tickets)

@@ -130,7 +130,7 @@ def test_observed_text_is_inert() -> None:
 def test_the_kill_switch_says_who_when_and_why() -> None:
     text = render(cockpit(kill={"value": "incident 42", "actor": "cli:bob", "at": T - 60}, tickets=()), 80, 24)
     assert "kill switch ON by cli:bob at 23:59:00: incident 42" in " ".join(text.split())
-    assert "Open tickets: none" in text
+    assert "Open tickets: none" in text and "first seen" not in text
 
 
 def test_a_leader_is_shown_once_replicas_report_one() -> None:
