@@ -1,35 +1,43 @@
-"""The `opctl` command line: parse arguments, call the engine, print. Nothing else lives here."""
+"""The `opctl` command line: parse arguments, call the engine, print. Nothing else lives here.
+
+The grammar every command follows (engine.cli_common): the config is the first positional
+argument or `OPCTL_CONFIG`; `--store PATH|URL` wherever a store is read; ids are positional;
+listings take `--json` and `--output table|wide|tsv|json`; results on stdout, diagnostics on
+stderr; exit 0 ok, 1 problems, 2 usage.
+"""
 
 from __future__ import annotations
 
 import json
+import shlex
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
+from engine.cli_common import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EXIT_USAGE,
+    Positional,
+    config_argument,
+    echo_safe,
+    output_option,
+    print_json,
+    print_listing,
+    print_rich,
+    resolve_config,
+    store_option,
+    user_errors,
+    warn,
+)
+from engine.config.files import shown_path
 from engine.config.problems import Problem
-from engine.errors import OpctlError
+from engine.safe_text import safe
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
-
-
-def user_errors(func: F) -> F:
-    """Turn an OpctlError (a user's mistake or an unavailable system) into a message and exit 1."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except OpctlError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_PROBLEMS)
-
-    return wrapper  # type: ignore[return-value]
+TICKET_ID = Positional("ticket_id", "ID", click.INT)
+PROPOSAL_ID = Positional("proposal_id", "ID", click.INT)
+MODES = ("observe", "approve", "execute")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,50 +46,62 @@ def main() -> None:
     """opctl: a declarative operator for distributed systems."""
 
 
+# ----------------------------------------------------------------------------- validate, schema
+
+
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
 @click.option("--warnings-as-errors", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--strict", is_flag=True, help="Every observation an expression reads must be typed (a `shape`, or a source that types it).")
-def validate(paths: tuple[str, ...], fmt: str, warnings_as_errors: bool, strict: bool) -> None:
-    """Check config files (or every *.yaml under directories) and report all problems."""
-    from engine.filekinds import validate_paths
+@click.option("-v", "--verbose", is_flag=True, help="Also say which files were checked, as what, and what was skipped.")
+def validate(paths: tuple[str, ...], fmt: str, as_json: bool, warnings_as_errors: bool, strict: bool, verbose: bool) -> None:
+    """Check configs, lab, test and eval files: files, or the opctl documents under directories
+    (other YAML, hidden directories, virtual environments and node_modules are skipped)."""
+    from engine.documents import Options, check_paths
 
     try:
-        problems = validate_paths(paths, strict=strict)
+        checked = check_paths(paths, options=Options(strict=strict))
     except FileNotFoundError as exc:
         click.echo(f"error: no such file or directory: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    _print_problems(problems, fmt)
-    failing = [p for p in problems if p.severity == "error" or warnings_as_errors]
+    if verbose:
+        for file, kind in checked.files:
+            click.echo(f"checked {file} ({kind})", err=True)
+        for skip in checked.skipped:
+            click.echo(f"skipped {skip.path}: {skip.reason}", err=True)
+    _print_problems(checked.problems, "json" if as_json else fmt)
+    failing = [p for p in checked.problems if p.severity == "error" or warnings_as_errors]
     sys.exit(EXIT_PROBLEMS if failing else EXIT_OK)
 
 
 def _print_problems(problems: list[Problem], fmt: str) -> None:
     if fmt == "json":
-        click.echo(json.dumps([p.as_json() for p in problems], indent=2))
+        print_json([p.as_json() for p in problems])
         return
     for problem in problems:
-        click.echo(problem.as_text())
+        click.echo(safe(problem.as_text()))
     errors = sum(p.severity == "error" for p in problems)
     warnings = len(problems) - errors
-    summary = "valid" if not problems else f"{errors} error(s), {warnings} warning(s)"
-    click.echo(summary, err=True)
+    click.echo("valid" if not problems else f"{errors} error(s), {warnings} warning(s)")
 
 
 @main.command()
-def schema() -> None:
-    """Print the JSON Schema of the config language."""
-    from engine.config.schema import config_schema_text
+@click.argument("kind", type=click.Choice(["config", "lab", "test", "eval"]), default="config")
+def schema(kind: str) -> None:
+    """Print the JSON Schema of the config language (or of lab, test or eval files)."""
+    from engine.schemas import schema_text
 
-    click.echo(config_schema_text(), nl=False)
+    click.echo(schema_text(kind), nl=False)
 
 
 # ----------------------------------------------------------------------------- run
 
 
 @main.command()
-@click.argument("config")
+@config_argument(store_suffices=False)
+@store_option
 @click.option("--once", is_flag=True, help="Run one tick and exit.")
 @click.option("--interval", default=None, help="Time between ticks (default: the config's), e.g. 5s.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per tick (default when not on a TTY).")
@@ -91,17 +111,23 @@ def schema() -> None:
     help="Address the metrics server binds (0.0.0.0 inside a container).",
 )
 @user_errors
-def run(config: str, once: bool, interval: str | None, as_json: bool, metrics_port: int | None, metrics_host: str) -> None:
-    """Watch a subject: observe, evaluate invariants, keep tickets."""
+def run(
+    config: str, store: str | None, once: bool, interval: str | None, as_json: bool, metrics_port: int | None, metrics_host: str
+) -> None:
+    """Watch a subject: observe, evaluate invariants, keep tickets, act within the gates.
+
+    On a terminal: the live view (mode, kill switch, invariant states, open tickets with the
+    command that approves what waits, the last actions). Otherwise one JSON object per tick."""
     import asyncio
     import signal
 
     from rich.console import Console
     from rich.live import Live
 
+    from engine.cockpit import gather, mode_info
     from engine.durations import parse_duration
     from engine.runtime import open_monitor
-    from engine.view import live_view
+    from engine.view import live_view, mode_source
 
     period = None
     if interval is not None:
@@ -109,20 +135,25 @@ def run(config: str, once: bool, interval: str | None, as_json: bool, metrics_po
             period = parse_duration(interval)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--interval") from exc
-    monitor = open_monitor(config)
+    monitor = open_monitor(config, store)
+    mode = mode_info(monitor.store, monitor.config.mode)
+    if mode.overridden:
+        warn(f"acting mode is {mode.mode}, {mode_source(mode)}; `opctl mode --clear` returns to the config's")
     if metrics_port is not None:
         monitor.metrics.serve(metrics_port, host=metrics_host)
     console = Console()
     json_lines = as_json or not console.is_terminal
     live = None if json_lines else Live(console=console, auto_refresh=False)
+    approve = " ".join(["opctl actions approve", shlex.quote(config), *(["--store", shlex.quote(store)] if store else []), "{id}"])
 
     def on_tick(report: Any) -> None:
         if live is None:
             click.echo(json.dumps(report.as_json(), default=str), nl=True)
             sys.stdout.flush()
         else:
-            open_tickets = monitor.store.tickets(status="open")
-            live.update(live_view(report, open_tickets, monitor.config.subject.name), refresh=True)
+            cockpit = gather(monitor.store, report, subject=monitor.config.subject.name, config_mode=monitor.config.mode,
+                             approve=approve)  # fmt: skip
+            live.update(live_view(cockpit, width=console.width, height=console.height), refresh=True)
 
     async def main_loop() -> None:
         stop = asyncio.Event()
@@ -149,98 +180,68 @@ def tickets() -> None:
     """List, show and manage tickets."""
 
 
-def _config_option(func: F) -> F:
-    return click.option("--config", "config", required=True, help="The subject's config file.")(func)  # type: ignore[no-any-return]
-
-
 @tickets.command("list")
-@_config_option
+@config_argument()
+@store_option
 @click.option("--status", type=click.Choice(["open", "resolved", "all"]), default="all", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@output_option
 @user_errors
-def tickets_list(config: str, status: str, as_json: bool, limit: int) -> None:
+def tickets_list(config: str | None, store: str | None, status: str, limit: int, output: str) -> None:
     """List tickets, newest first."""
-    from rich.console import Console
-
     from engine.runtime import open_store
-    from engine.view import ticket_json, tickets_table
+    from engine.view import ticket_json, tickets_listing
 
-    with open_store(config) as store:
-        found = store.tickets(status=None if status == "all" else status, limit=limit)
-    if as_json:
-        click.echo(json.dumps([ticket_json(t) for t in found], indent=2))
-    else:
-        Console().print(tickets_table(found))
+    with open_store(config, store) as opened:
+        found = opened.tickets(status=None if status == "all" else status, limit=limit)
+    print_listing(tickets_listing(found), output, lambda: [ticket_json(t) for t in found])
 
 
 @tickets.command("show")
-@_config_option
-@click.argument("ticket_id", type=int)
+@config_argument(TICKET_ID)
+@store_option
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def tickets_show(config: str, ticket_id: int, as_json: bool) -> None:
+def tickets_show(config: str | None, store: str | None, ticket_id: int, as_json: bool) -> None:
     """Show one ticket with its full timeline: diagnosis, proposals, gate decisions, executions."""
-    from rich.console import Console
-
     from engine.runtime import open_store, require_ticket
     from engine.view import record_json, ticket_detail, ticket_json
 
-    with open_store(config) as store:
-        ticket = require_ticket(store, ticket_id)
-        events = store.events(ticket_id=ticket_id)
-        proposals = store.proposals(ticket_id=ticket_id, limit=10_000)
-        executions = store.executions(ticket_id=ticket_id, limit=10_000)
-        tokens = store.tokens_by_ticket(ticket_id)
+    with open_store(config, store) as opened:
+        ticket = require_ticket(opened, ticket_id)
+        events = opened.events(ticket_id=ticket_id)
+        proposals = opened.proposals(ticket_id=ticket_id, limit=10_000)
+        executions = opened.executions(ticket_id=ticket_id, limit=10_000)
+        tokens = opened.tokens_by_ticket(ticket_id)
     if as_json:
-        click.echo(json.dumps({
+        print_json({
             **ticket_json(ticket), "snapshot": ticket.snapshot, "events": [record_json(e) for e in events],
             "proposals": [record_json(p) for p in proposals], "executions": [record_json(x) for x in executions],
             "tokens": {"input": tokens[0], "output": tokens[1]},
-        }, indent=2, default=str))
+        })  # fmt: skip
     else:
-        Console().print(ticket_detail(ticket, events, proposals=proposals, tokens=tokens))
+        print_rich(ticket_detail(ticket, events, proposals=proposals, tokens=tokens))
 
 
-def _manual(verb: str) -> Callable[[F], F]:
-    def decorate(func: F) -> F:
-        return click.argument("ticket_id", type=int)(click.option("--reason", default="", help="Recorded in the audit log.")(_config_option(func)))  # type: ignore[no-any-return]
+def _manual_command(verb: str, help_text: str) -> None:
+    @tickets.command(verb, help=help_text)
+    @config_argument(TICKET_ID)
+    @store_option
+    @click.option("--reason", default="", help="Recorded in the audit log.")
+    @user_errors
+    def command(config: str | None, store: str | None, ticket_id: int, reason: str) -> None:
+        from engine.runtime import actor_name, open_store, require_ticket
 
-    return decorate
-
-
-@tickets.command("resolve")
-@_manual("resolve")
-@user_errors
-def tickets_resolve(config: str, ticket_id: int, reason: str) -> None:
-    """Resolve a ticket by hand (it stays resolved even if its entity keeps firing)."""
-    _manual_change(config, ticket_id, "resolve", reason)
-
-
-@tickets.command("hold")
-@_manual("hold")
-@user_errors
-def tickets_hold(config: str, ticket_id: int, reason: str) -> None:
-    """Hold a ticket: the engine will not auto-resolve it."""
-    _manual_change(config, ticket_id, "hold", reason)
+        with open_store(config, store) as opened:
+            require_ticket(opened, ticket_id)
+            getattr(opened, verb)(ticket_id, actor=actor_name(), reason=reason)
+            ticket = require_ticket(opened, ticket_id)
+        click.echo(f"ticket #{ticket.id} is {ticket.status}{' (held)' if ticket.held else ''}")
 
 
-@tickets.command("unhold")
-@_manual("unhold")
-@user_errors
-def tickets_unhold(config: str, ticket_id: int, reason: str) -> None:
-    """Release a held ticket."""
-    _manual_change(config, ticket_id, "unhold", reason)
-
-
-def _manual_change(config: str, ticket_id: int, verb: str, reason: str) -> None:
-    from engine.runtime import actor_name, open_store, require_ticket
-
-    with open_store(config) as store:
-        require_ticket(store, ticket_id)
-        getattr(store, verb)(ticket_id, actor=actor_name(), reason=reason)
-        ticket = require_ticket(store, ticket_id)
-    click.echo(f"ticket #{ticket.id} is {ticket.status}{' (held)' if ticket.held else ''}")
+_manual_command("resolve", "Resolve a ticket by hand (it stays resolved even if its entity keeps firing).")
+_manual_command("hold", "Hold a ticket: the engine will not auto-resolve it.")
+_manual_command("unhold", "Release a held ticket.")
 
 
 # ----------------------------------------------------------------------------- actions
@@ -252,80 +253,70 @@ def actions() -> None:
 
 
 @actions.command("list")
-@_config_option
+@config_argument()
+@store_option
 @click.option("--status", default="all", show_default=True,
               type=click.Choice(["all", "pending", "proposed", "refused", "awaiting_approval", "approved", "rejected",
                                  "expired", "cancelled", "executing", "succeeded", "failed"]),
-              help="pending = awaiting approval or approved.")
+              help="pending = awaiting approval or approved.")  # fmt: skip
 @click.option("--ticket", "ticket_id", type=int, default=None, help="Only this ticket's proposals.")
-@click.option("--json", "as_json", is_flag=True)
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@output_option
 @user_errors
-def actions_list(config: str, status: str, ticket_id: int | None, as_json: bool, limit: int) -> None:
+def actions_list(config: str | None, store: str | None, status: str, ticket_id: int | None, limit: int, output: str) -> None:
     """List proposals, newest first."""
-    from rich.console import Console
-
     from engine.runtime import open_store
-    from engine.view import proposals_table, record_json
+    from engine.view import proposals_listing, record_json
 
-    with open_store(config) as store:
-        found = store.proposals(status=None if status == "all" else status, ticket_id=ticket_id, limit=limit)
-    if as_json:
-        click.echo(json.dumps([record_json(p) for p in found], indent=2, default=str))
-    else:
-        Console().print(proposals_table(found))
+    with open_store(config, store) as opened:
+        found = opened.proposals(status=None if status == "all" else status, ticket_id=ticket_id, limit=limit)
+    print_listing(proposals_listing(found), output, lambda: [record_json(p) for p in found])
 
 
 @actions.command("show")
-@_config_option
-@click.argument("proposal_id", type=int)
+@config_argument(PROPOSAL_ID)
+@store_option
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def actions_show(config: str, proposal_id: int, as_json: bool) -> None:
+def actions_show(config: str | None, store: str | None, proposal_id: int, as_json: bool) -> None:
     """Show one proposal, its gate decision and its executions."""
-    from rich.console import Console
-
     from engine.runtime import open_store, require_proposal
     from engine.view import proposal_detail, record_json
 
-    with open_store(config) as store:
-        proposal = require_proposal(store, proposal_id)
-        executions = [x for x in store.executions(ticket_id=proposal.ticket_id, limit=10_000) if x.proposal_id == proposal_id]
+    with open_store(config, store) as opened:
+        proposal = require_proposal(opened, proposal_id)
+        executions = [x for x in opened.executions(ticket_id=proposal.ticket_id, limit=10_000) if x.proposal_id == proposal_id]
     if as_json:
-        click.echo(json.dumps({**record_json(proposal), "executions": [record_json(x) for x in executions]}, indent=2, default=str))
+        print_json({**record_json(proposal), "executions": [record_json(x) for x in executions]})
     else:
-        Console().print(proposal_detail(proposal, executions))
-
-
-def _decide(verb: str) -> Callable[[F], F]:
-    def decorate(func: F) -> F:
-        func = click.option("--reason", default="", help="Recorded in the audit log.")(func)
-        return click.argument("proposal_id", type=int)(_config_option(func))  # type: ignore[no-any-return]
-
-    return decorate
+        print_rich(proposal_detail(proposal, executions))
 
 
 @actions.command("approve")
-@_decide("approve")
+@config_argument(PROPOSAL_ID)
+@store_option
+@click.option("--reason", default="", help="Recorded in the audit log.")
 @user_errors
-def actions_approve(config: str, proposal_id: int, reason: str) -> None:
+def actions_approve(config: str | None, store: str | None, proposal_id: int, reason: str) -> None:
     """Approve a proposal: a running engine runs it on its next tick, after re-checking every gate."""
     from engine.runtime import actor_name, open_store
 
-    with open_store(config) as store:
-        proposal = store.approve(proposal_id, actor=actor_name(), reason=reason)
+    with open_store(config, store) as opened:
+        proposal = opened.approve(proposal_id, actor=actor_name(), reason=reason)
     click.echo(f"proposal #{proposal.id} ({proposal.action}) is approved; it runs on the engine's next tick if every gate still passes")
 
 
 @actions.command("reject")
-@_decide("reject")
+@config_argument(PROPOSAL_ID)
+@store_option
+@click.option("--reason", default="", help="Recorded in the audit log.")
 @user_errors
-def actions_reject(config: str, proposal_id: int, reason: str) -> None:
+def actions_reject(config: str | None, store: str | None, proposal_id: int, reason: str) -> None:
     """Reject a proposal: it never runs, and its ticket is escalated."""
     from engine.runtime import actor_name, open_store
 
-    with open_store(config) as store:
-        proposal = store.reject(proposal_id, actor=actor_name(), reason=reason)
+    with open_store(config, store) as opened:
+        proposal = opened.reject(proposal_id, actor=actor_name(), reason=reason)
     click.echo(f"proposal #{proposal.id} ({proposal.action}) is rejected; ticket #{proposal.ticket_id} is escalated")
 
 
@@ -333,61 +324,101 @@ def actions_reject(config: str, proposal_id: int, reason: str) -> None:
 
 
 @main.command()
-@_config_option
+@config_argument()
+@store_option
 @click.option("--reason", default="", help="Recorded in the audit log.")
 @user_errors
-def kill(config: str, reason: str) -> None:
+def kill(config: str | None, store: str | None, reason: str) -> None:
     """Stop all acting now (persisted): pending proposals are cancelled; a running engine stops
     acting within one tick. `opctl resume` undoes it."""
     from engine.runtime import actor_name, open_store
 
-    with open_store(config) as store:
-        cancelled = store.kill(actor=actor_name(), reason=reason)
+    with open_store(config, store, create=True) as opened:
+        cancelled = opened.kill(actor=actor_name(), reason=reason)
     click.echo(f"kill switch is ON; {len(cancelled)} pending proposal(s) cancelled")
 
 
 @main.command()
-@_config_option
+@config_argument()
+@store_option
 @click.option("--reason", default="", help="Recorded in the audit log.")
 @user_errors
-def resume(config: str, reason: str) -> None:
+def resume(config: str | None, store: str | None, reason: str) -> None:
     """Turn the kill switch off: the engine acts again from its next tick."""
     from engine.runtime import actor_name, open_store
 
-    with open_store(config) as store:
-        count = store.resume(actor=actor_name(), reason=reason)
+    with open_store(config, store) as opened:
+        count = opened.resume(actor=actor_name(), reason=reason)
     click.echo(f"kill switch is OFF; {count} ticket(s) will be attempted again")
 
 
 @main.command()
-@click.argument("mode", type=click.Choice(["observe", "approve", "execute"]))
-@_config_option
+@click.argument("args", nargs=-1, metavar="[CONFIG] [observe|approve|execute]")
+@click.option("--clear", is_flag=True, help="Drop the persisted mode: the config's `mode` applies again.")
+@click.option("--config", "deprecated_config", default=None, hidden=True)
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="Print the mode and its source as JSON.")
 @user_errors
-def mode(mode: str, config: str) -> None:
-    """Set the acting mode (persisted; overrides the config's `mode`)."""
-    from engine.runtime import actor_name, open_store
+def mode(args: tuple[str, ...], clear: bool, deprecated_config: str | None, store: str | None, as_json: bool) -> None:
+    """Show the acting mode and where it comes from, set it (persisted in the store; it overrides
+    the config's `mode` for every engine on that store), or --clear it.
 
-    with open_store(config) as store:
-        store.set_mode(mode, actor=actor_name())
-    click.echo(f"mode is {mode}")
+    Precedence: the mode set here, while set; else the config's `mode:` (observe by default)."""
+    from engine.cockpit import mode_info
+    from engine.config.validate import load_config
+    from engine.runtime import actor_name, open_store, store_path
+    from engine.view import mode_source
+
+    values = list(args)
+    wanted = values.pop() if values and values[-1] in MODES else None
+    if len(values) > 1 or (wanted is not None and clear):
+        raise click.UsageError("usage: opctl mode [CONFIG] [observe|approve|execute] | opctl mode [CONFIG] --clear")
+    config = resolve_config(values[0] if values else None, deprecated_config, required=store is None)
+    loaded = load_config(config) if config is not None else None
+    config_mode = loaded.config.mode if loaded is not None else None
+    path = store_path(config, store, loaded=loaded)
+    if wanted is not None:
+        with open_store(config, store, create=True, loaded=loaded) as opened:
+            opened.set_mode(wanted, actor=actor_name())
+        overrides = f" (overrides the config's {config_mode} until `opctl mode --clear`)" if config_mode not in (None, wanted) else ""
+        click.echo(f"mode is {wanted}{overrides}")
+        return
+    if clear:
+        cleared = False
+        if path.exists():
+            with open_store(config, store, loaded=loaded) as opened:
+                cleared = opened.clear_mode(actor=actor_name(), then=config_mode)
+        click.echo(f"mode is {config_mode or 'the config’s'} (from the config)" + ("" if cleared else "; there was no override"))
+        return
+    if path.exists():
+        with open_store(config, store, loaded=loaded) as opened:
+            info = mode_info(opened, config_mode or "unknown")
+    else:
+        info = mode_info(None, config_mode or "unknown")
+    if as_json:
+        print_json({**info.as_json(), "config_mode": config_mode, "store": str(path)})
+    elif config_mode is None and info.source == "config":
+        click.echo("no mode override in this store: the config's `mode` applies (name the config to see it)")
+    else:
+        click.echo(f"mode is {info.mode} ({mode_source(info)})")
 
 
 # ----------------------------------------------------------------------------- prompt
 
 
 @main.command()
-@_config_option
-@click.option("--ticket", "ticket_id", type=int, required=True, help="The ticket whose prompt to render.")
+@config_argument(Positional("ticket_id", "ID", click.INT, old_option="--ticket"), store_suffices=False)
+@store_option
 @user_errors
-def prompt(config: str, ticket_id: int) -> None:
+def prompt(config: str, store: str | None, ticket_id: int) -> None:
     """Print the diagnosis prompt (system, then user) of a ticket, from its stored snapshot."""
     from engine.runtime import rendered_prompt
 
-    system, user = rendered_prompt(config, ticket_id)
+    system, user = rendered_prompt(config, ticket_id, store)
     click.echo("===== system =====")
-    click.echo(system)
+    echo_safe(system)
     click.echo("===== user =====")
-    click.echo(user)
+    echo_safe(user)
 
 
 # ----------------------------------------------------------------------------- test
@@ -421,45 +452,36 @@ def _lab_spec(config: str) -> Any:
     return lab_of(config)[1]
 
 
-def _print_lab_status(status: Any, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(status.as_json(), indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
+def _print_lab_status(status: Any, output: str) -> None:
+    from engine.view import lab_listing
 
-    table = Table(title=f"lab {status.lab} · {'healthy' if status.healthy else 'running' if status.running else 'down'} · {status.state_dir}")
-    for column in ("process", "running", "ready", "pid", "endpoint", "log"):
-        table.add_column(column)
-    for p in status.processes:
-        table.add_row(p.name, "yes" if p.running else "no", "yes" if p.ready else "no", str(p.pid or "-"), p.endpoint or "-", p.log)
-    Console().print(table)
+    print_listing(lab_listing(status), output, status.as_json)
 
 
 @lab.command("up")
-@click.argument("config")
-@click.option("--json", "as_json", is_flag=True, help="Print the status (endpoints, exports) as JSON.")
+@config_argument()
+@output_option
 @user_errors
-def lab_up(config: str, as_json: bool) -> None:
+def lab_up(config: str, output: str) -> None:
     """Start the lab's processes in order, each healthy before the next."""
     from engine.lab import supervisor
 
-    _print_lab_status(supervisor.up(_lab_spec(config)), as_json)
+    _print_lab_status(supervisor.up(_lab_spec(config)), output)
 
 
 @lab.command("status")
-@click.argument("config")
-@click.option("--json", "as_json", is_flag=True)
+@config_argument()
+@output_option
 @user_errors
-def lab_status(config: str, as_json: bool) -> None:
+def lab_status(config: str, output: str) -> None:
     """Show each lab process: running, ready, pid, endpoint."""
     from engine.lab import supervisor
 
-    _print_lab_status(supervisor.status(_lab_spec(config)), as_json)
+    _print_lab_status(supervisor.status(_lab_spec(config)), output)
 
 
 @lab.command("down")
-@click.argument("config")
+@config_argument()
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def lab_down(config: str, as_json: bool) -> None:
@@ -468,40 +490,44 @@ def lab_down(config: str, as_json: bool) -> None:
 
     stopped = supervisor.down(_lab_spec(config))
     if as_json:
-        click.echo(json.dumps({"stopped": stopped}))
+        print_json({"stopped": stopped})
     else:
         click.echo(f"stopped {len(stopped)} process(es)" + (f": {', '.join(stopped)}" if stopped else ""))
 
 
 @main.command()
-@click.argument("config")
+@config_argument(required=False)
 @click.option("--scenario", "scenario_name", default=None, help="The lab scenario to play (see --list).")
 @click.option(
-    "--mode", type=click.Choice(["observe", "approve", "execute"]), default="execute", show_default=True,
+    "--mode", type=click.Choice(MODES), default="execute", show_default=True,
     help="observe: propose only. approve/execute: actions run; those waiting for approval are approved by the "
          "demo itself, standing in for the human (`opctl actions approve`), and the timeline says so.",
-)
-@click.option("--list", "list_only", is_flag=True, help="List the lab's scenarios and exit.")
+)  # fmt: skip
+@click.option("--list", "list_only", is_flag=True, help="List the scenarios (of every shipped config when none is named).")
 @click.option("--interval", default="1s", show_default=True, help="Time between operator ticks.")
+@click.option("--lab", "lab_file", default=None, help="Play this lab file instead of the config's `lab:`.")
+@output_option
 @user_errors
-def demo(config: str, scenario_name: str | None, mode: str, list_only: bool, interval: str) -> None:
+def demo(
+    config: str | None, scenario_name: str | None, mode: str, list_only: bool, interval: str, lab_file: str | None, output: str
+) -> None:
     """Lab up → operator → inject a fault → detect, diagnose, act, verify → lab down.
 
-    The last line is one JSON object {"scenario", "ok", "detected_s", "recovered_s", "actions",
-    "mode"}; the exit status is 0 only when the scenario's expectations held."""
+    Each run keeps its own store (the audit log) under the lab's state dir and ends by printing
+    the command that inspects it, then one JSON object {"scenario", "ok", "detected_s",
+    "recovered_s", "actions", "mode"}; the exit status is 0 only when the scenario's expectations
+    held. The mode is `execute` unless --mode says otherwise (configs ship in observe: the
+    demo's lab is the only place it acts by default)."""
     import signal
 
     from engine.durations import parse_duration
-    from engine.lab.demo import DemoSettings, lab_of, run_demo
+    from engine.lab.demo import DemoSettings, run_demo
 
     if list_only:
-        spec = lab_of(config)[1]
-        for scenario in spec.lab.scenarios:
-            expected = scenario.expect.fires + (f" (then {scenario.expect.action})" if scenario.expect.action else "")
-            click.echo(f"{scenario.name:<18} fires {expected}")
-            if scenario.description:
-                click.echo(f"{'':<18} {' '.join(scenario.description.split())}")
+        _list_scenarios(config, output, lab_file)
         return
+    if config is None:
+        raise click.UsageError("give the config first (or set OPCTL_CONFIG), then --scenario NAME; --list shows them")
     if scenario_name is None:
         raise click.UsageError("give --scenario NAME (or --list to see them)")
     try:
@@ -512,20 +538,50 @@ def demo(config: str, scenario_name: str | None, mode: str, list_only: bool, int
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     def emit(entry: Any) -> None:
-        click.echo(entry.line())
+        echo_safe(entry.line())
         sys.stdout.flush()
 
     from engine.errors import LabError
+    from engine.lab.timeline import TimelineEntry
 
+    given = click.get_current_context().get_parameter_source("mode") == click.core.ParameterSource.COMMANDLINE
+    emit(TimelineEntry(None, "mode", f"{mode} ({'--mode' if given else 'the demo default; --mode observe|approve to change'}); "
+                                     "the demo sets it in its own store, whatever the config says"))
     try:
-        result = run_demo(config, scenario_name, mode=mode, emit=emit, settings=DemoSettings(interval=period))
+        result = run_demo(config, scenario_name, mode=mode, emit=emit, settings=DemoSettings(interval=period), lab=lab_file)
     except LabError as exc:  # the lab could not start: still end with the result line
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {safe(exc, multiline=True)}", err=True)
         failed = {"scenario": scenario_name, "ok": False, "detected_s": None, "recovered_s": None, "actions": [], "mode": mode}
         click.echo(json.dumps(failed))
         sys.exit(EXIT_PROBLEMS)
+    if result.store is not None:
+        click.echo(f"inspect this run: opctl tickets list --store {shlex.quote(str(shown_path(result.store)))}")
     click.echo(json.dumps(result.as_json()))
     sys.exit(EXIT_OK if result.ok else EXIT_PROBLEMS)
+
+
+def _list_scenarios(config: str | None, output: str, lab_file: str | None) -> None:
+    from engine.lab.demo import lab_of
+    from engine.runtime import shipped_demo_configs
+    from engine.view import scenarios_listing
+
+    configs = [config] if config is not None else [str(shown_path(p)) for p in shipped_demo_configs()]
+    entries = [(path, scenario) for path in configs for scenario in lab_of(path, lab=lab_file)[1].lab.scenarios]
+    if output != "table":
+        print_listing(scenarios_listing(entries), output, lambda: [
+            {"config": path, "scenario": s.name, "fires": s.expect.fires, "key": s.expect.key, "action": s.expect.action,
+             "description": " ".join(s.description.split())}
+            for path, s in entries
+        ])  # fmt: skip
+        return
+    for path in configs:
+        if config is None:
+            click.echo(f"{path}:")
+        for _, scenario in (e for e in entries if e[0] == path):
+            expected = scenario.expect.fires + (f" (then {scenario.expect.action})" if scenario.expect.action else "")
+            click.echo(safe(f"{scenario.name:<18} fires {expected}"))
+            if scenario.description:
+                click.echo(safe(f"{'':<18} {' '.join(scenario.description.split())}"))
 
 
 # ----------------------------------------------------------------------------- eval
@@ -593,7 +649,7 @@ def eval_command(paths: tuple[str, ...], provider: str, model: str | None, repea
 
     def timeline(entry: Any) -> None:
         if verbose:
-            click.echo(entry.line(), err=True)
+            echo_safe(entry.line(), err=True)
 
     result = run_eval(paths, settings, run_regex=run_regex, progress=progress, timeline=timeline)
     if result.usage_error is not None:

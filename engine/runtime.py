@@ -7,9 +7,11 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.config.validate import load_config
+from engine.cockpit import mode_info
+from engine.config.validate import LoadedConfig, load_config
 from engine.errors import ConfigError, StoreError
 from engine.store import Proposal, Store, Ticket
 
@@ -17,23 +19,55 @@ if TYPE_CHECKING:
     from engine.loop import Monitor
 
 
-def open_monitor(config_path: str) -> Monitor:
+STORE_SCHEMES = ("sqlite",)
+
+
+def store_location(text: str) -> Path:
+    """The store `--store` names: a path, or a `sqlite:///PATH` URL (relative to the current
+    directory). Other schemes are refused with a clear message."""
+    if "://" not in text:
+        return Path(text)
+    scheme, _, rest = text.partition("://")
+    if scheme not in STORE_SCHEMES:
+        raise StoreError(f"--store {text}: this opctl keeps its store in SQLite; give a path or sqlite:///PATH")
+    return Path(rest)
+
+
+def store_path(config_path: str | None, store: str | None = None, *, loaded: LoadedConfig | None = None) -> Path:
+    """Where the store is: `--store` when given, else the config's `store:`."""
+    if store is not None:
+        return store_location(store)
+    if loaded is not None:
+        return loaded.store_path
+    if config_path is None:
+        raise ConfigError("no store given: name the config (or set OPCTL_CONFIG), or give --store PATH")
+    return load_config(config_path).store_path
+
+
+def open_monitor(config_path: str, store: str | None = None) -> Monitor:
     # imported here: the loop brings the observers, actors and their clients (redis, httpx),
     # about 0.3 s that the commands reading the store do not need
     from engine.loop import Monitor
 
     loaded = load_config(config_path)
-    return Monitor(loaded, store=Store(loaded.store_path))
+    return Monitor(loaded, store=Store(store_path(config_path, store, loaded=loaded)))
 
 
 @contextmanager
-def open_store(config_path: str) -> Iterator[Store]:
-    loaded = load_config(config_path)
-    store = Store(loaded.store_path)
+def open_store(
+    config_path: str | None, store: str | None = None, *, create: bool = False, loaded: LoadedConfig | None = None
+) -> Iterator[Store]:
+    """The store of `config_path` (or `--store`). Only commands that write switches create it: a
+    command that reads finds one or says where it looked."""
+    path = store_path(config_path, store, loaded=loaded)
+    if not create and not path.exists():
+        run = f"opctl run {config_path}" if config_path else "opctl run CONFIG"
+        raise StoreError(f"no store at {path} yet: run `{run}` first")
+    opened = Store(path)
     try:
-        yield store
+        yield opened
     finally:
-        store.close()
+        opened.close()
 
 
 def require_ticket(store: Store, ticket_id: int) -> Ticket:
@@ -50,13 +84,13 @@ def require_proposal(store: Store, proposal_id: int) -> Proposal:
     return proposal
 
 
-def rendered_prompt(config_path: str, ticket_id: int) -> tuple[str, str]:
+def rendered_prompt(config_path: str, ticket_id: int, store_at: str | None = None) -> tuple[str, str]:
     """The (system, user) diagnosis prompts of a stored ticket, built from its snapshot (the
     observations that fired it), its events and earlier tickets; offline."""
     from engine.diagnose import DiagnosisRequest, render_prompts
 
     loaded = load_config(config_path)
-    with Store(loaded.store_path) as store:
+    with open_store(config_path, store_at, loaded=loaded) as store:
         ticket = require_ticket(store, ticket_id)
         invariant = loaded.config.invariant(ticket.invariant)
         if invariant is None:
@@ -67,7 +101,7 @@ def rendered_prompt(config_path: str, ticket_id: int) -> tuple[str, str]:
             observations=observations, events=store.events(ticket_id),
             similar_tickets=store.similar_tickets(ticket.invariant, exclude=ticket_id),
         )
-        mode = store.mode_override() or loaded.config.mode
+        mode = mode_info(store, loaded.config.mode).mode
     return render_prompts(loaded, request, mode, time.time())
 
 
@@ -78,3 +112,22 @@ def actor_name() -> str:
     except (KeyError, OSError):
         user = str(os.getuid())
     return f"cli:{user}"
+
+
+def shipped_demo_configs() -> list[Path]:
+    """The shipped configs that name a lab (`configs/*.yaml`, `examples/*/*.yaml`): of the checkout
+    this opctl runs from, else of the current directory."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "configs").is_dir():
+        root = Path.cwd()
+    found = []
+    for path in [*sorted((root / "configs").glob("*.yaml")), *sorted((root / "examples").glob("*/*.yaml"))]:
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and "subject" in data and data.get("lab"):
+            found.append(path)
+    return found

@@ -1,110 +1,253 @@
-"""Human-readable renderings (rich) of ticks, tickets and timelines; cli.py prints them."""
+"""Human-readable renderings (rich) of listings, tickets, proposals and the live view; cli.py prints them.
+
+Every string that did not come from opctl itself (observed values, model output, store records)
+goes through engine.safe_text: shown as plain text, never as rich markup, control characters
+escaped.
+
+Listings (`tickets list`, `actions list`, `lab status`, `demo --list`) are data first
+(`Listing`: columns and rows) and rendered three ways: a table fitted to the terminal (columns
+dropped, lowest priority first, until it fits; the columns marked `keep` are never dropped nor
+cut, the others wrap), a wide table (every column, nothing wrapped) and TSV.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Group
+from rich import box
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from engine.durations import utc_text
+from engine.event_text import describe
+from engine.safe_text import plain, safe
 
 if TYPE_CHECKING:
+    from engine.cockpit import Cockpit, ModeInfo, OpenTicket
     from engine.loop import TickReport
     from engine.store import Event, Execution, Proposal, Ticket
 
-_STATE_STYLE = {"ok": "green", "pending": "yellow", "firing": "bold red"}
+STATES = ("ok", "pending", "firing", "unknown", "error")  # the per-invariant counts of a tick
+_STATE_STYLE = {"ok": "green", "pending": "yellow", "firing": "bold red", "unknown": "magenta", "error": "red"}
+_MODE_STYLE = {"observe": "cyan", "approve": "yellow", "execute": "bold magenta"}
 
 
 def when(ts: float | None) -> str:
     return "-" if ts is None else utc_text(ts)
 
 
-def live_view(report: TickReport, tickets: list[Ticket], subject: str) -> Group:
-    header = Text(f"opctl · {subject} · tick {report.tick} at {when(report.at)} UTC · {report.duration_s * 1000:.0f} ms", style="bold")
+def clock_time(ts: float | None) -> str:
+    return "-" if ts is None else utc_text(ts)[11:]
 
-    invariants = Table(title="Invariants", expand=True)
-    for column in ("invariant", "ok", "pending", "firing", "unknown", "error", "health"):
-        invariants.add_column(column)
-    for name, info in report.invariants.items():
-        health = Text("ok", style="green") if info["health"] == "ok" else Text(f"err: {info.get('error')}", style="red")
-        counts = info.get("counts", info)
-        invariants.add_row(
-            name,
-            str(counts.get("ok", 0)),
-            Text(str(counts.get("pending", 0)), style="yellow" if counts.get("pending") else ""),
-            Text(str(counts.get("firing", 0)), style="bold red" if counts.get("firing") else ""),
-            Text(str(counts.get("unknown", 0)), style="magenta" if counts.get("unknown") else ""),
-            Text(str(counts.get("error", 0)), style="red" if counts.get("error") else ""),
-            health,
+
+# ----------------------------------------------------------------------------- listings
+
+
+FLEX_MIN = 24  # columns a wrapping text column gets at least when a table is fitted to a terminal
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a listing.
+
+    Attributes:
+        keep: never dropped, never cut (an id, an invariant, a status).
+        drop: when the table must shrink to fit the terminal, lower values go first (0: never).
+        wide: only in the wide table and TSV.
+        flex: free text that wraps (a message): counted at FLEX_MIN columns when fitting.
+    """
+
+    name: str
+    keep: bool = False
+    drop: int = 0
+    wide: bool = False
+    numeric: bool = False
+    flex: bool = False
+
+
+@dataclass(frozen=True)
+class Listing:
+    title: str | None
+    columns: tuple[Column, ...]
+    rows: tuple[tuple[Text, ...], ...]
+    header: bool = True
+    rule: bool = True  # a line under the header (the live view saves it)
+
+    def tsv(self) -> str:
+        """A header line, then one line per row; tabs and newlines in values are escaped."""
+        lines = ["\t".join(c.name for c in self.columns)]
+        lines += ["\t".join(cell.plain for cell in row) for row in self.rows]
+        return "\n".join(lines)
+
+    def table(self, *, wide: bool = False, width: int | None = None) -> Table:
+        """The table at its natural width (nothing wrapped or cut), or fitted to `width`: the
+        droppable columns go, lowest priority first, until the others fit (free text wrapping)."""
+        shown = [i for i, c in enumerate(self.columns) if wide or not c.wide]
+        if width is not None:
+            droppable = sorted((i for i in shown if self.columns[i].drop), key=lambda i: self.columns[i].drop)
+            while droppable and self._needed(shown) > width:
+                shown.remove(droppable.pop(0))
+        return self._table(shown, fold=width is not None)
+
+    def flowing(self) -> Table:
+        """The default columns, wrapping to whatever width the table is given (inside a detail view)."""
+        return self._table([i for i, c in enumerate(self.columns) if not c.wide], fold=True)
+
+    def _needed(self, shown: list[int]) -> int:
+        """Columns the shown columns need side by side (free text counted at FLEX_MIN)."""
+        total = 2 * (len(shown) - 1)  # one space of padding on each side between columns
+        for i in shown:
+            column = self.columns[i]
+            natural = max([len(column.name), *(row[i].cell_len for row in self.rows)])
+            total += min(natural, FLEX_MIN) if column.flex else natural
+        return total
+
+    def _table(self, shown: list[int], *, fold: bool) -> Table:
+        table = Table(
+            title=self.title, box=box.SIMPLE_HEAD if self.rule else None, show_edge=False, pad_edge=False,
+            title_justify="left", title_style="bold", show_header=self.header, header_style="bold underline" if not self.rule else "bold",
         )
-
-    observations = Table(title="Observations", expand=True)
-    for column in ("observation", "status", "ms"):
-        observations.add_column(column)
-    for name, info in report.observations.items():
-        status = Text("ok", style="green") if info["ok"] else Text(str(info.get("error")), style="red")
-        if info["ok"] and info.get("endpoint_errors"):
-            status = Text(f"partial: {len(info['endpoint_errors'])} endpoint(s) failed", style="yellow")
-        observations.add_row(name, status, f"{info['duration_s'] * 1000:.0f}")
-
-    return Group(header, invariants, observations, tickets_table(tickets, title="Open tickets"))
+        for i in shown:
+            column = self.columns[i]
+            table.add_column(
+                column.name, no_wrap=column.keep or not fold, overflow="fold",
+                justify="right" if column.numeric else "left",
+            )
+        for row in self.rows:
+            table.add_row(*(row[i] for i in shown))
+        return table
 
 
-def tickets_table(tickets: list[Ticket], title: str = "Tickets") -> Table:
-    table = Table(title=title, expand=True)
-    for column in ("id", "status", "severity", "invariant", "key", "first seen", "last seen", "n", "message"):
-        table.add_column(column)
-    for t in tickets:
-        status = t.status + (" (held)" if t.held else "")
-        table.add_row(
-            str(t.id), status, t.severity, t.invariant, t.entity_key or "-", when(t.first_seen), when(t.last_seen),
-            str(t.occurrences), t.message,
+def _cells(*values: Any) -> tuple[Text, ...]:
+    return tuple(v if isinstance(v, Text) else plain(v) for v in values)
+
+
+def tickets_listing(tickets: Iterable[Ticket], title: str = "Tickets") -> Listing:
+    columns = (
+        Column("id", keep=True, numeric=True), Column("status", keep=True), Column("severity", drop=3),
+        Column("invariant", keep=True), Column("key"), Column("first seen", drop=1), Column("last seen", drop=2),
+        Column("n", drop=4, numeric=True), Column("message", flex=True), Column("labels", wide=True), Column("previous", wide=True),
+        Column("parked", wide=True), Column("verify until", wide=True),
+    )  # fmt: skip
+    rows = tuple(
+        _cells(
+            t.id, _status_text(t), t.severity, t.invariant, t.entity_key or "-", when(t.first_seen), when(t.last_seen),
+            t.occurrences, t.message, json.dumps(t.labels, sort_keys=True) if t.labels else "-",
+            f"#{t.previous_ticket_id}" if t.previous_ticket_id else "-", t.parked or "-", when(t.verify_deadline),
         )
-    return table
+        for t in tickets
+    )
+    return Listing(title, columns, rows)
+
+
+def proposals_listing(proposals: Iterable[Proposal], title: str = "Proposals") -> Listing:
+    columns = (
+        Column("id", keep=True, numeric=True), Column("ticket", keep=True), Column("action", keep=True),
+        Column("params", drop=3), Column("status", keep=True), Column("gate", drop=4), Column("detail", drop=5, flex=True),
+        Column("source", drop=1), Column("updated", drop=2), Column("reason", wide=True), Column("created", wide=True),
+        Column("expires", wide=True), Column("decided by", wide=True),
+    )  # fmt: skip
+    rows = tuple(
+        _cells(
+            p.id, f"#{p.ticket_id}", p.action, _params_json(p.params), plain(p.status, _proposal_style(p.status)),
+            p.gate or "-", p.detail or "-", p.source, when(p.updated_at), p.reason or "-", when(p.created_at),
+            when(p.expires_at), p.decided_by or "-",
+        )
+        for p in proposals
+    )
+    return Listing(title, columns, rows)
+
+
+def lab_listing(status: Any) -> Listing:
+    state = "healthy" if status.healthy else "running" if status.running else "down"
+    columns = (
+        Column("process", keep=True), Column("running", keep=True), Column("ready", keep=True),
+        Column("pid", drop=2, numeric=True), Column("endpoint", flex=True), Column("log", drop=1),
+    )  # fmt: skip
+    rows = tuple(
+        _cells(p.name, "yes" if p.running else "no", "yes" if p.ready else "no", p.pid or "-", p.endpoint or "-", p.log)
+        for p in status.processes
+    )
+    return Listing(f"lab {safe(status.lab)} · {state} · {safe(status.state_dir)}", columns, rows)
+
+
+def scenarios_listing(entries: Sequence[tuple[str, Any]]) -> Listing:
+    """(config path, lab Scenario) pairs: every scenario `opctl demo` can play."""
+    columns = (
+        Column("config", drop=1), Column("scenario", keep=True), Column("fires", keep=True), Column("key", drop=2),
+        Column("action"), Column("description", wide=True, flex=True),
+    )  # fmt: skip
+    rows = tuple(
+        _cells(config, s.name, s.expect.fires, s.expect.key or "-", s.expect.action or "-", " ".join(s.description.split()) or "-")
+        for config, s in entries
+    )
+    return Listing("Scenarios", columns, rows)
+
+
+def _status_text(ticket: Ticket) -> Text:
+    return plain(ticket.status + (" (held)" if ticket.held else ""), "bold red" if ticket.status == "open" else "")
+
+
+def _proposal_style(status: str) -> str:
+    return {"awaiting_approval": "bold yellow", "refused": "red", "failed": "bold red", "succeeded": "green"}.get(status, "")
+
+
+def _params_json(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+# ----------------------------------------------------------------------------- details
+
+
+def _grid(rows: Iterable[tuple[str, Any]]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value in rows:
+        grid.add_row(Text(label), value if isinstance(value, Text) else plain(value, multiline=True))
+    return grid
 
 
 def ticket_detail(
     ticket: Ticket, events: list[Event], *, proposals: list[Proposal] | None = None, tokens: tuple[int, int] = (0, 0)
 ) -> Group:
-    lines = Table.grid(padding=(0, 2))
-    lines.add_column(style="bold")
-    lines.add_column()
-    for label, value in (
+    rows: list[tuple[str, Any]] = [
         ("ticket", f"#{ticket.id}"),
         ("invariant", ticket.invariant),
         ("entity", ticket.entity_key or "(cluster)"),
-        ("status", ticket.status + (" (held)" if ticket.held else "")),
+        ("status", _status_text(ticket)),
         ("severity", ticket.severity),
         ("first seen", when(ticket.first_seen)),
         ("last seen", when(ticket.last_seen)),
         ("resolved", when(ticket.resolved_at)),
-        ("occurrences", str(ticket.occurrences)),
+        ("occurrences", ticket.occurrences),
         ("previous ticket", f"#{ticket.previous_ticket_id}" if ticket.previous_ticket_id else "-"),
         ("labels", json.dumps(ticket.labels) if ticket.labels else "-"),
         ("message", ticket.message),
-    ):
-        lines.add_row(label, value)
+    ]
     if ticket.verify_deadline is not None:
-        lines.add_row("verify until", when(ticket.verify_deadline))
+        rows.append(("verify until", when(ticket.verify_deadline)))
     if ticket.parked:
-        lines.add_row("parked", ticket.parked)
+        rows.append(("parked", ticket.parked))
     if tokens != (0, 0):
-        lines.add_row("tokens", f"{tokens[0]} in, {tokens[1]} out")
-    parts: list[Any] = [lines]
+        rows.append(("tokens", f"{tokens[0]} in, {tokens[1]} out"))
+    parts: list[RenderableType] = [_grid(rows)]
     diagnoses = [e for e in events if e.kind == "diagnosis"]
     if diagnoses:
         parts.append(diagnosis_panel(diagnoses[-1]))
     if proposals:
-        parts.append(proposals_table(list(reversed(proposals)), title="Proposals"))
-    timeline = Table(title="Timeline", expand=True)
+        parts.append(proposals_listing(list(reversed(proposals))).flowing())
+    timeline = Table(title="Timeline", title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("at (UTC)", "event", "actor", "details"):
-        timeline.add_column(column)
+        timeline.add_column(column, overflow="fold", no_wrap=column != "details")
     for event in events:
-        timeline.add_row(when(event.at), event.kind, event.actor, _details(event.data))
+        timeline.add_row(*_cells(when(event.at), event.kind, event.actor, _details(event.data)))
     parts.append(timeline)
     return Group(*parts)
 
@@ -112,66 +255,236 @@ def ticket_detail(
 def diagnosis_panel(event: Event) -> Table:
     """The latest diagnosis of a ticket, as a two-column grid."""
     d = event.data
-    grid = Table(title=f"Diagnosis ({d.get('provider')}{', ' + str(d['model']) if d.get('model') else ''})", expand=True, show_header=False)
-    grid.add_column(style="bold")
-    grid.add_column()
-    grid.add_row("summary", str(d.get("summary", "")))
-    grid.add_row("root cause", str(d.get("root_cause", "")))
-    grid.add_row("confidence", str(d.get("confidence", "")))
-    for item in d.get("evidence") or []:
-        grid.add_row("evidence", str(item))
-    for alt in d.get("alternatives_considered") or []:
-        grid.add_row("rejected", f"{alt.get('hypothesis')}: {alt.get('why_rejected')}")
-    for rec in d.get("recommended_actions") or []:
-        grid.add_row("recommends", f"{rec.get('action')} {json.dumps(rec.get('params'), sort_keys=True)}: {rec.get('reason')}")
+    rows: list[tuple[str, Any]] = [
+        ("summary", d.get("summary", "")),
+        ("root cause", d.get("root_cause", "")),
+        ("confidence", d.get("confidence", "")),
+    ]
+    rows += [("evidence", item) for item in d.get("evidence") or []]
+    rows += [("rejected", f"{alt.get('hypothesis')}: {alt.get('why_rejected')}") for alt in d.get("alternatives_considered") or []]
+    rows += [
+        ("recommends", f"{rec.get('action')} {json.dumps(rec.get('params'), sort_keys=True)}: {rec.get('reason')}")
+        for rec in d.get("recommended_actions") or []
+    ]
     if d.get("fallback_reason"):
-        grid.add_row("fallback", str(d["fallback_reason"]))
-    grid.add_row("tokens", f"{d.get('input_tokens', 0)} in, {d.get('output_tokens', 0)} out, {d.get('tool_calls', 0)} tool call(s)")
+        rows.append(("fallback", d["fallback_reason"]))
+    rows.append(("tokens", f"{d.get('input_tokens', 0)} in, {d.get('output_tokens', 0)} out, {d.get('tool_calls', 0)} tool call(s)"))
+    grid = _grid(rows)
+    grid.title = plain(f"Diagnosis ({d.get('provider')}{', ' + str(d['model']) if d.get('model') else ''})", "bold")
+    grid.title_justify = "left"
     return grid
 
 
-def proposals_table(proposals: list[Proposal], title: str = "Proposals") -> Table:
-    table = Table(title=title, expand=True)
-    for column in ("id", "ticket", "action", "params", "status", "gate", "detail", "source", "updated"):
-        table.add_column(column)
-    for p in proposals:
-        table.add_row(
-            str(p.id), f"#{p.ticket_id}", p.action, json.dumps(p.params, sort_keys=True), p.status, p.gate or "-",
-            p.detail or "-", p.source, when(p.updated_at),
-        )
-    return table
-
-
 def proposal_detail(proposal: Proposal, executions: list[Execution]) -> Group:
-    lines = Table.grid(padding=(0, 2))
-    lines.add_column(style="bold")
-    lines.add_column()
-    for label, value in (
+    lines = _grid([
         ("proposal", f"#{proposal.id}"),
         ("ticket", f"#{proposal.ticket_id}"),
         ("action", proposal.action),
-        ("params", json.dumps(proposal.params, sort_keys=True)),
+        ("params", _params_json(proposal.params)),
         ("reason", proposal.reason or "-"),
         ("source", proposal.source),
-        ("status", proposal.status),
+        ("status", plain(proposal.status, _proposal_style(proposal.status))),
         ("gate", proposal.gate or "-"),
         ("detail", proposal.detail or "-"),
         ("created", when(proposal.created_at)),
         ("expires", when(proposal.expires_at)),
         ("decided by", proposal.decided_by or "-"),
-    ):
-        lines.add_row(label, value)
-    runs = Table(title="Executions", expand=True)
+    ])  # fmt: skip
+    runs = Table(title="Executions", title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("id", "request", "status", "started", "duration", "response", "error"):
-        runs.add_column(column)
+        runs.add_column(column, overflow="fold")
     for x in executions:
         duration = f"{x.duration_s * 1000:.0f} ms" if x.duration_s is not None else "-"
-        runs.add_row(str(x.id), str(x.request.get("line", "")), x.status, when(x.started_at), duration, x.response or "-", x.error or "-")
+        runs.add_row(*_cells(x.id, x.request.get("line", ""), x.status, when(x.started_at), duration, x.response or "-", x.error or "-"))
     return Group(lines, runs)
 
 
 def _details(data: dict[str, Any]) -> str:
     return ", ".join(f"{k}={json.dumps(v, default=str) if not isinstance(v, str) else v}" for k, v in data.items())
+
+
+# ----------------------------------------------------------------------------- the live view
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """How much of each section the live view shows; tighter budgets for smaller terminals."""
+
+    all_invariants: bool = True
+    tickets: int = 20
+    recent: int = 12
+
+
+_BUDGETS = (
+    _Budget(),
+    _Budget(recent=6),
+    _Budget(all_invariants=False, recent=6),
+    _Budget(all_invariants=False, tickets=10, recent=3),
+    _Budget(all_invariants=False, tickets=5, recent=2),
+    _Budget(all_invariants=False, tickets=3, recent=1),
+    _Budget(all_invariants=False, tickets=1, recent=1),
+    _Budget(all_invariants=False, tickets=1, recent=0),
+)
+
+
+def live_view(cockpit: Cockpit, *, width: int = 80, height: int | None = None) -> Group:
+    """The live view of `opctl run` for a terminal of `width` x `height`: header (subject, mode and
+    its source, kill switch, leader, tick), invariant states, failing observations, open tickets
+    with the proposals awaiting approval and the command that approves each, the last actions.
+    Sections shrink (healthy invariants summed up, fewer tickets and actions) until it fits."""
+    measure = Console(width=width, file=io.StringIO(), color_system=None, legacy_windows=False)
+    view = Group()
+    for budget in _BUDGETS:
+        view = Group(*_sections(cockpit, budget, width))
+        if height is None or len(measure.render_lines(view, measure.options.update(width=width), pad=False)) <= height:
+            break
+    return view
+
+
+def _sections(cockpit: Cockpit, budget: _Budget, width: int) -> list[RenderableType]:
+    parts: list[RenderableType] = [*_header(cockpit)]
+    parts.append(_invariants_table(cockpit.report, width, all_rows=budget.all_invariants))
+    parts.append(_observations(cockpit.report))
+    parts.extend(_tickets(cockpit, width, budget.tickets))
+    if budget.recent:
+        parts.append(_recent(cockpit, budget.recent, width))
+    return parts
+
+
+def _header(cockpit: Cockpit) -> list[Text]:
+    report = cockpit.report
+    first = Text.assemble(
+        ("opctl", "bold"), " · ", plain(cockpit.subject, "bold"),
+        f" · tick {report.tick} at {clock_time(report.at)} UTC ({report.duration_s * 1000:.0f} ms) · kill switch ",
+    )  # fmt: skip
+    if cockpit.kill is None:
+        first.append("off", "green")
+    else:
+        kill = cockpit.kill
+        first.append("ON", "bold reverse red")
+        first.append_text(plain(f" by {kill['actor']} at {clock_time(kill['at'])}: {kill['value']}"))
+    if cockpit.leader is not None:
+        first.append(" · leader ")
+        first.append_text(plain(cockpit.leader, "bold"))
+    second = Text("mode ")
+    second.append(cockpit.mode.mode, _MODE_STYLE.get(cockpit.mode.mode, "bold"))
+    second.append(f" ({mode_source(cockpit.mode, short=True)})")
+    return [first, second]
+
+
+def mode_source(info: ModeInfo, *, short: bool = False) -> str:
+    """Where the mode comes from, in words: `from the config`, or `set by cli:ann at ... with
+    `opctl mode`; the config says observe`."""
+    if info.source == "config":
+        return "from the config"
+    differs = f"; the config says {info.config_mode}" if info.mode != info.config_mode else ""
+    if short:
+        return f"set by {safe(info.actor)} {when(info.at)[:16]} UTC{differs}"
+    return f"set by {safe(info.actor)} at {when(info.at)} UTC with `opctl mode`{differs}"
+
+
+def _invariants_table(report: TickReport, width: int, *, all_rows: bool) -> Table:
+    columns = (Column("invariant", keep=True), *(Column(s, keep=True, numeric=True) for s in STATES), Column("note", flex=True))
+    rows: list[tuple[Text, ...]] = []
+    healthy = 0
+    for name, info in report.invariants.items():
+        by_state = info.get("counts", info)  # `counts` holds every state; older reports had ok/pending/firing only
+        counts = {s: _count(by_state.get(s)) for s in STATES}
+        note = next((info[k] for k in ("error_message", "error") if isinstance(info.get(k), str) and info[k]), "")
+        if not all_rows and not note and not any(counts[s] for s in STATES if s != "ok"):
+            healthy += 1
+            continue
+        rows.append(_cells(
+            name, *(plain(counts[s], _STATE_STYLE[s] if counts[s] and s != "ok" else "") for s in STATES), plain(note, "red"),
+        ))  # fmt: skip
+    if healthy:
+        rows.append(_cells(plain(f"+{healthy} more, all ok", "green"), *("" for _ in STATES), ""))
+    return Listing(None, columns, tuple(rows), rule=False).table(width=width)
+
+
+def _count(value: Any) -> int:
+    """An entity count of the tick report; 0 when absent (or when `error` is the error's message,
+    as before the report counted entities in the `error` state)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _observations(report: TickReport) -> Text:
+    """One line when every observation answered; otherwise one line per failing observation,
+    naming each failing endpoint and why."""
+    failing = {n: o for n, o in report.observations.items() if not o["ok"] or o.get("endpoint_errors")}
+    ok = len(report.observations) - len(failing)
+    text = Text.assemble(("Observations", "bold"), f" {ok} of {len(report.observations)} ok")
+    for name, info in failing.items():
+        text.append("\n  ")
+        text.append_text(plain(name, "bold"))
+        if not info["ok"]:
+            text.append(": failed: ", "red")
+            text.append_text(plain(info.get("error") or "no answer"))
+        endpoint_errors = info.get("endpoint_errors") or {}
+        if endpoint_errors:
+            text.append(f": {len(endpoint_errors)} endpoint(s) failed", "yellow")
+            for endpoint, reason in endpoint_errors.items():
+                text.append("\n    ")
+                text.append_text(plain(f"{endpoint}: {reason}"))
+    return text
+
+
+def _tickets(cockpit: Cockpit, width: int, limit: int) -> list[RenderableType]:
+    shown = cockpit.tickets[:limit]
+    title = f"Open tickets ({len(cockpit.tickets)})" if cockpit.tickets else "Open tickets: none"
+    if len(cockpit.tickets) > limit:
+        title += f", {len(shown)} shown: `opctl tickets list` has all"
+    if not shown:
+        return [Text(title, style="bold")]
+    listing = tickets_listing([t.ticket for t in shown], title=title)
+    parts: list[RenderableType] = [dataclasses.replace(listing, rule=False).table(width=width)]
+    approvals = _approvals(cockpit, cockpit.tickets)
+    if approvals is not None:
+        parts.append(approvals)
+    return parts
+
+
+def _approvals(cockpit: Cockpit, tickets: Sequence[OpenTicket]) -> Text | None:
+    """Every proposal awaiting approval (never cut: this is what a human must act on)."""
+    waiting = [(t.ticket, p) for t in tickets for p in t.awaiting]
+    if not waiting:
+        return None
+    text = Text.assemble((f"Awaiting approval ({len(waiting)})", "bold yellow"))
+    for ticket, proposal in waiting:
+        text.append("\n  ")
+        text.append_text(plain(f"#{proposal.id} {proposal.action}{_call(proposal.params)} for ticket #{ticket.id}"))
+        if proposal.expires_at is not None:
+            text.append(f", expires {clock_time(proposal.expires_at)}")
+        text.append("\n    approve: ", "dim")
+        text.append_text(plain(cockpit.approve_command(proposal.id), "bold"))
+    return text
+
+
+def _call(params: dict[str, Any]) -> str:
+    return "(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+
+
+def _recent(cockpit: Cockpit, limit: int, width: int) -> Table:
+    """The last actions, newest last; a proposal still awaiting approval is shown above, with
+    its command, not here."""
+    waiting = {p.id for t in cockpit.tickets for p in t.awaiting}
+    columns = (Column("at", keep=True), Column("what", keep=True), Column("event", flex=True))
+    rows = []
+    for event in cockpit.recent:
+        described = describe(event)
+        if described is not None and not (event.kind == "awaiting_approval" and event.data.get("proposal") in waiting):
+            kind, sentence = described
+            rows.append(_cells(clock_time(event.at), plain(kind, _event_style(kind)), sentence))
+    title = "Recent actions" if rows else "Recent actions: none yet"
+    return Listing(title, columns, tuple(rows[-limit:]), header=False).table(width=width)
+
+
+def _event_style(kind: str) -> str:
+    return {"executed": "green", "verified": "bold green", "refused": "red", "failed": "bold red",
+            "escalated": "bold red", "proposed": "yellow"}.get(kind, "")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- JSON
 
 
 def record_json(record: Ticket | Event | Proposal | Execution, *, omit: tuple[str, ...] = ()) -> dict[str, Any]:

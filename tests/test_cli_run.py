@@ -163,26 +163,26 @@ def test_tickets_commands(tmp_path: Path, api: JsonServer) -> None:
     config = tmp_path / "demo.yaml"
     config.write_text(CONFIG.format(api=api.url, hold="0s"))
     assert opctl("run", str(config), "--once", "--json").returncode == 0
-    listed = json.loads(opctl("tickets", "list", "--config", str(config), "--json").stdout)
+    listed = json.loads(opctl("tickets", "list", str(config), "--json").stdout)
     assert [(t["invariant"], t["key"], t["status"]) for t in listed] == [("node_up", "n1", "open")]
     ticket_id = str(listed[0]["id"])
 
-    assert opctl("tickets", "hold", "--config", str(config), ticket_id, "--reason", "investigating").returncode == 0
+    assert opctl("tickets", "hold", str(config), ticket_id, "--reason", "investigating").returncode == 0
     api.set("/v1/nodes", {"nodes": [{"id": "n1", "state": "up"}]})
     assert opctl("run", str(config), "--once", "--json").returncode == 0
-    shown = json.loads(opctl("tickets", "show", "--config", str(config), ticket_id, "--json").stdout)
+    shown = json.loads(opctl("tickets", "show", str(config), ticket_id, "--json").stdout)
     assert (shown["status"], shown["held"]) == ("open", True)  # held: not auto-resolved
 
-    assert opctl("tickets", "unhold", "--config", str(config), ticket_id).returncode == 0
-    result = opctl("tickets", "resolve", "--config", str(config), ticket_id, "--reason", "fixed by hand")
+    assert opctl("tickets", "unhold", str(config), ticket_id).returncode == 0
+    result = opctl("tickets", "resolve", str(config), ticket_id, "--reason", "fixed by hand")
     assert result.returncode == 0 and "resolved" in result.stdout
-    shown = json.loads(opctl("tickets", "show", "--config", str(config), ticket_id, "--json").stdout)
+    shown = json.loads(opctl("tickets", "show", str(config), ticket_id, "--json").stdout)
     kinds = [e["kind"] for e in shown["events"]]
     assert kinds[0] == "firing" and {"hold", "unhold", "resolved"} <= set(kinds), shown["events"]
     assert any(e["actor"].startswith("cli:") for e in shown["events"])
 
-    text = opctl("tickets", "show", "--config", str(config), ticket_id)
+    text = opctl("tickets", "show", str(config), ticket_id)
     assert text.returncode == 0 and "Timeline" in text.stdout
-    assert opctl("tickets", "list", "--config", str(config), "--status", "open", "--json").stdout.strip() == "[]"
-    missing = opctl("tickets", "show", "--config", str(config), "999")
+    assert opctl("tickets", "list", str(config), "--status", "open", "--json").stdout.strip() == "[]"
+    missing = opctl("tickets", "show", str(config), "999")
     assert missing.returncode == 1 and "no ticket #999" in missing.stderr and "Traceback" not in missing.stderr

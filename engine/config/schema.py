@@ -1,29 +1,41 @@
-"""The JSON Schema of the config language, generated from the models."""
+"""JSON Schemas generated from pydantic models: the config language's, and the helper that the
+lab and test file languages use for theirs (engine.schemas)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
 from engine.config.models import Config
 from engine.durations import DURATION_PATTERN, format_duration
 
-SCHEMA_ID = "https://opctl.dev/schemas/opctl.schema.json"
+SCHEMA_BASE = "https://opctl.dev/schemas/"
+SCHEMA_ID = SCHEMA_BASE + "opctl.schema.json"
 
 
-def config_schema() -> dict[str, Any]:
-    schema = Config.model_json_schema(by_alias=True)
+def model_schema(model: type[BaseModel], file_name: str, title: str) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True)
     durations_as_text(schema)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
-        "title": "opctl config",
+        "$id": SCHEMA_BASE + file_name,
+        "title": title,
         **schema,
     }
 
 
+def config_schema() -> dict[str, Any]:
+    return model_schema(Config, "opctl.schema.json", "opctl config")
+
+
+def schema_json(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
 def config_schema_text() -> str:
-    return json.dumps(config_schema(), indent=2, sort_keys=True) + "\n"
+    return schema_json(config_schema())
 
 
 def durations_as_text(node: Any) -> None:

@@ -1,9 +1,12 @@
-"""`opctl validate`: every problem of every file, located; and `load_config` for the engine."""
+"""Validating one config file: every problem, located; and `load_config` for the engine.
+
+This is the ground floor: it knows configs only. Telling configs from lab and test files, and
+checking the lab a config names, happens above it (engine.documents)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +19,6 @@ from engine.config.loader import load_document
 from engine.config.models import Action, Config, Diagnosis, Invariant, Observation, Prompts, Subject, Target, Var
 from engine.config.problems import Problem, sort_key
 from engine.errors import ConfigError
-
-YAML_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -37,52 +38,16 @@ class LoadedConfig:
         return self.resolve(self.config.store or f".opctl/{self.config.subject.name}.db")
 
 
-def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
-    """Files as given, and every *.yaml/*.yml under directories (sorted, recursive)."""
-    files: list[Path] = []
-    problems: list[Problem] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
-            if not found:
-                problems.append(Problem(str(path), 0, 0, (), "no *.yaml or *.yml files in this directory", "warning"))
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
-        else:
-            raise FileNotFoundError(str(path))
-    return files, problems
-
-
-def validate_paths(paths: Iterable[str | Path], env: Mapping[str, str] | None = None, *, strict: bool = False) -> list[Problem]:
-    """All problems of all files; raises FileNotFoundError for a path that does not exist.
-    `strict`: an observation an expression reads must be typed (a `shape`, or a typed source)."""
-    # Test files and lab files have validators of their own, which build on this module.
-    from engine.lab.spec import validate_lab
-    from engine.testing import is_test_document, validate_test_file
-
-    files, problems = expand_paths(paths)
-    for file in files:
-        doc, _ = load_document(file, os.environ if env is None else env)
-        data = doc.data if doc is not None else None
-        if isinstance(data, dict) and is_test_document(data):
-            problems.extend(validate_test_file(file, env))
-        elif isinstance(data, dict) and "processes" in data and "subject" not in data:
-            problems.extend(validate_lab(file, env))
-        else:
-            problems.extend(validate_file(file, env, strict=strict))
-    return problems
-
-
 def validate_file(path: str | Path, env: Mapping[str, str] | None = None, *, strict: bool = False) -> list[Problem]:
-    problems, _ = _validate(path, env, strict)
+    """Every problem of the config at `path` (not of the lab file it names: see engine.documents).
+    `strict`: an observation an expression reads must be typed (a `shape`, or a typed source)."""
+    problems, _ = check_config(path, env, strict=strict)
     return problems
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
     """The valid config at `path`, or ConfigError listing every problem (warnings pass)."""
-    problems, loaded = _validate(path, env)
+    problems, loaded = check_config(path, env)
     errors = [p for p in problems if p.severity == "error"]
     if errors or loaded is None:
         listing = "\n".join(p.as_text() for p in errors)
@@ -90,7 +55,10 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loade
     return loaded
 
 
-def _validate(path: str | Path, env: Mapping[str, str] | None, strict: bool = False) -> tuple[list[Problem], LoadedConfig | None]:
+def check_config(
+    path: str | Path, env: Mapping[str, str] | None = None, *, strict: bool = False
+) -> tuple[list[Problem], LoadedConfig | None]:
+    """The problems of the config at `path`, and the config when its models validate."""
     doc, problems = load_document(path, os.environ if env is None else env)
     if doc is None:
         return sorted(problems, key=sort_key), None
@@ -105,30 +73,8 @@ def _validate(path: str | Path, env: Mapping[str, str] | None, strict: bool = Fa
     # A place the loader already faulted (say, an unset ${VAR}) gets no follow-on problems.
     problems = problems[:loader_count] + [p for p in problems[loader_count:] if p.path not in located]
     problems = _unique(problems)
-    loaded = None
-    if config is not None:
-        loaded = LoadedConfig(config, Path(path).resolve(), doc.base_dir, doc.secrets)
-        if config.lab is not None and (doc.base_dir / config.lab).is_file():
-            problems.extend(_lab_problems(loaded, env))
+    loaded = None if config is None else LoadedConfig(config, Path(path).resolve(), doc.base_dir, doc.secrets)
     return sorted(problems, key=sort_key), loaded
-
-
-def _lab_problems(loaded: LoadedConfig, env: Mapping[str, str] | None) -> list[Problem]:
-    """The config's lab file, and that its scenarios name this config's invariants and actions."""
-    from engine.errors import ConfigError
-    from engine.lab.spec import check_expectations, load_lab, validate_lab
-
-    assert loaded.config.lab is not None
-    lab_path = loaded.resolve(loaded.config.lab)
-    problems = validate_lab(lab_path, env)
-    if any(p.severity == "error" for p in problems):
-        return problems
-    try:
-        spec = load_lab(lab_path, env)
-    except ConfigError:
-        return problems
-    config = loaded.config
-    return problems + check_expectations(spec, [i.name for i in config.invariants], [a.name for a in config.actions])
 
 
 # ---------------------------------------------------------------------------- partial config

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.config.problems import Problem
-from engine.filekinds import files_of_kind
+from engine.config.files import files_of_kind
 from engine.diagnose import Diagnosis
 from engine.evals.load import CaseSpec, LoadedEvals, is_eval_file, load_evals
 from engine.evals.moments import frozen_moment, live_moment

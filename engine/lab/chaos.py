@@ -20,12 +20,18 @@ import httpx
 import redis.asyncio
 import redis.exceptions
 
+from engine.errors import ExpressionError
+from engine.expr import compile_expr
 from engine.lab import supervisor
 from engine.lab.models import HttpArgs, LabError, RedisArgs, Step, WaitUntilArgs
 from engine.lab.spec import LabSpec
+from engine.observe.values import one_line
 from engine.tls import tls_context
 
 Sleep = Callable[[float], Awaitable[None]]
+# The operator config's observations, observed now: name -> value (failed ones left out). Only
+# `opctl demo` has them (it runs the config); `wait_until: {expr}` needs them.
+Observe = Callable[[], Awaitable[Mapping[str, Any]]]
 REDIS_TIMEOUT_S = 30.0  # long enough for DEBUG SLEEP; a paused server still answers its pauser
 # `{info:used_memory*0.95}` in a redis command: a number from the server's own INFO, so a step
 # like "maxmemory just below what is used now" holds on any Redis version and any baseline.
@@ -57,11 +63,12 @@ async def run_step(
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
     sleep: Sleep = asyncio.sleep,
+    observe: Observe | None = None,
 ) -> StepResult:
     """Run one step against the running lab described by `lab`."""
     started, began = clock(), monotonic()
     try:
-        outcome = await _dispatch(step, lab, env, monotonic, sleep)
+        outcome = await _dispatch(step, lab, env, monotonic, sleep, observe)
     except LabError as exc:
         outcome = _Outcome(False, str(exc))
     return StepResult(step.kind, outcome.ok, outcome.detail, started, monotonic() - began, outcome.value)
@@ -75,11 +82,12 @@ async def run_steps(
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
     sleep: Sleep = asyncio.sleep,
+    observe: Observe | None = None,
 ) -> list[StepResult]:
     """Run steps in order; stop after the first that fails (its result is the last one)."""
     results = []
     for step in steps:
-        result = await run_step(step, lab, env=env, clock=clock, monotonic=monotonic, sleep=sleep)
+        result = await run_step(step, lab, env=env, clock=clock, monotonic=monotonic, sleep=sleep, observe=observe)
         results.append(result)
         if not result.ok:
             break
@@ -87,7 +95,8 @@ async def run_steps(
 
 
 async def _dispatch(
-    step: Step, lab: LabSpec, env: Mapping[str, str] | None, monotonic: Callable[[], float], sleep: Sleep
+    step: Step, lab: LabSpec, env: Mapping[str, str] | None, monotonic: Callable[[], float], sleep: Sleep,
+    observe: Observe | None,
 ) -> _Outcome:
     if step.signal is not None:
         pid = supervisor.signal_process(lab, step.signal.process, step.signal.signal)
@@ -105,7 +114,9 @@ async def _dispatch(
         await sleep(step.wait)
         return _Outcome(True, f"waited {step.wait:g}s")
     assert step.wait_until is not None
-    return await _wait_until(lab, step.wait_until, monotonic, sleep)
+    if step.wait_until.expr is not None and observe is None:
+        return _Outcome(False, "`wait_until: {expr}` reads the operator config's observations: it runs in `opctl demo`")
+    return await _wait_until(lab, step.wait_until, monotonic, sleep, observe)
 
 
 async def _redis(lab: LabSpec, args: RedisArgs) -> _Outcome:
@@ -164,12 +175,12 @@ async def _http(args: HttpArgs) -> _Outcome:
 
 
 async def _wait_until(
-    lab: LabSpec, args: WaitUntilArgs, monotonic: Callable[[], float], sleep: Sleep
+    lab: LabSpec, args: WaitUntilArgs, monotonic: Callable[[], float], sleep: Sleep, observe: Observe | None
 ) -> _Outcome:
     deadline = monotonic() + args.timeout
     last = "nothing observed yet"
     while True:
-        met, last = await _condition(lab, args)
+        met, last = await _condition(lab, args, observe)
         if met:
             return _Outcome(True, f"condition met: {last}")
         if monotonic() >= deadline:
@@ -177,7 +188,15 @@ async def _wait_until(
         await sleep(args.interval)
 
 
-async def _condition(lab: LabSpec, args: WaitUntilArgs) -> tuple[bool, str]:
+async def _condition(lab: LabSpec, args: WaitUntilArgs, observe: Observe | None) -> tuple[bool, str]:
+    if args.expr is not None:
+        assert observe is not None
+        values = {**await observe(), "now": time.time()}
+        try:
+            result = compile_expr(args.expr).evaluate(values)
+        except ExpressionError as exc:
+            return False, f"{args.expr}: {one_line(str(exc))}"
+        return result is True, f"{args.expr} -> {result!r}"
     if args.http is not None:
         try:
             async with httpx.AsyncClient(timeout=min(args.timeout, 2.0), verify=tls_context()) as client:

@@ -4,12 +4,13 @@
     result.as_json()   # {"scenario", "ok", "detected_s", "recovered_s", "actions", "mode"}
 
 The order: lab up (the config's `lab:`, reached through the lab's `exports`) → the scenario's
-`setup` → the operator (the real `Monitor`, in-process, with its own fresh store
-`<state_dir>/demo.db` and the requested mode) ticks until the lab is quiet → the fault's steps run
-while the operator keeps ticking (so a fault may also end: a store restarted after 20 s) → every
-engine event becomes a timeline line (detected, diagnosed, proposed/refused/executed, verified),
-with seconds since injection (the start of the first inject step that is not a wait) → recovered
-→ `cleanup` → lab down, always (also on failure or Ctrl-C).
+`setup` → the operator (the real `Monitor`, in-process, in the requested mode, with a store of
+its own, `<state_dir>/demos/<scenario>-<UTC time>.db`, kept for inspection afterwards) ticks
+until the lab is quiet → the fault's steps run while the operator keeps ticking (so a fault may
+also end: a store restarted after 20 s) → every engine event becomes a timeline line (detected,
+diagnosed, proposed/refused/executed, verified), with seconds since injection (the start of
+the first inject step that is not a wait) → recovered → `cleanup` → lab down, always (also on
+failure or Ctrl-C).
 
 Expectations by mode:
 - `execute` / `approve`: detected, then recovered within the scenario's timeout: the fault's
@@ -38,7 +39,7 @@ from engine.errors import ConfigError
 from engine.lab import supervisor
 from engine.lab.chaos import StepResult, run_step, run_steps
 from engine.lab.models import Scenario, Step
-from engine.lab.spec import LabSpec, load_lab
+from engine.lab.spec import LabSpec, check_expectations, load_lab
 from engine.lab.timeline import TimelineEntry, from_event, since
 from engine.loop import Monitor, TickReport
 from engine.store import Store
@@ -66,6 +67,7 @@ class DemoResult:
     actions: list[str]
     mode: str
     reasons: tuple[str, ...] = ()  # why not ok (for the timeline; not part of the JSON line)
+    store: Path | None = None  # this run's audit log (not part of the JSON line)
 
     def as_json(self) -> dict[str, Any]:
         """The fixed last line of `opctl demo` (other checks parse it)."""
@@ -79,13 +81,21 @@ class DemoResult:
         }
 
 
-def lab_of(config_path: str | Path, env: Mapping[str, str] | None = None) -> tuple[LoadedConfig, LabSpec]:
-    """The config and the lab it names (`lab:`), or ConfigError."""
+def lab_of(
+    config_path: str | Path, env: Mapping[str, str] | None = None, *, lab: str | Path | None = None
+) -> tuple[LoadedConfig, LabSpec]:
+    """The config and the lab it names (`lab:`, or `lab` given here), or ConfigError."""
     env = os.environ if env is None else env
     loaded = load_config(config_path, env)
-    if loaded.config.lab is None:
+    if lab is None and loaded.config.lab is None:
         raise ConfigError(f"{config_path} declares no lab; add `lab: <path to a lab file>` to use `opctl lab` or `opctl demo`")
-    return loaded, load_lab(loaded.resolve(loaded.config.lab), env)
+    spec = load_lab(Path(lab) if lab is not None else loaded.resolve(loaded.config.lab or ""), env)
+    config = loaded.config
+    mismatched = check_expectations(spec, [i.name for i in config.invariants], [a.name for a in config.actions])
+    if mismatched:
+        listing = "\n".join(p.as_text() for p in mismatched)
+        raise ConfigError(f"the scenarios of {spec.file} do not fit {config_path}:\n{listing}")
+    return loaded, spec
 
 
 def run_demo(
@@ -99,16 +109,18 @@ def run_demo(
     clock: Callable[[], float] = time.time,
     monitor_for: MonitorFactory | None = None,
     until: Callable[[], bool] | None = None,
+    lab: str | Path | None = None,
 ) -> DemoResult:
     """Play one scenario end to end; the lab is always brought down. Raises ConfigError/LabError
     for what prevents the demo from starting (bad config, unknown scenario, lab already up).
 
     `monitor_for(loaded, store)` builds the operator instead of the default `Monitor` (opctl eval
-    injects its own diagnoser); `until()` true ends the watch early (once eval has its diagnosis)."""
+    injects its own diagnoser); `until()` true ends the watch early (once eval has its diagnosis);
+    `lab` plays another lab file than the config's `lab:`."""
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     env = dict(os.environ if env is None else env)
-    _, spec = lab_of(config_path, env)
+    _, spec = lab_of(config_path, env, lab=lab)
     scenario = spec.scenario(scenario_name)
     started = clock()
     emit(TimelineEntry(None, "lab", f"starting lab '{spec.name}' ({len(spec.lab.processes)} processes, state in {spec.state_dir})"))
@@ -128,6 +140,19 @@ def run_demo(
     finally:
         stopped = supervisor.down(spec)
         emit(TimelineEntry(None, "lab", f"down ({len(stopped)} processes stopped)"))
+
+
+def run_store_path(spec: LabSpec, scenario: str, now: float) -> Path:
+    """A new store for one demo run: `<state_dir>/demos/<scenario>-<UTC time>.db`, never reused,
+    so every run can be inspected afterwards (`opctl tickets list --store PATH`)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    directory = spec.state_dir / "demos"
+    path = directory / f"{scenario}-{stamp}.db"
+    count = 1
+    while path.exists():
+        count += 1
+        path = directory / f"{scenario}-{stamp}-{count}.db"
+    return path
 
 
 # ------------------------------------------------------------------------------------ one run
@@ -170,11 +195,10 @@ class _DemoRun:
         self.settings = settings
         self.clock = clock
         self.progress = _Progress()
-        self.store_path = spec.state_dir / "demo.db"
-        for suffix in ("", "-wal", "-shm"):  # a fresh audit log per run: nothing left from the last
-            Path(f"{self.store_path}{suffix}").unlink(missing_ok=True)
+        self.store_path = run_store_path(spec, scenario.name, clock())
         self.store = Store(self.store_path, clock=clock)
         self.closed = False
+        self.monitor: Monitor | None = None  # set when the scenario starts playing
 
     def since_injection(self) -> float | None:
         return since(self.clock(), self.progress.injected_at)
@@ -184,9 +208,9 @@ class _DemoRun:
     async def play(self) -> DemoResult:
         self.store.set_mode(self.mode, actor=DEMO_ACTOR)
         if self.monitor_for is not None:
-            monitor = self.monitor_for(self.loaded, self.store)
+            monitor = self.monitor = self.monitor_for(self.loaded, self.store)
         else:
-            monitor = Monitor(self.loaded, store=self.store, clock=self.clock)
+            monitor = self.monitor = Monitor(self.loaded, store=self.store, clock=self.clock)
         try:
             if not await self._steps("setup", self.scenario.setup):
                 return self.result(["setup failed"])
@@ -243,7 +267,7 @@ class _DemoRun:
         for step in self.scenario.inject:
             if self.progress.injected_at is None and step.kind not in ("wait", "wait_until"):
                 self.progress.injected_at = self.clock()
-            result = await run_step(step, self.spec, env=self.env, clock=self.clock)
+            result = await run_step(step, self.spec, env=self.env, clock=self.clock, observe=self._observe)
             self._report_steps("inject", [step], [result])
             if not result.ok:
                 return False
@@ -377,6 +401,7 @@ class _DemoRun:
             actions=actions,
             mode=self.mode,
             reasons=tuple(reasons),
+            store=self.store_path,
         )
 
     # ---------------------------------------------------------------- helpers
@@ -384,8 +409,14 @@ class _DemoRun:
     async def _steps(self, phase: str, steps: list[Step]) -> bool:
         if not steps:
             return True
-        results = await run_steps(steps, self.spec, env=self.env, clock=self.clock)
+        results = await run_steps(steps, self.spec, env=self.env, clock=self.clock, observe=self._observe)
         return self._report_steps(phase, steps, results)
+
+    async def _observe(self) -> dict[str, Any]:
+        """The config's observations now, for `wait_until: {expr}` steps (failed ones left out)."""
+        assert self.monitor is not None
+        results = await self.monitor.observer.observe_all()
+        return {name: r.value for name, r in results.items() if r.ok}
 
     def _report_steps(self, phase: str, steps: list[Step], results: list[StepResult]) -> bool:
         for result in results:

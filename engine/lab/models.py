@@ -42,7 +42,7 @@ class Ready(Strict):
     """When a process counts as started: exactly one of `http`, `tcp` or `log`."""
 
     http: str | None = Field(None, description="URL answering 2xx when ready, e.g. http://127.0.0.1:18081/health.")
-    tcp: str | None = Field(None, description="host:port accepting connections, e.g. 127.0.0.1:16379.")
+    tcp: str | None = Field(None, description="host:port accepting connections, e.g. 127.0.0.1:16379.", examples=["127.0.0.1:16379"])
     log: str | None = Field(None, description="A Python regular expression matching a line of the process's log.")
     timeout: Duration = Field(30.0, description="How long to wait for readiness.")
 
@@ -97,13 +97,15 @@ class Process(Strict):
     command: list[Text] | None = Field(
         None, min_length=1, description="argv; `{python}` is replaced by the running Python interpreter."
     )
-    cwd: str | None = Field(None, description="Working directory, relative to the lab file (default: the lab's `cwd`).")
+    cwd: str | None = Field(
+        None, description="Working directory, relative to the lab file (default: the lab's `cwd`).", examples=["../.."]
+    )
     env: EnvMap = Field(default_factory=dict, description="Extra environment of this process.")
     ready: Ready | None = Field(None, description="When the process counts as started (redis: PING answers).")
     after: list[Name] = Field(default_factory=list, description="Processes that must be ready before this one starts.")
     endpoint: str | None = Field(None, description="What `opctl lab status` shows (default: from `redis` or `ready`).")
     ports: list[Port] = Field(default_factory=list, description="Ports it listens on besides those in `redis`/`ready`.")
-    stop_timeout: Duration = Field(5.0, description="Grace between SIGTERM and SIGKILL on `down`.")
+    stop_timeout: Duration = Field(5.0, description="Grace between SIGTERM and SIGKILL on `down`.", examples=["10s"])
 
     @model_validator(mode="after")
     def _one_kind(self) -> Process:
@@ -171,8 +173,10 @@ class HttpArgs(Strict):
     url: str
     headers: EnvMap = Field(default_factory=dict)
     json_body: Any = Field(None, alias="json", description="JSON request body.")
-    expect_status: list[int] = Field(default_factory=list, description="Statuses that count as success (default: 2xx).")
-    timeout: Duration = 5.0
+    expect_status: list[int] = Field(
+        default_factory=list, description="Statuses that count as success (default: 2xx).", examples=[[200, 409]]
+    )
+    timeout: Duration = Field(5.0, description="How long the request may take.", examples=["2s"])
 
     @field_validator("url")
     @classmethod
@@ -183,17 +187,37 @@ class HttpArgs(Strict):
 
 
 class WaitUntilArgs(Strict):
-    http: str | None = Field(None, description="URL to GET until it answers `status`.")
-    status: int = 200
+    """Poll until a condition holds: exactly one of `http`, `redis` or `expr`."""
+
+    http: str | None = Field(None, description="URL to GET until it answers `status`.", examples=["http://127.0.0.1:18082/ready"])
+    status: int = Field(200, description="The HTTP status `http` waits for.", examples=[503])
     redis: RedisArgs | None = Field(None, description="Redis command to run until its reply equals `equals`.")
     equals: Text | None = None
-    timeout: Duration = 30.0
-    interval: Duration = 0.2
+    expr: str | None = Field(
+        None,
+        description="A CEL condition over the operator config's own observations, observed afresh each try, "
+        "e.g. `hive.bees.size() == 3` (in `opctl demo`, which runs the config's observations).",
+    )
+    timeout: Duration = Field(30.0, description="The step fails when the condition does not hold by then.")
+    interval: Duration = Field(0.2, description="Time between tries.", examples=["1s"])
+
+    @field_validator("expr")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            from engine.errors import ExpressionCompileError
+            from engine.expr import compile_expr  # the CEL library loads on first use
+
+            try:
+                compile_expr(value)
+            except ExpressionCompileError as exc:
+                raise ValueError(f"`expr` is not valid CEL: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _one_probe(self) -> WaitUntilArgs:
-        if (self.http is None) == (self.redis is None):
-            raise ValueError("`wait_until` needs exactly one of `http` or `redis`")
+        if sum(probe is not None for probe in (self.http, self.redis, self.expr)) != 1:
+            raise ValueError("`wait_until` needs exactly one of `http`, `redis` or `expr`")
         if self.redis is not None and self.equals is None:
             raise ValueError("`wait_until` with `redis` needs `equals` (the reply to wait for)")
         return self
@@ -254,7 +278,10 @@ class Recovered(Strict):
     invariant_ok: Name | None = Field(
         None, description="No entity of this invariant pending or firing (default: the one in `fires`)."
     )
-    check: list[Step] = Field(default_factory=list, description="Steps that must all succeed, e.g. wait_until.")
+    check: list[Step] = Field(
+        default_factory=list, description="Steps that must all succeed, e.g. wait_until.",
+        examples=[[{"wait_until": {"http": "http://127.0.0.1:18082/ready", "timeout": "20s"}}]],
+    )
 
 
 class Expect(Strict):
@@ -275,7 +302,7 @@ class Scenario(Strict):
     inject: list[Step] = Field(min_length=1, description="The fault.")
     expect: Expect
     cleanup: list[Step] = Field(default_factory=list, description="Run after the scenario, pass or fail.")
-    timeout: Duration = Field(60.0, description="Detection and recovery must happen within this.")
+    timeout: Duration = Field(60.0, description="Detection and recovery must happen within this.", examples=["90s"])
 
 
 class Lab(Strict):
@@ -292,5 +319,15 @@ class Lab(Strict):
     exports: EnvMap = Field(
         default_factory=dict, description="Environment the operator config needs to reach this lab (e.g. REDIS_URL)."
     )
-    processes: list[Process] = Field(min_length=1)
+    processes: list[Process] = Field(
+        default_factory=list,
+        description="What `opctl lab up` starts, in order. None: the lab runs against a service already running "
+        "(its `exports` point at it; `lab up` and `lab down` start and stop nothing).",
+    )
     scenarios: list[Scenario] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> Lab:
+        if not self.processes and not self.scenarios:
+            raise ValueError("a lab needs `processes` to run, or `scenarios` to play against a service already running")
+        return self

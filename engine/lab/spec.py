@@ -10,15 +10,17 @@ duplicate-key errors and positions as an operator config.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from engine.config.files import shown_path
 from engine.config.loader import LoadedDocument, load_document
 from engine.config.problems import DocPath, Problem, sort_key
 from engine.config.schema_errors import schema_problems
+from engine.config.validate import LoadedConfig
 from engine.errors import ConfigError
 from engine.lab.models import Lab, Process, Scenario, Step
 
@@ -83,12 +85,63 @@ def validate_lab(path: str | Path, env: Mapping[str, str] | None = None) -> list
     return problems
 
 
+def config_lab_problems(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> list[Problem]:
+    """The problems of the lab file a config names (`lab:`), and of its scenarios against the
+    config: every invariant and action they expect must be the config's. [] without `lab:` or
+    when the file is missing (the config's own checks report that)."""
+    if loaded.config.lab is None or not (loaded.base_dir / loaded.config.lab).is_file():
+        return []
+    lab_path = shown_path(loaded.resolve(loaded.config.lab))  # as `opctl validate DIR` names it
+    problems, spec = _validate(lab_path, env)
+    if spec is None or any(p.severity == "error" for p in problems):
+        return problems
+    config = loaded.config
+    return (
+        problems
+        + check_expectations(spec, [i.name for i in config.invariants], [a.name for a in config.actions])
+        + check_conditions(spec, config.observations)
+    )
+
+
+def check_conditions(spec: LabSpec, observations: Iterable[str]) -> list[Problem]:
+    """Problems where a `wait_until: {expr}` reads a name that is not one of the config's
+    observations (or `now`)."""
+    from engine.expr import compile_expr
+
+    known = {*observations, "now"}
+    doc, _ = load_document(shown_path(spec.file))
+    problems = []
+    for path, step in _steps(spec.lab):
+        if step.wait_until is None or step.wait_until.expr is None:
+            continue
+        unknown = sorted(compile_expr(step.wait_until.expr).names - known)
+        if unknown:
+            listing = ", ".join(sorted(known - {"now"})) or "none"
+            problems.append(_at(doc, spec.file, (*path, "wait_until", "expr"),
+                                f"`expr` reads {', '.join(unknown)}, which the config does not observe; known: {listing}"))
+    return problems
+
+
+def _steps(lab: Lab) -> Iterator[tuple[DocPath, Step]]:
+    """Every step of every scenario, with its document path."""
+    for i, scenario in enumerate(lab.scenarios):
+        base: DocPath = ("scenarios", i)
+        for section, steps in (
+            (base + ("setup",), scenario.setup),
+            (base + ("inject",), scenario.inject),
+            (base + ("cleanup",), scenario.cleanup),
+            (base + ("expect", "recovered", "check"), scenario.expect.recovered.check),
+        ):
+            for j, step in enumerate(steps):
+                yield (*section, j), step
+
+
 def check_expectations(spec: LabSpec, invariants: Iterable[str], actions: Iterable[str] = ()) -> list[Problem]:
     """Problems where a scenario names an invariant or action the operator config lacks.
 
     Positions come from re-reading the lab file; call with the names of the config that names
     this lab (`lab:`)."""
-    doc, _ = load_document(spec.file)
+    doc, _ = load_document(shown_path(spec.file))
     known_invariants, known_actions = set(invariants), set(actions)
     problems = []
     for i, scenario in enumerate(spec.lab.scenarios):
@@ -173,25 +226,17 @@ def _semantic_problems(doc: LoadedDocument, spec: LabSpec) -> list[Problem]:
 
     scenario_names: dict[str, int] = {}
     for i, scenario in enumerate(lab.scenarios):
-        base = ("scenarios", i)
         if scenario.name in scenario_names:
-            report(base + ("name",), f"scenario name '{scenario.name}' is used twice (first at scenarios.{scenario_names[scenario.name]})")
+            report(("scenarios", i, "name"), f"scenario name '{scenario.name}' is used twice (first at scenarios.{scenario_names[scenario.name]})")
         scenario_names.setdefault(scenario.name, i)
-        sections: list[tuple[DocPath, list[Step]]] = [
-            (base + ("setup",), scenario.setup),
-            (base + ("inject",), scenario.inject),
-            (base + ("cleanup",), scenario.cleanup),
-            (base + ("expect", "recovered", "check"), scenario.expect.recovered.check),
-        ]
-        for section, steps in sections:
-            for j, step in enumerate(steps):
-                where = section + (j, step.kind)
-                target = step.process
-                if target is None:
-                    continue
-                if target not in names:
-                    report(where + ("process",), f"step names process '{target}', which the lab does not declare; known: {', '.join(names)}")
-                elif step.kind == "redis" or (step.kind == "wait_until" and step.wait_until and step.wait_until.redis):
-                    if target not in redis_names:
-                        report(where, f"a `redis` step needs a redis process; '{target}' is a command")
+    for path, step in _steps(lab):
+        where = (*path, step.kind)
+        target = step.process
+        if target is None:
+            continue
+        if target not in names:
+            report(where + ("process",), f"step names process '{target}', which the lab does not declare; known: {', '.join(names) or 'none'}")
+        elif step.kind == "redis" or (step.kind == "wait_until" and step.wait_until and step.wait_until.redis):
+            if target not in redis_names:
+                report(where, f"a `redis` step needs a redis process; '{target}' is a command")
     return problems

@@ -408,9 +408,13 @@ class ActingStore(StoreBase):
 
     def mode_override(self) -> str | None:
         """The mode set by `opctl mode`, overriding the config's (None: the config's)."""
-        with self._reading() as conn:
-            found = self._switch(conn, MODE_SWITCH)
+        found = self.mode_setting()
         return None if found is None else str(found["value"])
+
+    def mode_setting(self) -> dict[str, Any] | None:
+        """The persisted mode override with who set it and when; None: the config's mode applies."""
+        with self._reading() as conn:
+            return self._switch(conn, MODE_SWITCH)
 
     @staticmethod
     def _switch(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
@@ -440,11 +444,9 @@ class ActingStore(StoreBase):
             if self._switch(conn, KILL_SWITCH) is None:
                 raise StoreError("the kill switch is not on; nothing to resume")
             conn.execute("DELETE FROM switches WHERE name = ?", (KILL_SWITCH,))
-            count = conn.execute(
-                f"UPDATE tickets SET parked = NULL, next_attempt_at = NULL WHERE parked = ? AND status = '{OPEN}'", (PARKED_KILLED,)
-            ).rowcount
+            count = self._unpark(conn, PARKED_KILLED)
             self._insert_event(conn, "kill_switch", None, None, None, actor, now, {"on": False, "reason": reason, "tickets_resumed": count})
-            return int(count)
+            return count
 
     def set_mode(self, mode: str, *, actor: str) -> None:
         """Override the config's mode (persisted). Leaving observe makes tickets parked in observe
@@ -456,10 +458,29 @@ class ActingStore(StoreBase):
             conn.execute("INSERT OR REPLACE INTO switches (name, value, actor, at) VALUES (?, ?, ?, ?)", (MODE_SWITCH, mode, actor, now))
             count = 0
             if mode != "observe":
-                count = conn.execute(
-                    f"UPDATE tickets SET parked = NULL, next_attempt_at = NULL WHERE parked = ? AND status = '{OPEN}'", (PARKED_OBSERVE,)
-                ).rowcount
+                count = self._unpark(conn, PARKED_OBSERVE)
             self._insert_event(conn, "mode", None, None, None, actor, now, {"mode": mode, "tickets_resumed": count})
+
+    @staticmethod
+    def _unpark(conn: sqlite3.Connection, parked: str) -> int:
+        """Open tickets parked for this reason become due again; how many."""
+        return int(conn.execute(
+            f"UPDATE tickets SET parked = NULL, next_attempt_at = NULL WHERE parked = ? AND status = '{OPEN}'", (parked,)
+        ).rowcount)
+
+    def clear_mode(self, *, actor: str, then: str | None = None) -> bool:
+        """Drop the mode override: the config's mode (`then`, when known) applies again. Tickets
+        parked in observe mode become due again unless `then` is observe. False: no override."""
+        now = self._clock()
+        with self._transaction() as conn:
+            if self._switch(conn, MODE_SWITCH) is None:
+                return False
+            conn.execute("DELETE FROM switches WHERE name = ?", (MODE_SWITCH,))
+            count = 0
+            if then != "observe":
+                count = self._unpark(conn, PARKED_OBSERVE)
+            self._insert_event(conn, "mode", None, None, None, actor, now, {"mode": then, "cleared": True, "tickets_resumed": count})
+            return True
 
     # ------------------------------------------------------------------ diagnoses and token spend
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from engine.config.models import Invariant
@@ -290,19 +290,23 @@ class TicketingStore(StoreBase):
 
     # ------------------------------------------------------------------ events
 
-    def events(self, ticket_id: int | None = None, limit: int = 1000) -> list[Event]:
-        """Oldest first; all events, or those of one ticket."""
+    def events(
+        self, ticket_id: int | None = None, limit: int = 1000, *, kinds: Collection[str] | None = None
+    ) -> list[Event]:
+        """Oldest first, the last `limit`: all events, or those of one ticket, or of these kinds."""
+        where, args = [], []
+        if ticket_id is not None:
+            where.append("ticket_id = ?")
+            args.append(ticket_id)
+        if kinds is not None:
+            where.append(f"kind IN ({', '.join('?' for _ in kinds)})")
+            args.extend(kinds)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
         with self._reading() as conn:
-            if ticket_id is None:
-                rows = conn.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM (SELECT * FROM events ORDER BY id DESC LIMIT ?) ORDER BY id", (limit,)
-                ).fetchall()
-            else:
-                rows = conn.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM (SELECT * FROM events WHERE ticket_id = ? ORDER BY id DESC LIMIT ?) "
-                    "ORDER BY id",
-                    (ticket_id, limit),
-                ).fetchall()
+            rows = conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM (SELECT * FROM events {clause}ORDER BY id DESC LIMIT ?) ORDER BY id",
+                (*args, limit),
+            ).fetchall()
         return [Event(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in rows]
 
     def add_event(

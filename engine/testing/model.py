@@ -87,6 +87,8 @@ class ActionExpect(_Strict):
 
 
 class Expect(_Strict):
+    """What must hold after the case's tick; only what is written is checked."""
+
     invariants: dict[str, Status | dict[str | int, Status]] = Field(
         default_factory=dict,
         description=(
@@ -165,7 +167,8 @@ class TestFile(_Strict):
     fixtures: dict[str, Any] = Field(default_factory=dict, description="One per observation of the config.")
     diagnoses: list[RecordedDiagnosis] = Field(default_factory=list)
     shapes: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="JSON Schemas for observations the config gives no `shape`."
+        default_factory=dict, description="JSON Schemas for observations the config gives no `shape`.",
+        examples=[{"redis_ping": {"enum": ["PONG"]}}],
     )
     cases: list[Case] = Field(default_factory=list)
     properties: list[Property] = Field(default_factory=list)

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.config.files import files_of_kind
 from engine.config.problems import Problem
 from engine.testing.junit import junit_xml
 from engine.testing.load import is_test_file, load_test
@@ -103,6 +104,4 @@ def run_tests(
 
 def _test_files(paths: Iterable[str | Path]) -> tuple[list[Path], str | None]:
     """Files given (each must be a test file) and the test files under directories."""
-    from engine.filekinds import files_of_kind
-
     return files_of_kind(paths, is_test_file, "test", "top-level `config:` and `cases:` or `properties:`")

@@ -76,19 +76,19 @@ def test_approve_from_another_process_executes_on_the_next_tick(tmp_path: Path, 
     [waiting] = wait_for(lambda: proposals(db, "awaiting_approval"))
     time.sleep(0.5)  # several ticks pass: nothing runs without approval
     assert deletes(server) == []
-    listed = opctl("actions", "list", "--config", str(config), "--status", "pending", "--json")
+    listed = opctl("actions", "list", str(config), "--status", "pending", "--json")
     assert listed.returncode == 0 and [p["id"] for p in json.loads(listed.stdout)] == [waiting.id]
-    approved = opctl("actions", "approve", str(waiting.id), "--config", str(config), "--reason", "looked at it")
+    approved = opctl("actions", "approve", str(config), str(waiting.id), "--reason", "looked at it")
     assert approved.returncode == 0, approved.stderr
     wait_for(lambda: deletes(server))
     assert deletes(server) == ["/v1/nodes/n2"]
     with Store(db) as store:
         done = store.proposal(waiting.id)
         assert done is not None and done.status == "succeeded" and done.decided_by and done.decided_by.startswith("cli:")
-    shown = opctl("tickets", "show", str(waiting.ticket_id), "--config", str(config), "--json")
+    shown = opctl("tickets", "show", str(config), str(waiting.ticket_id), "--json")
     kinds = [e["kind"] for e in json.loads(shown.stdout)["events"]]
     assert kinds[:4] == ["firing", "diagnosis", "awaiting_approval", "approved"] and "succeeded" in kinds
-    again = opctl("actions", "approve", str(waiting.id), "--config", str(config))
+    again = opctl("actions", "approve", str(config), str(waiting.id))
     assert again.returncode == 1 and "error: cannot approve proposal" in again.stderr and "Traceback" not in again.stderr
 
 
@@ -103,7 +103,7 @@ def test_kill_from_another_process_stops_acting_within_a_tick_and_resume_restore
     assert proc.stdout is not None
     first = json.loads(proc.stdout.readline())
     assert first["killed"] is False
-    killed = opctl("kill", "--config", str(config), "--reason", "incident 42")
+    killed = opctl("kill", str(config), "--reason", "incident 42")
     assert killed.returncode == 0 and "kill switch is ON" in killed.stdout
     wait_for(lambda: json.loads(proc.stdout.readline())["killed"])  # type: ignore[union-attr]
     server.set("/v1/nodes", nodes("n2"))  # a node dies while acting is stopped
@@ -111,7 +111,7 @@ def test_kill_from_another_process_stops_acting_within_a_tick_and_resume_restore
     assert refusal.gate == "kill_switch" and "cli:" in (refusal.detail or "")
     time.sleep(0.5)
     assert deletes(server) == []
-    resumed = opctl("resume", "--config", str(config))
+    resumed = opctl("resume", str(config))
     assert resumed.returncode == 0 and "1 ticket(s)" in resumed.stdout
     wait_for(lambda: deletes(server))
     assert deletes(server) == ["/v1/nodes/n2"]
@@ -125,15 +125,17 @@ def test_prompt_mode_and_show_commands(tmp_path: Path, server: JsonServer) -> No
                          text=True, cwd=ROOT, env=ENV, timeout=60)
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["actions"][0]["status"] == "proposed"
-    prompt = opctl("prompt", "--config", str(config), "--ticket", "1")
+    prompt = opctl("prompt", str(config), "1")
     assert prompt.returncode == 0 and INJECTION in prompt.stdout and SECRET not in prompt.stdout
     assert "===== system =====" in prompt.stdout and "deregister_node" in prompt.stdout
-    shown = opctl("tickets", "show", "1", "--config", str(config))
+    shown = opctl("tickets", "show", str(config), "1")
     assert shown.returncode == 0 and "Diagnosis (runbook)" in shown.stdout and "Proposals" in shown.stdout
-    action_shown = opctl("actions", "show", "1", "--config", str(config))
+    action_shown = opctl("actions", "show", str(config), "1")
     assert action_shown.returncode == 0 and "proposed" in action_shown.stdout
-    assert opctl("mode", "execute", "--config", str(config)).stdout.strip() == "mode is execute"
-    missing = opctl("actions", "show", "99", "--config", str(config))
+    assert opctl("mode", str(config), "execute").stdout.strip() == (
+        "mode is execute (overrides the config's observe until `opctl mode --clear`)"
+    )
+    missing = opctl("actions", "show", str(config), "99")
     assert missing.returncode == 1 and "there is no proposal #99" in missing.stderr
-    not_killed = opctl("resume", "--config", str(config))
+    not_killed = opctl("resume", str(config))
     assert not_killed.returncode == 1 and "not on" in not_killed.stderr

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
-from engine.config.validate import load_config, validate_paths
+from engine.config.validate import load_config
+from engine.documents import validate_paths
 from engine.errors import ConfigError
 
 BASE = """\

@@ -9,7 +9,7 @@ import pytest
 
 from eval_support import RATELIMITER, ROOT, node_down_case, opctl, write_evals
 from engine.evals.docs import DOCS_FILE, SCHEMA_FILE, eval_schema_text, render_eval_reference, shipped_eval_files
-from engine.filekinds import validate_paths
+from engine.documents import validate_paths
 
 
 def test_the_shipped_eval_files_are_valid_and_cover_every_lab_scenario() -> None:
@@ -29,8 +29,8 @@ def test_opctl_validate_accepts_eval_files_beside_configs() -> None:
 
 
 def test_the_eval_schema_and_reference_are_fresh() -> None:
-    assert SCHEMA_FILE.read_text() == eval_schema_text(), "stale: run `python -m engine.evals.docs`"
-    assert DOCS_FILE.read_text() == render_eval_reference(shipped_eval_files()), "stale: run `python -m engine.evals.docs`"
+    assert SCHEMA_FILE.read_text() == eval_schema_text(), "stale: run `opctl schema eval > schemas/opctl-eval.schema.json`"
+    assert DOCS_FILE.read_text() == render_eval_reference(shipped_eval_files()), "stale: run `python -m engine.docs`"
 
 
 def test_shipped_eval_files_point_editors_at_the_schema() -> None:

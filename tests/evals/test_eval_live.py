@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from eval_support import ROOT, json_lines
+from engine.config.validate import load_config
 from tests.lab.demo_support import RATELIMITER, lab_env, opctl, recorded_pids
 
 
@@ -28,7 +29,7 @@ def test_kill_node_live_with_the_runbook_then_replayed(tmp_path: Path) -> None:
     moment = saved["moment"]
     assert moment["invariant"] == "node_heartbeat" and moment["key"] == "node2" and moment["firing"] is True
     assert any(n["id"] == "node2" and n["state"] == "down" for n in moment["observations"]["registry"])
-    assert moment["mode"] == "execute"  # the prompt says what production would say
+    assert moment["mode"] == load_config(RATELIMITER, env).config.mode  # the prompt says what production would say
     # the gate's guard re-ran the registry for real
     assert [o["name"] for o in saved["observations"]] == ["registry"]
     replayed = opctl("eval", str(evals), "--run", "kill_node", "--provider", "replay", "--from", str(record), "--json",

@@ -47,6 +47,18 @@ def last_json_line(stdout: str) -> dict[str, Any]:
     return result
 
 
+def run_store(stdout: str, state_dir: Path) -> Path:
+    """The store of one demo run, from the inspection command it printed just before its result
+    line: a store of its own under the lab's state dir."""
+    *_, command, _result = stdout.strip().splitlines()
+    prefix = "inspect this run: opctl tickets list --store "
+    assert command.startswith(prefix), command
+    path = Path(command.removeprefix(prefix))
+    path = path if path.is_absolute() else ROOT / path
+    assert path.parent == state_dir / "demos" and path.exists(), path
+    return path
+
+
 def pid_alive(pid: int) -> bool:
     """A live process has this pid (a zombie waiting for its parent counts as gone)."""
     try:

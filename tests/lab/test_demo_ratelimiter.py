@@ -4,12 +4,13 @@ three limiter nodes, the load generator) on free ports, the real operator loop, 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from engine.store import Store
-from tests.lab.demo_support import RATELIMITER, lab_env, last_json_line, opctl, recorded_pids
+from tests.lab.demo_support import RATELIMITER, lab_env, last_json_line, opctl, recorded_pids, run_store
 
 
 def timeline_kinds(stdout: str) -> list[str]:
@@ -34,7 +35,10 @@ def test_kill_node_is_detected_diagnosed_fixed_and_verified(tmp_path: Path) -> N
     assert "lab        down (5 processes stopped)" in done.stdout
     assert recorded_pids(state) == []  # nothing left running: the next demo starts clean
 
-    with Store(state / "demo.db") as store:
+    record = run_store(done.stdout, state)
+    listed = opctl("tickets", "list", "--store", str(record), "--json", env=lab_env(RATELIMITER, state))
+    assert [(t["invariant"], t["key"]) for t in json.loads(listed.stdout)] == [("node_heartbeat", "node2")]
+    with Store(record) as store:
         [ticket] = store.tickets(limit=10)
         assert (ticket.invariant, ticket.entity_key, ticket.status) == ("node_heartbeat", "node2", "resolved")
         [execution] = store.executions(limit=10)
@@ -56,7 +60,7 @@ def test_observe_mode_diagnoses_and_proposes_but_executes_nothing(tmp_path: Path
     assert result["detected_s"] is not None and result["detected_s"] < 5.0
     kinds = timeline_kinds(done.stdout)
     assert "diagnosed" in kinds and "proposed" in kinds and "executed" not in kinds
-    with Store(state / "demo.db") as store:
+    with Store(run_store(done.stdout, state)) as store:
         assert store.executions(limit=10) == []
         [proposal] = store.proposals(limit=10)
         assert (proposal.action, proposal.params, proposal.status) == ("reset_key", {"policy": "default", "key": "hot-0"}, "proposed")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.store import Store
-from tests.lab.demo_support import TIKV, lab_env, last_json_line, opctl, recorded_pids
+from tests.lab.demo_support import TIKV, lab_env, last_json_line, opctl, recorded_pids, run_store
 
 
 @pytest.mark.slow
@@ -21,7 +21,7 @@ def test_store_down_is_fenced_then_recovers(tmp_path: Path) -> None:
     # PD's 20 s disconnect window runs 4x faster in the lab: Disconnected after ~5 s
     assert 2.0 <= result["detected_s"] <= 10.0
     assert 20.0 < result["recovered_s"] < 60.0  # the store comes back after 20 s
-    with Store(state / "demo.db") as store:
+    with Store(run_store(done.stdout, state)) as store:
         [execution] = store.executions(limit=10)
         assert (execution.action, execution.status, execution.request["line"]) == (
             "add_evict_leader", "succeeded", "POST /pd/api/v1/schedulers",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.lab.demo import DemoResult
+from engine.lab.demo import DemoResult, run_store_path
+from engine.lab.models import Lab
+from engine.lab.spec import LabSpec
 from engine.lab.timeline import MAX_TEXT, TimelineEntry, from_event
 from engine.store import Event
 
@@ -83,3 +86,12 @@ def test_the_result_line_has_exactly_the_fixed_keys() -> None:
         "scenario": "kill_node", "ok": True, "detected_s": 2.1, "recovered_s": 11.2, "actions": ["deregister_node"], "mode": "execute",
     }  # fmt: skip
     assert DemoResult("x", False, None, None, [], "observe").as_json()["detected_s"] is None
+
+
+def test_every_demo_run_gets_a_store_of_its_own(tmp_path: Path) -> None:
+    spec = LabSpec(Lab.model_construct(name="x"), tmp_path / "lab.yaml", tmp_path, tmp_path / "state")
+    first = run_store_path(spec, "kill_node", 1_767_225_600.0)
+    assert first == tmp_path / "state" / "demos" / "kill_node-20260101T000000Z.db"
+    first.parent.mkdir(parents=True)
+    first.touch()
+    assert run_store_path(spec, "kill_node", 1_767_225_600.0) == first.with_name("kill_node-20260101T000000Z-2.db")

@@ -94,3 +94,24 @@ def test_shipped_ratelimiter_lab_matches_its_config(monkeypatch: pytest.MonkeyPa
     # The endpoints the config reads are what the lab exports.
     exports = spec.lab.exports
     assert exports["RATELIMITER_URL_1"] == "http://127.0.0.1:18081" and exports["REDIS_URL"] == "redis://127.0.0.1:16379/0"
+
+
+def test_a_wait_until_expr_must_be_cel_and_read_the_configs_observations(tmp_path: Path) -> None:
+    bad_cel = problems_of(
+        tmp_path, "scenarios:\n  - name: s\n    inject:\n      - wait_until: {expr: 'hive.bees.size( >= 2'}\n    expect: {fires: x}\n"
+    )
+    assert len(bad_cel) == 1 and "`expr` is not valid CEL" in bad_cel[0] and bad_cel[0].endswith("(at scenarios.0.inject.0.wait_until.expr)")
+    both = problems_of(
+        tmp_path, "scenarios:\n  - name: s\n    inject:\n      - wait_until: {expr: 'true', http: 'http://127.0.0.1:1/'}\n    expect: {fires: x}\n"
+    )
+    assert any("exactly one of `http`, `redis` or `expr`" in f for f in both)
+    lab = tmp_path / "beehive" / "lab.yaml"
+    lab.parent.mkdir()
+    for name in ("beehive.yaml", "beehive.py"):
+        (lab.parent / name).write_text((REPO / "examples" / "beehive" / name).read_text())
+    lab.write_text((REPO / "examples" / "beehive" / "lab.yaml").read_text().replace("hive.bees.size()", "hives.bees.size()"))
+    from engine.documents import validate_paths
+
+    [problem] = validate_paths([lab.parent / "beehive.yaml"], env={})
+    assert "`expr` reads hives, which the config does not observe; known: hive" in problem.message
+    assert problem.path == ("scenarios", 0, "setup", 0, "wait_until", "expr") and problem.line == 22
