@@ -1,7 +1,8 @@
 """Every YAML example in the README and docs/ is valid. Each ```yaml block follows a marker that
 says what it is: `<!-- example: Model -->` (an entry of that model), `<!-- example: Model.key -->`
-(one field's value) or `<!-- file: PATH -->` (a whole file at PATH in the repository: written
-into a copy of it and validated like `opctl validate` does). A block without a marker fails."""
+(one field's value), `<!-- file: PATH -->` (a whole file at PATH in the repository: written
+into a copy of it and validated like `opctl validate` does) or `<!-- broken: NAME -->` (a config
+that shows mistakes: it must have problems). A block without a marker fails."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from engine.testing.model import TestFile
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"(?:<!-- (?P<marker>example|file): (?P<what>\S+) -->\n)?```yaml\n(?P<body>.*?)```", re.DOTALL)
+BLOCK = re.compile(r"(?:<!-- (?P<marker>example|file|broken): (?P<what>\S+) -->\n)?```yaml\n(?P<body>.*?)```", re.DOTALL)
 # a generated reference names the models of its own language (lab files and test files both have an `Expect`)
 ROOTS = {path: ref.root for path, ref in references().values()}
 
@@ -68,6 +69,11 @@ def test_every_yaml_example_is_valid(doc: Path, tmp_path: Path) -> None:
         assert marker is not None, f"{where} has no `<!-- example: ... -->` or `<!-- file: ... -->` marker"
         if marker == "example":
             check_example(models_for(doc), what, body, where)
+        elif marker == "broken":
+            shown = tmp_path / "broken" / what
+            shown.parent.mkdir(parents=True, exist_ok=True)
+            shown.write_text(body)
+            assert [p for p in validate_paths([shown], env={}) if p.severity == "error"], f"{where}: a broken example validates"
         else:
             files[what] = body
     if not files:

@@ -93,6 +93,7 @@ def types_section() -> str:
         "at load; expressions read `vars.<name>`. `${...}` inside a CEL expression is an error:",
         "the environment reaches expressions only through `vars`. For this config:",
         "",
+        "<!-- broken: queue.yaml -->",
         "```yaml",
         _TYPES_EXAMPLE.rstrip(),
         "```",

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
-from engine.config.validate import validate_paths
+from engine.documents import validate_paths
 
 ROOT = Path(__file__).resolve().parents[2]
 
