@@ -7,6 +7,7 @@ environments by both evaluators; they must return the same value (same type, too
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -46,6 +47,12 @@ leaves = st.one_of(
 )
 
 
+def _bind(expr: str, name: str) -> str:
+    """`expr` reading the macro's variable `v` where it read the variable `name` (a whole word:
+    the `x` of a hex literal such as 0x10 stays)."""
+    return re.sub(rf"\b{name}\b", "v", expr)
+
+
 def _compose(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     binops = ["==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "&&", "||", "in"]
     return st.one_of(
@@ -66,8 +73,8 @@ def _compose(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
             lambda t: f"({t[0]}).matches({t[1]})"),
         st.tuples(st.sampled_from(["int", "double", "string"]), inner).map(lambda t: f"{t[0]}({t[1]})"),
         st.tuples(inner, st.sampled_from(["exists", "all", "exists_one", "filter", "map"]), inner).map(
-            lambda t: f"({t[0]}).{t[1]}(v, {t[2].replace('y', 'v')})"),
-        st.tuples(inner, inner, inner).map(lambda t: f"({t[0]}).map(v, {t[1].replace('y', 'v')}, {t[2].replace('x', 'v')})"),
+            lambda t: f"({t[0]}).{t[1]}(v, {_bind(t[2], 'y')})"),
+        st.tuples(inner, inner, inner).map(lambda t: f"({t[0]}).map(v, {_bind(t[1], 'y')}, {_bind(t[2], 'x')})"),
     )
 
 
