@@ -14,6 +14,7 @@ import uuid
 
 import uvicorn
 
+from ratelimiter_service.http_guard import GuardedHttpToolsProtocol
 from ratelimiter_service.metrics_dir import metrics_dir_for
 from ratelimiter_service.settings import SettingsError, load_settings
 
@@ -32,6 +33,12 @@ def main() -> int:
             host=settings.host,
             port=settings.port,
             workers=settings.workers if settings.workers > 1 else None,
+            # Bounded against hostile clients (see http_guard); h11's bound applies only if
+            # someone swaps the protocol back to h11.
+            http=GuardedHttpToolsProtocol,
+            timeout_keep_alive=settings.keep_alive_timeout_ms / 1000,  # type: ignore[arg-type]  (a float works)
+            limit_concurrency=settings.max_connections_per_worker,
+            h11_max_incomplete_event_size=settings.max_header_bytes,
             log_level="warning",
             access_log=False,
         )

@@ -68,7 +68,11 @@ class Node:
             prefix=settings.prefix,
             test_mode=settings.test_mode,
             max_log_limit=settings.max_log_limit,
+            over_limit_index_max=settings.over_limit_index_max,
             on_script_reload=self.metrics.script_reloads.inc,
+            retries=settings.redis_retries,
+            on_index_error=lambda exc: self.metrics.redis_error("over_limit_index", exc),
+            on_retry=lambda exc: self.metrics.redis_retries.inc(),
         )
         # Optionally, concurrent single checks share pipelines: one round trip (one Redis write
         # and read syscall) for all the checks that arrive together.
@@ -79,8 +83,9 @@ class Node:
             client,
             default=settings.default_policy,
             prefix=settings.prefix,
-            on_version=self.metrics.policy_version.set,
+            on_version=self._policies_changed,
         )
+        self.metrics.know_policies(self.policies.all())
         self.registry = NodeRegistry(
             client,
             prefix=settings.prefix,
@@ -106,7 +111,7 @@ class Node:
         try:
             await self.refresh_policies()
         except RedisError as exc:
-            self.metrics.redis_errors.labels("policy_refresh").inc()
+            self.metrics.redis_error("policy_refresh", exc)
             logger.warning("node %s starts without Redis policies (serving built-ins): %s", self.node_id, exc)
         else:
             await warm_up(self.client, self.settings.redis_max_connections)
@@ -133,8 +138,7 @@ class Node:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if isinstance(self.limiter, CoalescingLimiter):
-            await self.limiter.aclose()
+        await self.limiter.aclose()
         if self.owns_client:
             try:
                 await self.client.aclose()
@@ -151,11 +155,15 @@ class Node:
             try:
                 await self.refresh_policies()
             except RedisError as exc:
-                self.metrics.redis_errors.labels("policy_refresh").inc()
+                self.metrics.redis_error("policy_refresh", exc)
                 logger.debug("policy refresh failed, keeping version %d: %s", self.policies.version, exc)
 
+    def _policies_changed(self, version: int) -> None:
+        self.metrics.policy_version.set(version)
+        self.metrics.know_policies(self.policies.all())
+
     def _heartbeat_failed(self, exc: BaseException) -> None:
-        self.metrics.redis_errors.labels("heartbeat").inc()
+        self.metrics.redis_error("heartbeat", exc)
         logger.debug("heartbeat failed: %s", exc)
 
 

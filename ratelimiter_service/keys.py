@@ -4,6 +4,7 @@ Layout (prefix `rl` by default):
 
     rl:lim:{<policy>:<escaped key>}:<algorithm code>   limiter state, one key per (policy, key)
     rl:{pol}:data / rl:{pol}:version                    policies (see policies.py)
+    rl:{over}:keys                                      the over-limit index (lua/over_limit_index.lua)
 
 The caller's key is percent-encoded with nothing left unescaped but `A-Z a-z 0-9 _ . - ~`, so
 `:`, `{`, `}`, `%`, spaces and any unicode become `%XX` bytes of UTF-8. Percent-encoding is
@@ -33,6 +34,20 @@ _ESCAPED_KEY_PATTERN = r"[A-Za-z0-9_.\-~%]*"
 _GLOB_SPECIALS = re.compile(r"([*?\[\]\\])")
 
 
+DOT_SEGMENTS = frozenset({".", ".."})
+
+
+def has_dot_segment(text: str) -> bool:
+    """True if a `/`-separated segment of `text` is `.` or `..`.
+
+    Policy names and keys become path segments of the management API
+    (`/v1/policies/{name}`, `/v1/keys/{policy}/{key}`), and HTTP clients remove dot segments
+    before sending: a policy named `..` turned an operator's `DELETE /v1/keys/../node1` into
+    `DELETE /v1/nodes/node1` (issue 20, finding 3). Such names and keys are refused.
+    """
+    return any(segment in DOT_SEGMENTS for segment in text.split("/"))
+
+
 @dataclass(frozen=True)
 class LimiterKey:
     """What a limiter key name says: its policy, the caller's key and the algorithm."""
@@ -60,6 +75,11 @@ def limiter_key(prefix: str, policy: str, key: str, algorithm: str) -> str:
     except KeyError:
         raise ValueError(f"unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHM_CODES)}") from None
     return f"{prefix}:lim:{{{policy}:{escape_key(key)}}}:{code}"
+
+
+def over_limit_index_key(prefix: str) -> str:
+    """The sorted set of limiter key names whose quota is used up (see lua/over_limit_index.lua)."""
+    return f"{prefix}:{{over}}:keys"
 
 
 def limiter_keys_for_pair(prefix: str, policy: str, key: str) -> list[str]:

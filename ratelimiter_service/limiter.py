@@ -15,19 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 
 from ratelimiter_service import keys as keynames
 from ratelimiter_service.policies import Policy
+from ratelimiter_service.redis_client import error_kind
+
+T = TypeVar("T")
 
 # Keys written under injected (test) time outlive any test; their real deadline is unknowable.
 INJECTED_TIME_MIN_TTL_MS = 3_600_000
 _PEEK_CHUNK = 500
+DEFAULT_INDEX_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,30 @@ class _Call:
 
 
 def load_script_source(algorithm: str) -> str:
-    """The Lua source of an algorithm's script, shipped as package data."""
+    """The Lua source of a script shipped as package data (`lua/<name>.lua`)."""
     return (Path(__file__).parent / "lua" / f"{algorithm}.lua").read_text("utf-8")
+
+
+def _index_prelude(index_max: int) -> str:
+    return f"local OVER_LIMIT_INDEX_MAX = {int(index_max)}\n" + load_script_source("over_limit_index")
+
+
+def decision_script_source(algorithm: str, index_max: int = DEFAULT_INDEX_MAX) -> str:
+    """An algorithm's script as the limiter runs it: its decision, then, when KEYS[2] (the
+    over-limit index) is given and the decision leaves nothing remaining, the key is indexed."""
+    return (
+        _index_prelude(index_max)
+        + "local function decide()\n"
+        + load_script_source(algorithm)
+        + "\nend\nlocal reply = decide()\n"
+        + "if KEYS[2] and reply[3] == 0 and tonumber(ARGV[3]) > 0 then\n"
+        + "  index_over_limit(KEYS[2], KEYS[1], reply[4])\nend\nreturn reply\n"
+    )
+
+
+def index_script_source(index_max: int = DEFAULT_INDEX_MAX) -> str:
+    """The index update alone (Redis Cluster: the index is in another slot than the key)."""
+    return _index_prelude(index_max) + "index_over_limit(KEYS[1], ARGV[1], tonumber(ARGV[2]))\nreturn 1\n"
 
 
 class Limiter:
@@ -73,17 +100,30 @@ class Limiter:
         prefix: str = "rl",
         test_mode: bool = False,
         max_log_limit: int = 1000,
+        over_limit_index_max: int = DEFAULT_INDEX_MAX,
+        retries: int = 1,
         on_script_reload: Callable[[], None] | None = None,
+        on_index_error: Callable[[BaseException], None] | None = None,
+        on_retry: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._client = client
+        self._retries = retries
+        self._on_retry = on_retry
         self._prefix = prefix
         self._test_mode = test_mode
         self._max_log_limit = max_log_limit
         self._on_script_reload = on_script_reload
+        self._on_index_error = on_index_error
+        self._index_key = keynames.over_limit_index_key(prefix)
+        # On Redis Cluster the index is in another slot than the limiter keys: the decision
+        # script cannot write it, so the limiter does, right after (see _index_in_cluster).
+        self._cluster = isinstance(client, RedisCluster)
+        self._index_tasks: set[asyncio.Task[None]] = set()
         self._scripts = {
-            algorithm: client.register_script(load_script_source(algorithm))
+            algorithm: client.register_script(decision_script_source(algorithm, over_limit_index_max))
             for algorithm in keynames.ALGORITHM_CODES
         }
+        self._index_script = client.register_script(index_script_source(over_limit_index_max))
 
     # -- decisions ---------------------------------------------------------------------------
 
@@ -115,6 +155,7 @@ class Limiter:
         """Forget the state of `key` under `policy` (every algorithm's key); True if any existed."""
         names = self._key_names(policy.name, key)
         deleted = await self._client.delete(*names)
+        await self._client.zrem(self._index_key, *names)
         return int(deleted) > 0
 
     async def active_keys(
@@ -127,8 +168,12 @@ class Limiter:
     ) -> list[KeyUsage]:
         """Keys with usage > 0 (or with nothing left, if `over_limit`), sorted by policy and key.
 
-        Keys of unknown policies, or left over from a policy's previous algorithm, are skipped.
+        All active keys come from a SCAN of the keyspace; over-limit keys from the over-limit
+        index alone (bounded, kept by the scripts), never a SCAN, so a flood of keys cannot make
+        this slow. Keys of unknown policies, or left over from a policy's previous algorithm,
+        are skipped; every candidate is peeked, so what is listed is its usage now.
         """
+        names = self._indexed_names() if over_limit else self._scanned_names()
         found: list[KeyUsage] = []
         pending: list[tuple[Policy, str]] = []
 
@@ -143,7 +188,7 @@ class Limiter:
             pending.clear()
 
         seen: set[str] = set()
-        async for raw in self._client.scan_iter(match=keynames.limiter_scan_pattern(self._prefix), count=1000):
+        async for raw in names:
             parsed = keynames.parse_limiter_key(self._prefix, raw)
             if parsed is None:
                 continue
@@ -163,6 +208,18 @@ class Limiter:
             await flush()
         found.sort(key=lambda usage: (usage.policy, usage.key))
         return found[:limit]
+
+    async def over_limit_index(self) -> list[str]:
+        """The limiter key names in the over-limit index, latest reset first (at most its bound)."""
+        raw = await self._client.zrange(self._index_key, 0, -1, desc=True)
+        return [name.decode("ascii", "replace") if isinstance(name, bytes) else str(name) for name in raw]
+
+    async def _indexed_names(self) -> AsyncIterator[str]:
+        for name in await self.over_limit_index():
+            yield name
+
+    def _scanned_names(self) -> AsyncIterator[Any]:
+        return self._client.scan_iter(match=keynames.limiter_scan_pattern(self._prefix), count=1000)  # type: ignore[no-any-return]
 
     # -- preparing calls -----------------------------------------------------------------------
 
@@ -223,13 +280,64 @@ class Limiter:
             if self._on_script_reload is not None:
                 self._on_script_reload()
 
+    def _keys_of(self, call: _Call) -> tuple[str, ...]:
+        """A call's KEYS: the limiter key, and the over-limit index where one script may write both."""
+        return (call.key_name,) if self._cluster else (call.key_name, self._index_key)
+
     async def _run(self, call: _Call) -> list[int]:
         sha = self._scripts[call.algorithm].sha
+        keys = self._keys_of(call)
+
+        async def send() -> list[int]:
+            return await self._client.evalsha(sha, len(keys), *keys, *call.args)  # type: ignore[no-any-return]
+
         try:
-            return await self._client.evalsha(sha, 1, call.key_name, *call.args)
+            reply = await self._unless_unsent(send)
         except redis.exceptions.NoScriptError:
             await self._reload({call.algorithm})
-            return await self._client.evalsha(sha, 1, call.key_name, *call.args)
+            reply = await self._unless_unsent(send)
+        if self._cluster:
+            self._index_in_cluster([(call, reply)])
+        return reply
+
+    async def _unless_unsent(self, send: Callable[[], Awaitable[T]]) -> T:
+        """`send()`, sent again (up to `retries` times) only after a failure that certainly
+        never reached Redis: a script that may have run is never run twice."""
+        for attempt in range(self._retries + 1):
+            try:
+                return await send()
+            except redis.exceptions.RedisError as exc:
+                if attempt == self._retries or error_kind(exc) != "unsent":
+                    raise
+                if self._on_retry is not None:
+                    self._on_retry(exc)
+        raise AssertionError("unreachable")
+
+    def _index_in_cluster(self, done: Sequence[tuple[_Call, list[int] | Exception]]) -> None:
+        """Index the keys these calls left with nothing remaining, in the background: the
+        decision is already made and must not wait for a write to another slot."""
+        used_up = [
+            (call.key_name, reply[3])
+            for call, reply in done
+            if not isinstance(reply, Exception) and int(call.args[2]) > 0 and int(reply[2]) == 0
+        ]
+        if used_up:
+            task = asyncio.get_running_loop().create_task(self._write_index(used_up))
+            self._index_tasks.add(task)
+            task.add_done_callback(self._index_tasks.discard)
+
+    async def _write_index(self, used_up: list[tuple[str, int]]) -> None:
+        try:
+            for name, reset_after_ms in used_up:
+                await self._index_script(keys=[self._index_key], args=[name, reset_after_ms])
+        except redis.exceptions.RedisError as exc:
+            if self._on_index_error is not None:
+                self._on_index_error(exc)
+
+    async def aclose(self) -> None:
+        """Wait for the background index writes (Redis Cluster only)."""
+        while self._index_tasks:
+            await asyncio.gather(*self._index_tasks, return_exceptions=True)
 
     async def _run_many(self, calls: Sequence[_Call | Exception]) -> list[list[int] | Exception]:
         results: list[list[int] | Exception] = [c if isinstance(c, Exception) else [] for c in calls]
@@ -238,15 +346,21 @@ class Limiter:
         for attempt in range(2):
             if not todo:
                 break
-            pipe = self._client.pipeline(transaction=False)
-            for i in todo:
-                call = calls[i]
-                assert isinstance(call, _Call)
-                # execute_command, not pipe.evalsha: redis-py blocks the method (only) on a
-                # cluster pipeline, while the command itself routes by the key's slot.
-                pipe.execute_command("EVALSHA", self._scripts[call.algorithm].sha, 1, call.key_name, *call.args)
+            sending = [calls[i] for i in todo]
+
+            async def send() -> list[Any]:
+                # A new pipeline per attempt: redis-py empties one when its execute fails.
+                pipe = self._client.pipeline(transaction=False)
+                for call in sending:
+                    assert isinstance(call, _Call)
+                    # execute_command, not pipe.evalsha: redis-py blocks the method (only) on a
+                    # cluster pipeline, while the command itself routes by the key's slot.
+                    keys = self._keys_of(call)
+                    pipe.execute_command("EVALSHA", self._scripts[call.algorithm].sha, len(keys), *keys, *call.args)
+                return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+
             try:
-                replies = await pipe.execute(raise_on_error=False)
+                replies = await self._unless_unsent(send)
             except redis.exceptions.RedisError as exc:
                 for i in todo:
                     results[i] = exc
@@ -268,6 +382,10 @@ class Limiter:
                         results[i] = exc
                     break
             todo = again
+        if self._cluster:
+            self._index_in_cluster(
+                [(call, reply) for call, reply in zip(calls, results) if isinstance(call, _Call)]
+            )
         return results
 
 
@@ -327,10 +445,14 @@ class CoalescingLimiter:
     ) -> list[KeyUsage]:
         return await self.limiter.active_keys(policies, over_limit=over_limit, limit=limit, now_ms=now_ms)
 
+    async def over_limit_index(self) -> list[str]:
+        return await self.limiter.over_limit_index()
+
     async def aclose(self) -> None:
         """Wait for the pipelines already sent (their callers may have given up)."""
         while self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
+        await self.limiter.aclose()
 
     def _flush(self) -> None:
         self._flush_scheduled = False

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import redis.exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ratelimiter_service.keys import POLICY_NAME_PATTERN
+from ratelimiter_service.keys import POLICY_NAME_PATTERN, has_dot_segment
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,13 @@ class Policy(BaseModel):
     )
     shadow: bool = Field(default=False, description="Decide and count, but always allow (report would-deny).")
     overrides: dict[str, int] = Field(default_factory=dict, description="Per-key limits replacing `limit`.")
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_dot_segment(cls, name: str) -> str:
+        if has_dot_segment(name):
+            raise ValueError(f"a policy may not be named {name!r}: it would be a dot segment of a URL path")
+        return name
 
     @field_validator("overrides")
     @classmethod

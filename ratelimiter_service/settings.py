@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     policy_refresh_interval_ms: int = Field(default=500, ge=10)
     policy_refresh: bool = True
 
+    # Hostile clients (see http_guard): bodies, headers and connections are bounded per worker.
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, le=1024**3)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024**2)
+    header_timeout_ms: int = Field(default=5_000, ge=10, le=600_000)
+    keep_alive_timeout_ms: int = Field(default=5_000, ge=10, le=600_000)
+    max_connections_per_worker: int = Field(default=1_000, ge=1, le=100_000)
+    # The over-limit index (`GET /v1/keys?over_limit=true`) holds at most this many keys.
+    over_limit_index_max: int = Field(default=10_000, ge=1, le=1_000_000)
+
     max_key_bytes: int = Field(default=512, ge=1, le=65_536)
     max_batch: int = Field(default=1_000, ge=1, le=10_000)
     max_log_limit: int = Field(default=1_000, ge=1)

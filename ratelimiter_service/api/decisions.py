@@ -84,8 +84,8 @@ async def decide_one(node: Node, policy: Policy, key: str, cost: int, now_ms: in
             progress=node.redis_progress,
             patience_s=node.settings.busy_patience_s,
         )
-    except RedisError:
-        node.metrics.redis_errors.labels("check").inc()
+    except RedisError as exc:
+        node.metrics.redis_error("check", exc)
         outcome = without_redis(policy, key)
     else:
         outcome = from_decision(policy, decision)
@@ -118,15 +118,15 @@ async def decide_many(node: Node, checks: Sequence[tuple[Policy, str, int]]) -> 
         if isinstance(reply, ValueError):
             raise BatchItemError(index, reply)
     outcomes: list[Outcome] = []
-    redis_failed = False
+    redis_failed: Exception | None = None
     for (policy, key, _cost), reply in zip(checks, replies):
         if isinstance(reply, Exception):
-            redis_failed = True
+            redis_failed = reply
             outcome = without_redis(policy, key)
         else:
             outcome = from_decision(policy, reply)
         record(node, outcome)
         outcomes.append(outcome)
-    if redis_failed:
-        node.metrics.redis_errors.labels("check_batch").inc()
+    if redis_failed is not None:
+        node.metrics.redis_error("check_batch", redis_failed)
     return outcomes
