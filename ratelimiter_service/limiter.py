@@ -214,9 +214,17 @@ class Limiter:
         raw = await self._client.zrange(self._index_key, 0, -1, desc=True)
         return [name.decode("ascii", "replace") if isinstance(name, bytes) else str(name) for name in raw]
 
-    async def _indexed_names(self) -> AsyncIterator[str]:
-        for name in await self.over_limit_index():
-            yield name
+    async def _indexed_names(self) -> AsyncIterator[Any]:
+        """The index, latest reset first, a page at a time: a listing that has found enough
+        keys reads no further."""
+        start = 0
+        while True:
+            page = await self._client.zrange(self._index_key, start, start + _PEEK_CHUNK - 1, desc=True)
+            for name in page:
+                yield name
+            if len(page) < _PEEK_CHUNK:
+                return
+            start += _PEEK_CHUNK
 
     def _scanned_names(self) -> AsyncIterator[Any]:
         return self._client.scan_iter(match=keynames.limiter_scan_pattern(self._prefix), count=1000)  # type: ignore[no-any-return]
