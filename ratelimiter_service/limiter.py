@@ -118,7 +118,6 @@ class Limiter:
         # On Redis Cluster the index is in another slot than the limiter keys: the decision
         # script cannot write it, so the limiter does, right after (see _index_in_cluster).
         self._cluster = isinstance(client, RedisCluster)
-        self._index_tasks: set[asyncio.Task[None]] = set()
         self._scripts = {
             algorithm: client.register_script(decision_script_source(algorithm, over_limit_index_max))
             for algorithm in keynames.ALGORITHM_CODES
@@ -305,7 +304,7 @@ class Limiter:
             await self._reload({call.algorithm})
             reply = await self._unless_unsent(send)
         if self._cluster:
-            self._index_in_cluster([(call, reply)])
+            await self._index_in_cluster([(call, reply)])
         return reply
 
     async def _unless_unsent(self, send: Callable[[], Awaitable[T]]) -> T:
@@ -321,31 +320,38 @@ class Limiter:
                     self._on_retry(exc)
         raise AssertionError("unreachable")
 
-    def _index_in_cluster(self, done: Sequence[tuple[_Call, list[int] | Exception]]) -> None:
-        """Index the keys these calls left with nothing remaining, in the background: the
-        decision is already made and must not wait for a write to another slot."""
+    async def _index_in_cluster(self, done: Sequence[tuple[_Call, list[int] | Exception]]) -> None:
+        """Index the keys these calls left with nothing remaining (one pipeline, only when
+        there are some), so that a listing made after a decision sees it, as on a single
+        Redis. The decision stands if this fails (an `over_limit_index` Redis error)."""
         used_up = [
             (call.key_name, reply[3])
             for call, reply in done
             if not isinstance(reply, Exception) and int(call.args[2]) > 0 and int(reply[2]) == 0
         ]
-        if used_up:
-            task = asyncio.get_running_loop().create_task(self._write_index(used_up))
-            self._index_tasks.add(task)
-            task.add_done_callback(self._index_tasks.discard)
+        if not used_up:
+            return
 
-    async def _write_index(self, used_up: list[tuple[str, int]]) -> None:
-        try:
+        async def send() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
             for name, reset_after_ms in used_up:
-                await self._index_script(keys=[self._index_key], args=[name, reset_after_ms])
+                pipe.execute_command("EVALSHA", self._index_script.sha, 1, self._index_key, name, reset_after_ms)
+            return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+
+        try:
+            replies = await send()
+            if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
+                await self._client.script_load(self._index_script.script)
+                replies = await send()
+            failed = next((reply for reply in replies if isinstance(reply, Exception)), None)
+            if failed is not None:
+                raise failed
         except redis.exceptions.RedisError as exc:
             if self._on_index_error is not None:
                 self._on_index_error(exc)
 
     async def aclose(self) -> None:
-        """Wait for the background index writes (Redis Cluster only)."""
-        while self._index_tasks:
-            await asyncio.gather(*self._index_tasks, return_exceptions=True)
+        """Nothing to wait for: every call of a limiter ends with its caller."""
 
     async def _run_many(self, calls: Sequence[_Call | Exception]) -> list[list[int] | Exception]:
         results: list[list[int] | Exception] = [c if isinstance(c, Exception) else [] for c in calls]
@@ -391,7 +397,7 @@ class Limiter:
                     break
             todo = again
         if self._cluster:
-            self._index_in_cluster(
+            await self._index_in_cluster(
                 [(call, reply) for call, reply in zip(calls, results) if isinstance(call, _Call)]
             )
         return results
