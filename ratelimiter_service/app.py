@@ -23,10 +23,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from redis.exceptions import RedisError
 
 from ratelimiter_service.api import checks, management, ops
 from ratelimiter_service.api.models import Problem
+from ratelimiter_service.api.problems import problem
 from ratelimiter_service.limiter import CoalescingLimiter, Limiter
 from ratelimiter_service.metrics import Metrics
 from ratelimiter_service.policies import PolicyStore
@@ -197,24 +199,28 @@ def create_app(settings: Settings, redis_client: RedisClient | None = None) -> F
     app.include_router(ops.router)
     app.add_exception_handler(RedisError, _redis_unavailable)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_problem)
     return app
 
 
 async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(
-        status_code=503,
-        content={"detail": f"Redis did not answer in time ({type(exc).__name__}: {exc}); try again"},
-    )
+    return problem(503, f"Redis did not answer in time ({type(exc).__name__}: {exc}); try again")
+
+
+async def _http_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     """422 with each problem's place and message (inputs are left out: they may be huge)."""
     assert isinstance(exc, RequestValidationError)
-    detail = [
+    errors = [
         {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
         for error in exc.errors()
     ]
-    return JSONResponse(status_code=422, content={"detail": detail})
+    summary = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+    return problem(422, summary, errors=errors)
 
 
 def app_from_env() -> FastAPI:

@@ -28,6 +28,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ratelimiter_service.api.problems import PROBLEM_JSON, problem_body
 from ratelimiter_service.settings import Settings, load_settings
 
 
@@ -54,10 +55,9 @@ def limits_from_env() -> GuardLimits:
 
 def problem_response(status: int, detail: str) -> bytes:
     """A complete HTTP/1.1 response (RFC 9457 body) that closes the connection."""
-    phrase = HTTPStatus(status).phrase
-    body = json.dumps({"type": "about:blank", "title": phrase, "status": status, "detail": detail}).encode()
+    body = json.dumps(problem_body(status, detail)).encode()
     head = (
-        f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/problem+json\r\n"
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: {PROBLEM_JSON}\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode("ascii") + body

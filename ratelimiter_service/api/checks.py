@@ -5,11 +5,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ratelimiter_service.api.decisions import BatchItemError, Outcome, decide_many, decide_one
-from ratelimiter_service.api.deps import check_enforceable, check_key, invalid, node_of, policy_or_404
+from ratelimiter_service.api.decisions import BatchItemError, Outcome, decide_many, decide_one, peek_one
+from ratelimiter_service.api.deps import (
+    check_cost_fits,
+    check_enforceable,
+    check_key,
+    invalid,
+    node_of,
+    policy_or_404,
+)
+from ratelimiter_service.api.problems import problem_body
 from ratelimiter_service.api.models import BatchRequest, BatchResponse, CheckRequest, CheckResult, Problem
 from ratelimiter_service.headers import decision_headers
 
@@ -32,7 +40,7 @@ def result_body(outcome: Outcome, version: int) -> dict[str, Any]:
     return {
         "allowed": outcome.allowed,
         "limit": outcome.limit,
-        "remaining": max(0, outcome.remaining),
+        "remaining": None if outcome.remaining is None else max(0, outcome.remaining),
         "reset_after_ms": outcome.reset_after_ms,
         "retry_after_ms": outcome.retry_after_ms,
         "policy": outcome.policy.name,
@@ -54,6 +62,7 @@ def result_body(outcome: Outcome, version: int) -> dict[str, Any]:
             "headers": {**DECISION_HEADERS, "Retry-After": {"schema": {"type": "integer"}}},
         },
         404: {"model": Problem, "description": "Unknown policy"},
+        422: {"model": Problem, "description": "Invalid input, or a cost that can never fit the limit"},
     },
 )
 async def check(body: CheckRequest, request: Request) -> JSONResponse:
@@ -64,8 +73,12 @@ async def check(body: CheckRequest, request: Request) -> JSONResponse:
     if body.now_ms is not None and not node.settings.test_mode:
         raise invalid(("body", "now_ms"), "now_ms is accepted only when RATELIMITER_TEST_MODE is on")
     check_enforceable(node, policy, ("body", "policy"))
+    check_cost_fits(policy, body.key, body.cost, ("body", "cost"))
     try:
-        outcome = await decide_one(node, policy, body.key, body.cost, body.now_ms)
+        if body.cost == 0:
+            outcome = await peek_one(node, policy, body.key, body.now_ms)
+        else:
+            outcome = await decide_one(node, policy, body.key, body.cost, body.now_ms)
     except ValueError as exc:
         raise invalid(("body",), str(exc)) from None
     headers = decision_headers(
@@ -78,9 +91,8 @@ async def check(body: CheckRequest, request: Request) -> JSONResponse:
         retry_after_ms=outcome.retry_after_ms,
         failure_mode=outcome.failure_mode,
     )
-    response = JSONResponse(
-        result_body(outcome, node.policies.version), status_code=200 if outcome.allowed else 429, headers=headers
-    )
+    status = 200 if outcome.allowed or body.cost == 0 else 429
+    response = JSONResponse(result_body(outcome, node.policies.version), status_code=status, headers=headers)
     node.metrics.check_latency.labels("check").observe(time.perf_counter() - started)
     return response
 
@@ -89,7 +101,7 @@ async def check(body: CheckRequest, request: Request) -> JSONResponse:
     "/v1/check/batch",
     response_model=BatchResponse,
     summary="Decide many requests in one Redis round trip",
-    responses={404: {"model": Problem, "description": "A check names an unknown policy"}},
+    responses={207: {"model": BatchResponse, "description": "Some checks name an unknown policy (per-item errors)"}},
 )
 async def check_batch(body: BatchRequest, request: Request) -> JSONResponse:
     started = time.perf_counter()
@@ -101,20 +113,35 @@ async def check_batch(body: BatchRequest, request: Request) -> JSONResponse:
             "too_long",
         )
     prepared = []
+    unknown: dict[int, dict[str, Any]] = {}  # index -> its per-item problem
     for index, item in enumerate(body.checks):
         policy = node.policies.get(item.policy)
         if policy is None:
-            raise HTTPException(status_code=404, detail=f"checks.{index}: unknown policy {item.policy!r}")
+            unknown[index] = {
+                "policy": item.policy,
+                "error": problem_body(404, f"checks.{index}: unknown policy {item.policy!r}"),
+            }
+            continue
         check_key(item.key, max_bytes=node.settings.max_key_bytes, loc=("body", "checks", index, "key"))
         if item.now_ms is not None:
             raise invalid(("body", "checks", index, "now_ms"), "now_ms is not accepted in a batch")
+        if item.cost == 0:
+            raise invalid(("body", "checks", index, "cost"), "a peek (cost 0) is a single check, not a batch item")
         check_enforceable(node, policy, ("body", "checks", index, "policy"))
+        check_cost_fits(policy, item.key, item.cost, ("body", "checks", index, "cost"))
         prepared.append((policy, item.key, item.cost))
+    decided = [i for i in range(len(body.checks)) if i not in unknown]
     try:
-        outcomes = await decide_many(node, prepared)
+        outcomes = await decide_many(node, prepared) if prepared else []
     except BatchItemError as exc:
-        raise invalid(("body", "checks", exc.index), str(exc)) from None
+        raise invalid(("body", "checks", decided[exc.index]), str(exc)) from None
     version = node.policies.version
-    response = JSONResponse({"results": [result_body(outcome, version) for outcome in outcomes]})
+    results: list[dict[str, Any]] = [{}] * len(body.checks)
+    for index, outcome in zip(decided, outcomes):
+        results[index] = result_body(outcome, version)
+    for index, item_problem in unknown.items():
+        results[index] = item_problem
+    # 207: some items hold their own error; the others were decided independently.
+    response = JSONResponse({"results": results}, status_code=207 if unknown else 200)
     node.metrics.check_latency.labels("batch").observe(time.perf_counter() - started)
     return response

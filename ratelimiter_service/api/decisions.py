@@ -3,9 +3,10 @@
 - Shadow policies admit everything; a request the limit would have denied is reported with
   `shadow_denied` and counted as such.
 - When Redis fails or misses the deadline (while answering nothing else: a node that is merely
-  busy waits up to `RATELIMITER_REDIS_BUSY_PATIENCE_MS`), the policy's failure mode decides: `open` admits
-  (remaining = the limit, since usage is unknown), `closed` denies with a 1 s retry hint. Both
-  are flagged (`failure_mode`, header `X-RateLimit-Failure-Mode`) and counted.
+  busy waits up to `RATELIMITER_REDIS_BUSY_PATIENCE_MS`), the policy's failure mode decides: `open` admits,
+  `closed` denies with a 1 s retry hint. Usage is unknown then, so `remaining` and
+  `reset_after_ms` are None (null, and no `RateLimit` header claims a quota). Both are flagged
+  (`failure_mode`, header `X-RateLimit-Failure-Mode`) and counted.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ class Outcome:
     policy: Policy
     allowed: bool
     limit: int
-    remaining: int
-    reset_after_ms: int
+    remaining: int | None  # None: unknown (decided without Redis)
+    reset_after_ms: int | None
     retry_after_ms: int
     failure_mode: Literal["open", "closed"] | None = None
     shadow_denied: bool = False
@@ -56,10 +57,10 @@ def from_decision(policy: Policy, decision: Decision) -> Outcome:
 def without_redis(policy: Policy, key: str) -> Outcome:
     limit = policy.limit_for(key)
     if policy.failure_mode == "open":
-        return Outcome(policy, True, limit, limit, 0, 0, failure_mode="open")
+        return Outcome(policy, True, limit, None, None, 0, failure_mode="open")
     if policy.shadow:
-        return Outcome(policy, True, limit, 0, 0, 0, failure_mode="closed", shadow_denied=True)
-    return Outcome(policy, False, limit, 0, 0, CLOSED_RETRY_AFTER_MS, failure_mode="closed")
+        return Outcome(policy, True, limit, None, None, 0, failure_mode="closed", shadow_denied=True)
+    return Outcome(policy, False, limit, None, None, CLOSED_RETRY_AFTER_MS, failure_mode="closed")
 
 
 def record(node: Node, outcome: Outcome) -> None:
@@ -91,6 +92,22 @@ async def decide_one(node: Node, policy: Policy, key: str, cost: int, now_ms: in
         outcome = from_decision(policy, decision)
     record(node, outcome)
     return outcome
+
+
+async def peek_one(node: Node, policy: Policy, key: str, now_ms: int | None) -> Outcome:
+    """The state of `key` without charging it (`cost: 0`): `allowed` says whether a request of
+    cost 1 would be admitted now. Not counted as a decision."""
+    try:
+        usage = await within_deadline(
+            node.limiter.usage(policy, key, now_ms=now_ms),
+            node.settings.deadline_s,
+            progress=node.redis_progress,
+            patience_s=node.settings.busy_patience_s,
+        )
+    except RedisError as exc:
+        node.metrics.redis_error("check", exc)
+        return without_redis(policy, key)
+    return Outcome(policy, usage.remaining > 0, usage.limit, usage.remaining, usage.reset_after_ms, 0)
 
 
 class BatchItemError(ValueError):

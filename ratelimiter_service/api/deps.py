@@ -85,3 +85,16 @@ def check_enforceable(node: Node, policy: Policy, loc: tuple[Any, ...]) -> None:
             f"policy {policy.name!r} uses sliding_log with a limit of {biggest}, above the maximum of "
             f"{node.settings.max_log_limit} (RATELIMITER_MAX_LOG_LIMIT); use sliding_window or gcra",
         )
+
+
+def check_cost_fits(policy: Policy, key: str, cost: int, loc: tuple[Any, ...]) -> None:
+    """A cost above the key's limit (for gcra: its burst, which is the limit) can never be
+    admitted: 422, never a 429 that invites retrying."""
+    limit = policy.limit_for(key)
+    if cost > limit:
+        raise invalid(
+            loc,
+            f"cost {cost} can never fit: policy {policy.name!r} allows at most {limit} per "
+            f"{policy.window_ms} ms for this key",
+            "cost_above_limit",
+        )

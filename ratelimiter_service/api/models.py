@@ -21,7 +21,10 @@ class CheckRequest(BaseModel):
         min_length=1,
         description="The limited identity (user, IP, API key…); at most RATELIMITER_MAX_KEY_BYTES UTF-8 bytes.",
     )
-    cost: int = Field(default=1, ge=1, le=MAX_COST, description="Units this request consumes.")
+    cost: int = Field(
+        default=1, ge=0, le=MAX_COST,
+        description="Units this request consumes; 0 peeks: the state, nothing charged. Above the key's limit → 422.",
+    )
     now_ms: int | None = Field(
         default=None, ge=0, le=2**50, description="Injected time (unix ms); accepted only in test mode."
     )
@@ -30,8 +33,11 @@ class CheckRequest(BaseModel):
 class CheckResult(BaseModel):
     allowed: bool
     limit: int
-    remaining: int
-    reset_after_ms: int = Field(description="Milliseconds until the key's quota is fully restored.")
+    remaining: int | None = Field(description="Units left; null when Redis did not take part (failure mode).")
+    reset_after_ms: int | None = Field(
+        description="Milliseconds until the key's quota is fully restored (see docs/ratelimiter.md for each "
+        "algorithm); null when Redis did not take part (failure mode)."
+    )
     retry_after_ms: int = Field(description="Milliseconds until this request could be admitted (0 if allowed).")
     policy: str
     policy_version: int
@@ -50,7 +56,9 @@ class BatchRequest(BaseModel):
 
 
 class BatchResponse(BaseModel):
-    results: list[CheckResult]
+    results: list[CheckResult | BatchItemProblem] = Field(
+        description="In order; an item naming an unknown policy holds its error (status 207)."
+    )
 
 
 class PolicySpec(BaseModel):
@@ -133,4 +141,19 @@ class Readiness(BaseModel):
 
 
 class Problem(BaseModel):
+    """RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
     detail: str
+    errors: list[dict[str, object]] | None = Field(
+        default=None, description="422: each problem's place (`loc`), message (`msg`) and `type`."
+    )
+
+
+class BatchItemProblem(BaseModel):
+    """A check of a batch that could not be decided (the others were)."""
+
+    policy: str
+    error: Problem

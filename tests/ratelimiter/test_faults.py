@@ -194,6 +194,14 @@ def test_batch_follows_each_policys_failure_mode_without_redis(own_redis: RedisS
             assert response.status_code == 200
             results = response.json()["results"]
             assert [(r["allowed"], r["failure_mode"]) for r in results] == [(True, "open"), (False, "closed")] * 3
+            # Usage is unknown without Redis: nothing claims a quota.
+            assert all(r["remaining"] is None and r["reset_after_ms"] is None for r in results)
+            for policy, status in (("fail-open", 200), ("fail-closed", 429)):
+                single = await client.post("/v1/check", json={"policy": policy, "key": "a"})
+                assert single.status_code == status and single.json()["remaining"] is None
+                assert single.headers["x-ratelimit-failure-mode"] == policy.removeprefix("fail-")
+                assert "ratelimit" not in single.headers and "x-ratelimit-remaining" not in single.headers
+                assert single.headers["ratelimit-policy"].startswith(f'"{policy}"')
             # Management reads of the cache still work; Redis-backed ones answer 503, not 500.
             assert (await client.get("/v1/policies", headers=AUTH)).status_code == 200
             unavailable = await client.get("/v1/keys", headers=AUTH)
