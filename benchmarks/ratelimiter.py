@@ -50,6 +50,7 @@ sys.path.insert(0, str(REPO))
 from engine.lab.redis_server import RedisServer, free_port  # noqa: E402
 from ratelimiter_service.app import create_app  # noqa: E402
 from ratelimiter_service.keys import limiter_key  # noqa: E402
+from ratelimiter_service.loadgen import flood_keyspace  # noqa: E402
 from ratelimiter_service.limiter import CoalescingLimiter, Limiter, load_script_source  # noqa: E402
 from ratelimiter_service.policies import Policy  # noqa: E402
 from ratelimiter_service.settings import Settings  # noqa: E402
@@ -493,12 +494,7 @@ FLOOD_KEYS = 200_000
 async def over_limit_latency(url: str, runs: int = 20) -> dict[str, float]:
     admin = redis.Redis.from_url(url)
     admin.flushall()
-    pipe = admin.pipeline(transaction=False)
-    for i in range(FLOOD_KEYS):
-        pipe.hset(limiter_key("rl", "default", f"flood-{i}", "sliding_window"), "0", 1)
-        if i % 10_000 == 9_999:
-            pipe.execute()
-    pipe.execute()
+    flood_keyspace(admin, FLOOD_KEYS)
     settings = Settings(redis_url=url, token="bench", default_limit=1, redis_deadline_ms=1000)
     app = create_app(settings)
     figures: dict[str, float] = {}

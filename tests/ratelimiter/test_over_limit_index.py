@@ -19,6 +19,7 @@ from cluster import LocalCluster, redis_cluster  # noqa: F401  (fixture)
 from nodes import AUTH, in_process_node
 from ratelimiter_service.keys import limiter_key, over_limit_index_key
 from ratelimiter_service.limiter import Limiter
+from ratelimiter_service.loadgen import flood_keyspace
 from ratelimiter_service.policies import Policy
 from redis_versions import redis62_server, run, versioned_redis_url  # noqa: F401  (fixtures)
 
@@ -122,12 +123,7 @@ def test_200k_keys_in_the_keyspace_do_not_blind_the_listing(redis_url: str) -> N
     used up; the listing names exactly those, without one SCAN."""
     admin = redis.Redis.from_url(redis_url)
     flood = 200_000
-    pipe = admin.pipeline(transaction=False)
-    for i in range(flood):
-        pipe.hset(limiter_key("rl", "default", f"flood-{i}", "sliding_window"), "0", 1)
-        if i % 10_000 == 9_999:
-            pipe.execute()
-    pipe.execute()
+    flood_keyspace(admin, flood)
 
     async def main() -> None:
         async with in_process_node(redis_url, default_limit=2) as (_, client):
