@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ratelimiter_service.keys import POLICY_NAME_PATTERN
-from ratelimiter_service.policies import MAX_LIMIT, MAX_WINDOW_MS, Algorithm, FailureMode
+from ratelimiter_service.policies import MAX_LIMIT, MAX_WINDOW_MS, Algorithm, FailureMode, expand_rate_and_duration
 
 POLICY_NAME = f"^{POLICY_NAME_PATTERN}$"
 MAX_COST = MAX_LIMIT
@@ -62,9 +64,18 @@ class BatchResponse(BaseModel):
 
 
 class PolicySpec(BaseModel):
-    """A policy as written by PUT /v1/policies/{name} (the name comes from the path)."""
+    """A policy as written by PUT /v1/policies/{name} (the name comes from the path).
+
+    Also accepted: `{"rate": "100/minute", ...}` (or the bare string `"100/minute"`) for
+    `limit` and `window_ms`, and `window_ms` as a duration such as `"1m"` or `"1h30m"`.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rates_and_durations(cls, data: Any) -> Any:
+        return expand_rate_and_duration(data)
 
     limit: int = Field(ge=1, le=MAX_LIMIT)
     window_ms: int = Field(ge=1, le=MAX_WINDOW_MS)
