@@ -26,9 +26,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from redis.exceptions import RedisError
 
-from ratelimiter_service.api import checks, management, ops
+from ratelimiter_service.api import checks, docs_page, management, ops
 from ratelimiter_service.api.models import Problem
 from ratelimiter_service.api.problems import problem
+from ratelimiter_service import __version__, events
+from ratelimiter_service.events import NodeEvents
 from ratelimiter_service.limiter import CoalescingLimiter, Limiter
 from ratelimiter_service.metrics import Metrics
 from ratelimiter_service.policies import PolicyStore
@@ -73,7 +75,7 @@ class Node:
             over_limit_index_max=settings.over_limit_index_max,
             on_script_reload=self.metrics.script_reloads.inc,
             retries=settings.redis_retries,
-            on_index_error=lambda exc: self.metrics.redis_error("over_limit_index", exc),
+            on_index_error=lambda exc: self.redis_error("over_limit_index", exc),
             on_retry=lambda exc: self.metrics.redis_retries.inc(),
         )
         # Optionally, concurrent single checks share pipelines: one round trip (one Redis write
@@ -96,6 +98,7 @@ class Node:
             ttl_s=settings.registry_ttl_s,
             timeout_s=self.management_timeout_s,
         )
+        self.events = NodeEvents(self.node_id)
         self.counters = NodeCounters()
         self.redis_progress = RedisProgress()
         self._tasks: list[asyncio.Task[None]] = []
@@ -113,7 +116,7 @@ class Node:
         try:
             await self.refresh_policies()
         except RedisError as exc:
-            self.metrics.redis_error("policy_refresh", exc)
+            self.redis_error("policy_refresh", exc)
             logger.warning("node %s starts without Redis policies (serving built-ins): %s", self.node_id, exc)
         else:
             await warm_up(self.client, self.settings.redis_max_connections)
@@ -128,7 +131,7 @@ class Node:
                     counters=self.counters,
                     identity=lambda: (self.node_id, self.instance, self.settings.address, self.policies.version),
                     interval_s=self.settings.heartbeat_interval_ms / 1000,
-                    on_success=self.metrics.heartbeat_written,
+                    on_success=self._heartbeat_written,
                     on_error=self._heartbeat_failed,
                 ),
                 name="heartbeat",
@@ -157,15 +160,24 @@ class Node:
             try:
                 await self.refresh_policies()
             except RedisError as exc:
-                self.metrics.redis_error("policy_refresh", exc)
+                self.redis_error("policy_refresh", exc)
                 logger.debug("policy refresh failed, keeping version %d: %s", self.policies.version, exc)
 
     def _policies_changed(self, version: int) -> None:
         self.metrics.policy_version.set(version)
         self.metrics.know_policies(self.policies.all())
 
+    def redis_error(self, operation: str, exc: BaseException) -> None:
+        """A failed Redis call: counted by kind, and a `redis_lost` event if it is the first."""
+        self.metrics.redis_error(operation, exc)
+        self.events.redis_failed(operation, exc)
+
+    def _heartbeat_written(self) -> None:
+        self.metrics.heartbeat_written()
+        self.events.redis_answered()
+
     def _heartbeat_failed(self, exc: BaseException) -> None:
-        self.metrics.redis_error("heartbeat", exc)
+        self.redis_error("heartbeat", exc)
         logger.debug("heartbeat failed: %s", exc)
 
 
@@ -184,19 +196,23 @@ def create_app(settings: Settings, redis_client: RedisClient | None = None) -> F
 
     app = FastAPI(
         title="ratelimiter_service",
-        version="1.0.0",
+        version=__version__,
         description=(
             "Distributed rate limiter: decisions in Redis Lua scripts with Redis time, shared "
             "versioned policies, node registry, Prometheus metrics. Management endpoints need "
             "`Authorization: Bearer <RATELIMITER_TOKEN>`."
         ),
         lifespan=lifespan,
+        # The default pages load their assets from a CDN; ours is static (api/docs_page.py).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.node = node
     unreadable = {400: {"model": Problem, "description": "The body is not parseable (e.g. not UTF-8)"}}
     app.include_router(checks.router, responses=unreadable)
     app.include_router(management.router, responses=unreadable)
     app.include_router(ops.router)
+    app.include_router(docs_page.router)
     app.add_exception_handler(RedisError, _redis_unavailable)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
@@ -225,4 +241,5 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 def app_from_env() -> FastAPI:
     """uvicorn factory: settings from `RATELIMITER_*` variables."""
+    events.configure()
     return create_app(load_settings())

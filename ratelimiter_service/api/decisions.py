@@ -74,6 +74,7 @@ def record(node: Node, outcome: Outcome) -> None:
     else:
         result = "allowed" if outcome.allowed else "denied"
     node.metrics.decisions.labels(name, result).inc()
+    node.events.decided(outcome.failure_mode)
 
 
 async def decide_one(node: Node, policy: Policy, key: str, cost: int, now_ms: int | None) -> Outcome:
@@ -86,9 +87,10 @@ async def decide_one(node: Node, policy: Policy, key: str, cost: int, now_ms: in
             patience_s=node.settings.busy_patience_s,
         )
     except RedisError as exc:
-        node.metrics.redis_error("check", exc)
+        node.redis_error("check", exc)
         outcome = without_redis(policy, key)
     else:
+        node.events.redis_answered()
         outcome = from_decision(policy, decision)
     record(node, outcome)
     return outcome
@@ -105,7 +107,7 @@ async def peek_one(node: Node, policy: Policy, key: str, now_ms: int | None) -> 
             patience_s=node.settings.busy_patience_s,
         )
     except RedisError as exc:
-        node.metrics.redis_error("check", exc)
+        node.redis_error("check", exc)
         return without_redis(policy, key)
     return Outcome(policy, usage.remaining > 0, usage.limit, usage.remaining, usage.reset_after_ms, 0)
 
@@ -145,5 +147,7 @@ async def decide_many(node: Node, checks: Sequence[tuple[Policy, str, int]]) -> 
         record(node, outcome)
         outcomes.append(outcome)
     if redis_failed is not None:
-        node.metrics.redis_error("check_batch", redis_failed)
+        node.redis_error("check_batch", redis_failed)
+    else:
+        node.events.redis_answered()
     return outcomes

@@ -355,3 +355,16 @@ def test_keys_never_collide_across_policies_or_with_each_other(redis_url: str) -
                 raw.close()
 
     asyncio.run(main())
+
+
+def test_the_api_docs_page_needs_no_network(redis_url: str) -> None:
+    async def scenario(app: FastAPI, client: httpx.AsyncClient) -> None:
+        page = await client.get("/docs")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        html = page.text
+        assert "/v1/check/batch" in html and "/v1/policies/{name}" in html and "/openapi.json" in html
+        # Nothing is loaded from elsewhere: no script, stylesheet or image from another host.
+        assert "<script" not in html and "http://" not in html and "https://" not in html
+        assert (await client.get("/redoc")).status_code == 404
+
+    run(redis_url, scenario)

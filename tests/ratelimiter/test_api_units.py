@@ -304,3 +304,12 @@ def test_a_slow_close_of_the_redis_client_does_not_fail_the_shutdown(monkeypatch
 
     tasks = asyncio.run(main())
     assert all(task.done() for task in tasks) and closes == ["close"]
+
+
+def test_the_settings_table_in_the_docs_is_current() -> None:
+    from ratelimiter_service.settings_doc import DOC, documented
+
+    text = DOC.read_text("utf-8")
+    assert documented(text) == text, "stale: run python -m ratelimiter_service.settings_doc"
+    for name in Settings.model_fields:
+        assert f"`RATELIMITER_{name.upper()}`" in text

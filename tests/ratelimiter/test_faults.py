@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -146,6 +147,24 @@ def test_redis_killed_under_load_then_restarted_empty(own_redis: RedisServer) ->
             await until(failures_reported, 5, "the node's failure_mode_decisions in /v1/nodes")
 
         asyncio.run(main())
+    # One JSON line per operational event, in order (the node stopped on leaving the group).
+    logged = [json.loads(line) for line in nodes[0].log_path.read_text().splitlines() if line.startswith('{"ts"')]
+    names = [event["event"] for event in logged]
+    assert names[0] == "start" and names[-1] == "stop", names
+    assert logged[0]["node"] == "fault-0" and logged[0]["redis_url"] == own_redis.url and logged[0]["workers"] == 1
+    for first, then in (("redis_lost", "redis_back"), ("failure_mode_entered", "failure_mode_exited")):
+        assert first in names and then in names and names.index(first) < names.index(then), names
+    exited = logged[names.index("failure_mode_exited")]
+    assert exited["decisions_without_redis"] >= 40
+
+
+def test_the_start_event_redacts_the_redis_password() -> None:
+    from ratelimiter_service.events import redacted_url
+
+    assert redacted_url("redis://user:s3cret@h:6379/0") == "redis://user:***@h:6379/0"
+    assert redacted_url("rediss://:s3cret@h:6379") == "rediss://:***@h:6379"
+    assert redacted_url("redis+cluster://u:p%40ss@a:1,b:2") == "redis+cluster://u:***@a:1,b:2"
+    assert redacted_url("redis://h:6379/0") == "redis://h:6379/0"
 
 
 def test_stalled_redis_gets_failure_mode_within_the_deadline(own_redis: RedisServer) -> None:
