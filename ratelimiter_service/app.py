@@ -39,7 +39,7 @@ from ratelimiter_service.redis_client import (
     RedisProgress,
     build_redis_client,
     warm_up,
-    within_deadline,
+    repeating_within,
 )
 from ratelimiter_service.registry import NodeCounters, NodeRegistry, run_heartbeats
 from ratelimiter_service.settings import Settings, load_settings
@@ -109,7 +109,7 @@ class Node:
 
     async def refresh_policies(self) -> int:
         """Bring the policy cache up to date now (or re-publish it); raises Redis errors."""
-        await within_deadline(self.policies.refresh(), self.management_timeout_s, progress=self.redis_progress)
+        await repeating_within(self.policies.refresh, self.management_timeout_s, progress=self.redis_progress)
         return self.policies.version
 
     async def start(self) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar, Union
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -51,6 +51,7 @@ def error_kind(exc: BaseException) -> ErrorKind:
     return "error"
 
 GRACE_LOOP_TURNS = 4
+RETRY_PAUSE_S = 0.02
 
 
 def build_redis_client(settings: Settings) -> RedisClient:
@@ -192,6 +193,25 @@ async def within_deadline(
     # load makes the next deadline harder to meet. The socket timeout ends it soon anyway.
     task.add_done_callback(_retrieve)
     raise RedisTimeoutError(f"Redis did not answer within {deadline_s * 1000:.0f} ms")
+
+
+async def repeating_within(
+    make_call: Callable[[], Awaitable[T]], timeout_s: float, *, progress: RedisProgress | None = None
+) -> T:
+    """A management call (policies, keys, registry), sent again after an unsent or timed-out
+    attempt while `timeout_s` lasts: redis-py retries nothing (see the module docstring), and a
+    socket timeout is the 50 ms decision deadline. Only for calls whose repetition is harmless
+    (a policy write repeated bumps the version twice; a reset or a listing is idempotent)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while True:
+        try:
+            return await within_deadline(make_call(), max(end - loop.time(), 0.001), progress=progress)
+        except RedisError as exc:
+            left = end - loop.time()
+            if error_kind(exc) == "error" or left <= 0:
+                raise
+            await asyncio.sleep(min(RETRY_PAUSE_S, left))
 
 
 def _abandon(task: asyncio.Future[Any]) -> None:

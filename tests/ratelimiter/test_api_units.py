@@ -94,7 +94,8 @@ def test_client_has_the_deadline_and_redis_py_retries_nothing() -> None:
     assert kwargs["retry"].get_retries() == 0
 
     async def refused() -> BaseException:
-        with pytest.raises(RedisConnectionError) as error:
+        # Refused, or (on a loaded machine) not refused within the 30 ms connect timeout.
+        with pytest.raises((RedisConnectionError, RedisTimeoutError)) as error:
             await within_deadline(client.ping(), 1.0)
         await client.aclose()
         return error.value
@@ -109,7 +110,7 @@ def test_a_refused_connection_is_retried_once_and_is_unsent() -> None:
         client = build_redis_client(Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
         limiter = Limiter(client, retries=1, on_retry=retried.append)
         try:
-            with pytest.raises(RedisConnectionError) as error:
+            with pytest.raises((RedisConnectionError, RedisTimeoutError)) as error:
                 await limiter.check(POLICY, "k")
             assert error_kind(error.value) == "unsent"
         finally:
