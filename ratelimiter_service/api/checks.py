@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ratelimiter_service.api.decisions import BatchItemError, Outcome, decide_many, decide_one, peek_one
+from ratelimiter_service.api.decisions import (
+    BatchItemError,
+    Outcome,
+    decide_all,
+    decide_many,
+    decide_one,
+    peek_one,
+)
 from ratelimiter_service.api.deps import (
     check_cost_fits,
     check_enforceable,
@@ -18,8 +25,19 @@ from ratelimiter_service.api.deps import (
     policy_or_404,
 )
 from ratelimiter_service.api.problems import problem_body
-from ratelimiter_service.api.models import BatchRequest, BatchResponse, CheckRequest, CheckResult, Problem
+from ratelimiter_service.api.models import (
+    BatchRequest,
+    BatchResponse,
+    CheckRequest,
+    CheckResult,
+    LimitSpec,
+    MultiCheckResult,
+    Problem,
+)
 from ratelimiter_service.headers import decision_headers
+
+if TYPE_CHECKING:
+    from ratelimiter_service.app import Node
 
 router = APIRouter(tags=["decisions"])
 
@@ -52,7 +70,7 @@ def result_body(outcome: Outcome, version: int) -> dict[str, Any]:
 
 @router.post(
     "/v1/check",
-    response_model=CheckResult,
+    response_model=CheckResult | MultiCheckResult,
     summary="Decide one request",
     responses={
         200: {"description": "Allowed", "headers": DECISION_HEADERS},
@@ -68,10 +86,20 @@ def result_body(outcome: Outcome, version: int) -> dict[str, Any]:
 async def check(body: CheckRequest, request: Request) -> JSONResponse:
     started = time.perf_counter()
     node = node_of(request)
-    policy = policy_or_404(node, body.policy)
-    check_key(body.key, max_bytes=node.settings.max_key_bytes, loc=("body", "key"))
     if body.now_ms is not None and not node.settings.test_mode:
         raise invalid(("body", "now_ms"), "now_ms is accepted only when RATELIMITER_TEST_MODE is on")
+    if body.limits is not None:
+        response = await check_limits(node, body.limits, body.now_ms)
+    else:
+        response = await check_one(node, body)
+    node.metrics.check_latency.labels("check").observe(time.perf_counter() - started)
+    return response
+
+
+async def check_one(node: Node, body: CheckRequest) -> JSONResponse:
+    assert body.key is not None
+    policy = policy_or_404(node, body.policy)
+    check_key(body.key, max_bytes=node.settings.max_key_bytes, loc=("body", "key"))
     check_enforceable(node, policy, ("body", "policy"))
     check_cost_fits(policy, body.key, body.cost, ("body", "cost"))
     try:
@@ -92,9 +120,53 @@ async def check(body: CheckRequest, request: Request) -> JSONResponse:
         failure_mode=outcome.failure_mode,
     )
     status = 200 if outcome.allowed or body.cost == 0 else 429
-    response = JSONResponse(result_body(outcome, node.policies.version), status_code=status, headers=headers)
-    node.metrics.check_latency.labels("check").observe(time.perf_counter() - started)
-    return response
+    return JSONResponse(result_body(outcome, node.policies.version), status_code=status, headers=headers)
+
+
+async def check_limits(node: Node, limits: list[LimitSpec], now_ms: int | None) -> JSONResponse:
+    prepared = []
+    for index, item in enumerate(limits):
+        loc = ("body", "limits", index)
+        policy = policy_or_404(node, item.policy)
+        check_key(item.key, max_bytes=node.settings.max_key_bytes, loc=(*loc, "key"))
+        if item.cost == 0:
+            raise invalid((*loc, "cost"), "a peek (cost 0) is a single check, not one of several limits")
+        check_enforceable(node, policy, (*loc, "policy"))
+        check_cost_fits(policy, item.key, item.cost, (*loc, "cost"))
+        prepared.append((policy, item.key, item.cost))
+    try:
+        decided = await decide_all(node, prepared, now_ms)
+    except ValueError as exc:
+        raise invalid(("body", "limits"), str(exc)) from None
+    binding = decided.outcomes[decided.binding]
+    headers = decision_headers(
+        policy=binding.policy.name,
+        limit=binding.limit,
+        window_ms=binding.policy.window_ms,
+        allowed=decided.allowed,
+        remaining=binding.remaining,
+        reset_after_ms=binding.reset_after_ms,
+        retry_after_ms=decided.retry_after_ms,
+        failure_mode=decided.failure_mode,
+    )
+    body = {
+        "allowed": decided.allowed,
+        "limits": [
+            {"key": key, **_limit_fields(outcome)} for (_, key, _), outcome in zip(prepared, decided.outcomes)
+        ],
+        "binding": decided.binding,
+        "retry_after_ms": decided.retry_after_ms,
+        "policy_version": node.policies.version,
+        "failure_mode": decided.failure_mode,
+    }
+    return JSONResponse(body, status_code=200 if decided.allowed else 429, headers=headers)
+
+
+def _limit_fields(outcome: Outcome) -> dict[str, Any]:
+    fields = result_body(outcome, 0)
+    return {name: fields[name] for name in (
+        "policy", "allowed", "limit", "remaining", "reset_after_ms", "retry_after_ms", "shadow_denied"
+    )}
 
 
 @router.post(

@@ -112,6 +112,54 @@ async def peek_one(node: Node, policy: Policy, key: str, now_ms: int | None) -> 
     return Outcome(policy, usage.remaining > 0, usage.limit, usage.remaining, usage.reset_after_ms, 0)
 
 
+@dataclass(frozen=True)
+class MultiOutcome:
+    allowed: bool
+    outcomes: tuple[Outcome, ...]  # per limit: whether it admits (charged only if `allowed`)
+    binding: int
+
+    @property
+    def failure_mode(self) -> Literal["open", "closed"] | None:
+        modes = {o.failure_mode for o in self.outcomes if o.failure_mode is not None}
+        return "closed" if "closed" in modes else ("open" if modes else None)
+
+    @property
+    def retry_after_ms(self) -> int:
+        return max((o.retry_after_ms for o in self.outcomes), default=0) if not self.allowed else 0
+
+
+def binding_of(allowed: bool, outcomes: Sequence[Outcome]) -> int:
+    """The limit that decided: denied, the one with the longest retry (the wait that lets every
+    limit pass); allowed, the one with the least remaining."""
+    indexes = range(len(outcomes))
+    if not allowed:
+        return max(indexes, key=lambda i: (not outcomes[i].allowed, outcomes[i].retry_after_ms))
+    return min(indexes, key=lambda i: outcomes[i].remaining if outcomes[i].remaining is not None else 0)
+
+
+async def decide_all(node: Node, limits: Sequence[tuple[Policy, str, int]], now_ms: int | None) -> MultiOutcome:
+    """Several limits in one atomic script run (see `Limiter.check_all`); without Redis, each
+    policy's failure mode, and the check is admitted only if every enforced one admits."""
+    try:
+        decision = await within_deadline(
+            node.limiter.check_all(limits, now_ms=now_ms),
+            node.settings.deadline_s,
+            progress=node.redis_progress,
+            patience_s=node.settings.busy_patience_s,
+        )
+    except RedisError as exc:
+        node.redis_error("check", exc)
+        outcomes = tuple(without_redis(policy, key) for policy, key, _ in limits)
+        allowed = all(o.allowed for o in outcomes)
+    else:
+        node.events.redis_answered()
+        outcomes = tuple(from_decision(policy, d) for (policy, _, _), d in zip(limits, decision.decisions))
+        allowed = decision.allowed
+    for outcome in outcomes:
+        record(node, outcome)
+    return MultiOutcome(allowed, outcomes, binding_of(allowed, outcomes))
+
+
 class BatchItemError(ValueError):
     """A check of a batch cannot be decided because of the caller's input; `index` names it."""
 
