@@ -18,13 +18,18 @@ import uvicorn
 from ratelimiter_service import __version__, events
 from ratelimiter_service.http_guard import GuardedHttpToolsProtocol
 from ratelimiter_service.metrics_dir import metrics_dir_for
+from ratelimiter_service.rls.config import RlsConfigError, load_rls_config
 from ratelimiter_service.settings import Settings, SettingsError, load_settings
 
 
 def main() -> int:
     try:
         settings = load_settings()
-    except SettingsError as exc:
+        if settings.rls_config:  # checked here, not first in every worker
+            load_rls_config(
+                settings.rls_config, algorithm=settings.default_algorithm, failure_mode=settings.default_failure_mode
+            )
+    except (SettingsError, RlsConfigError) as exc:
         print(f"ratelimiter_service: {exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("RATELIMITER_INSTANCE_ID", uuid.uuid4().hex)

@@ -18,6 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -33,7 +34,7 @@ from ratelimiter_service import __version__, events
 from ratelimiter_service.events import NodeEvents
 from ratelimiter_service.limiter import CoalescingLimiter, Limiter
 from ratelimiter_service.metrics import Metrics
-from ratelimiter_service.policies import PolicyStore
+from ratelimiter_service.policies import Policy, PolicyStore
 from ratelimiter_service.redis_client import (
     RedisClient,
     RedisProgress,
@@ -41,6 +42,7 @@ from ratelimiter_service.redis_client import (
     warm_up,
     repeating_within,
 )
+from ratelimiter_service.rls.config import RlsConfig, load_rls_config
 from ratelimiter_service.registry import NodeCounters, NodeRegistry, run_heartbeats
 from ratelimiter_service.settings import Settings, load_settings
 
@@ -48,6 +50,7 @@ logger = logging.getLogger("ratelimiter_service")
 
 # Management calls (SCAN, policy sync) may take longer than one decision, but never unbounded.
 MIN_MANAGEMENT_TIMEOUT_S = 1.0
+GRPC_GRACE_S = 1.0
 
 
 class Node:
@@ -67,6 +70,16 @@ class Node:
         self.node_id = settings.resolved_node_id
         self.instance = settings.instance_id or uuid.uuid4().hex
         self.metrics = Metrics(self.node_id, clock=monotonic)
+        # Envoy's rate limit service: its configuration is read here (a mistake stops the
+        # node at once), its gRPC server started with the node.
+        self.rls_config = (
+            load_rls_config(
+                settings.rls_config, algorithm=settings.default_algorithm, failure_mode=settings.default_failure_mode
+            )
+            if settings.rls_config
+            else RlsConfig({})
+        )
+        self._grpc_server: Any = None
         limiter = Limiter(
             client,
             prefix=settings.prefix,
@@ -89,7 +102,7 @@ class Node:
             prefix=settings.prefix,
             on_version=self._policies_changed,
         )
-        self.metrics.know_policies(self.policies.all())
+        self.metrics.know_policies([*self.policies.all(), *self.rls_config.policies])
         self.registry = NodeRegistry(
             client,
             prefix=settings.prefix,
@@ -112,7 +125,15 @@ class Node:
         await repeating_within(self.policies.refresh, self.management_timeout_s, progress=self.redis_progress)
         return self.policies.version
 
+    def known_policies(self) -> dict[str, Policy]:
+        """The stored and built-in policies, and those of the RLS configuration."""
+        return {**self.rls_config.policies, **self.policies.all()}
+
     async def start(self) -> None:
+        if self.settings.grpc_port is not None:
+            from ratelimiter_service.rls.service import start_server  # grpc only when asked for
+
+            self._grpc_server = await start_server(self, self.rls_config, self.settings.host, self.settings.grpc_port)
         try:
             await self.refresh_policies()
         except RedisError as exc:
@@ -139,6 +160,9 @@ class Node:
         )
 
     async def stop(self) -> None:
+        if self._grpc_server is not None:
+            await self._grpc_server.stop(GRPC_GRACE_S)
+            self._grpc_server = None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -33,7 +33,7 @@ from ratelimiter_service.redis_client import ERROR_KINDS, error_kind
 DECISION_RESULTS = ("allowed", "denied", "shadow_denied")
 FAILURE_MODES = ("open", "closed")
 REDIS_OPERATIONS = ("check", "check_batch", "ready", "policy_refresh", "heartbeat", "over_limit_index")
-CHECK_ENDPOINTS = ("check", "batch")
+CHECK_ENDPOINTS = ("check", "batch", "grpc")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
 HEARTBEAT_AGE = "ratelimiter_heartbeat_age_seconds"
 
@@ -64,7 +64,7 @@ class Metrics:
         )
         self.check_latency = Histogram(
             "ratelimiter_check_latency_seconds",
-            "Time to decide one /v1/check or one /v1/check/batch request, Redis included.",
+            "Time to decide one /v1/check or /v1/check/batch request, or one gRPC ShouldRateLimit, Redis included.",
             ["endpoint"],
             buckets=LATENCY_BUCKETS,
             registry=own,

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         default=None, ge=1, le=65535,
         description="Port of the Envoy rate limit service (gRPC, RLS v3); none when unset.",
     )
+    rls_config: str | None = Field(
+        default=None,
+        description="Envoy ratelimit descriptor configuration for the gRPC service: a YAML file, or a directory "
+        "of them (see docs/ratelimiter.md).",
+    )
     workers: int = Field(default=1, ge=1, le=64, description="Worker processes behind the port: one node.")
     advertise_address: str | None = Field(
         default=None, description="The address /v1/nodes shows (default http://host:port)."

@@ -100,7 +100,7 @@ async def list_keys(
 ) -> JSONResponse:
     node = node_of(request)
     usages = await repeating_within(
-        lambda: node.limiter.active_keys(node.policies.all(), over_limit=over_limit, limit=limit),
+        lambda: node.limiter.active_keys(node.known_policies(), over_limit=over_limit, limit=limit),
         node.management_timeout_s,
     )
     # Plain dicts: the usages are already typed, and a listing may hold 10,000 of them.
