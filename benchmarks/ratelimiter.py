@@ -10,7 +10,8 @@
     `limits` library's moving and sliding windows (sync `hit`), run in its own venv because
     `limits[redis]` pins redis<8. Same Redis, 100 identifiers, 500 per minute.
 (c) HTTP decisions/s of `python -m ratelimiter_service` with 2 workers, single and batch (100
-    checks per request), p50/p99 request latency, from one keep-alive load generator process.
+    checks per request), p50/p99 request latency, from one keep-alive load generator process;
+    and gRPC ShouldRateLimit decisions/s (Envoy's RLS v3, one descriptor per call) of the same node.
 (d) MEMORY USAGE bytes per key for each algorithm.
 (e) Under hostile load: `GET /v1/keys?over_limit=true` (in-process node) with 200k limiter keys
     in the keyspace, a few of them used up, and with the over-limit index full (target <= 50 ms);
@@ -386,13 +387,46 @@ async def http_load(port: int, path: str, body: bytes, tasks: int, seconds: floa
     return len(latencies), latencies, errors
 
 
+RLS_CONFIG = f"""
+domain: bench
+descriptors:
+  - key: user
+    rate_limit: {{unit: minute, requests_per_unit: {LIMIT}}}
+"""
+
+
+async def grpc_load(port: int, tasks: int, seconds: float) -> tuple[int, list[float]]:
+    """ShouldRateLimit calls from `tasks` concurrent callers on one channel (one descriptor each)."""
+    import grpc
+
+    protos, services = grpc.protos_and_services("ratelimiter_service/rls/rls.proto")
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = services.RateLimitServiceStub(channel)
+
+        async def worker(index: int) -> None:
+            message = protos.RateLimitRequest(domain="bench")
+            entry = message.descriptors.add().entries.add()
+            entry.key, entry.value = "user", f"id{index % IDENTIFIERS}"
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                await stub.ShouldRateLimit(message, timeout=10)
+                latencies.append(time.perf_counter() - started)
+
+        await asyncio.gather(*(worker(i) for i in range(tasks)))
+    return len(latencies), latencies
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def part_c(server: RedisServer, seconds: float) -> dict[str, float]:
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
+    rls_config = Path(tempfile.gettempdir()) / f"opctl-bench-rls-{port}.yaml"
+    rls_config.write_text(RLS_CONFIG)
     env = {
         **os.environ,
         "RATELIMITER_REDIS_URL": server.url,
@@ -403,6 +437,8 @@ def part_c(server: RedisServer, seconds: float) -> dict[str, float]:
         "RATELIMITER_DEFAULT_LIMIT": str(LIMIT),
         "RATELIMITER_DEFAULT_WINDOW_MS": str(WINDOW_MS),
         "RATELIMITER_REDIS_DEADLINE_MS": "1000",
+        "RATELIMITER_GRPC_PORT": str(grpc_port),
+        "RATELIMITER_RLS_CONFIG": str(rls_config),
         "PYTHONPATH": str(REPO),
     }
     log = open(Path(tempfile.gettempdir()) / f"opctl-bench-service-{port}.log", "wb")
@@ -429,6 +465,9 @@ def part_c(server: RedisServer, seconds: float) -> dict[str, float]:
         single_rate = n / seconds
         m, batch_lat, batch_err = asyncio.run(http_load(port, "/v1/check/batch", batch_body, 8, seconds))
         batch_rate = m * 100 / seconds
+        asyncio.run(grpc_load(grpc_port, 4, 0.5))  # warm
+        g, grpc_lat = asyncio.run(grpc_load(grpc_port, 32, seconds))
+        grpc_rate = g / seconds
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -446,12 +485,19 @@ def part_c(server: RedisServer, seconds: float) -> dict[str, float]:
         "c_batch_p99_ms": round(percentile(batch_lat, 0.99) * 1000, 2),
         "c_ratio_batch_vs_single": round(batch_rate / single_rate, 2),
         "c_errors": single_err + batch_err,
+        "c_grpc_decisions_per_s": round(grpc_rate),
+        "c_grpc_p50_ms": round(percentile(grpc_lat, 0.5) * 1000, 2),
+        "c_grpc_p99_ms": round(percentile(grpc_lat, 0.99) * 1000, 2),
+        "c_ratio_grpc_vs_http_single": round(grpc_rate / single_rate, 2),
     }
     say(
         f"(c) HTTP, 2 workers: single {single_rate:,.0f} decisions/s (p50 {figures['c_single_p50_ms']} ms, "
         f"p99 {figures['c_single_p99_ms']} ms, 32 connections); batch of 100 {batch_rate:,.0f} decisions/s "
         f"(p50 {figures['c_batch_p50_ms']} ms, p99 {figures['c_batch_p99_ms']} ms per request, 8 connections) "
-        f"-> batch/single {figures['c_ratio_batch_vs_single']}x (target >= 5x); non-2xx/429: {figures['c_errors']}"
+        f"-> batch/single {figures['c_ratio_batch_vs_single']}x (target >= 5x); non-2xx/429: {figures['c_errors']}; "
+        f"gRPC ShouldRateLimit {grpc_rate:,.0f} decisions/s (p50 {figures['c_grpc_p50_ms']} ms, "
+        f"p99 {figures['c_grpc_p99_ms']} ms, 32 callers on one channel) -> gRPC/HTTP single "
+        f"{figures['c_ratio_grpc_vs_http_single']}x"
     )
     return figures
 
