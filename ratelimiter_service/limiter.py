@@ -514,51 +514,6 @@ class CoalescingLimiter:
     ) -> MultiDecision:
         return await self.limiter.check_all(limits, now_ms=now_ms)
 
-    async def check_all(
-        self, limits: Sequence[tuple[Policy, str, int]], *, now_ms: int | None = None
-    ) -> MultiDecision:
-        """Decide several limits in one script run: all admit and are charged, or none is.
-
-        Every key must hash to one cluster slot (`keys.caller_tag`: one caller key, or keys that
-        share a `{tag}`) and no (policy, key) may appear twice; a shadow policy never denies
-        the others. A caller's mistake is a `ValueError`.
-        """
-        if not 1 <= len(limits) <= MAX_LIMITS:
-            raise ValueError(f"a multi-limit check has 1 to {MAX_LIMITS} limits, got {len(limits)}")
-        calls = [self._prepare(policy, key, cost, now_ms) for policy, key, cost in limits]
-        names = [call.key_name for call in calls]
-        if len(set(names)) != len(names):
-            raise ValueError("a multi-limit check names one policy and key twice")
-        tags = {keynames.hash_tag(name) for name in names}
-        if len(tags) > 1:
-            raise ValueError(
-                "the keys of a multi-limit check must share a hash tag (one key, or keys with one "
-                f"{{tag}}): these would span {len(tags)} cluster slots"
-            )
-        args: list[str | int] = [len(calls)]
-        for call, (policy, _key, _cost) in zip(calls, limits):
-            nonce = call.args[3] if call.algorithm == "sliding_log" else ""
-            args += [keynames.ALGORITHM_CODES[call.algorithm], call.args[0], call.args[1], call.args[2], nonce,
-                     0 if policy.shadow else 1]
-        args += list(self._time_args(now_ms))
-        keys = names if self._cluster else [*names, self._index_key]
-        script = self._multi_script
-
-        async def send() -> list[int]:
-            return await self._client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[no-any-return]
-
-        try:
-            reply = await self._unless_unsent(send)
-        except redis.exceptions.NoScriptError:
-            await self._client.script_load(script.script)
-            if self._on_script_reload is not None:
-                self._on_script_reload()
-            reply = await self._unless_unsent(send)
-        decisions = tuple(_decision(reply[1 + 6 * i : 7 + 6 * i]) for i in range(len(calls)))
-        if self._cluster and reply[0]:
-            await self._index_in_cluster([(call, list(reply[1 + 6 * i : 7 + 6 * i])) for i, call in enumerate(calls)])
-        return MultiDecision(allowed=bool(reply[0]), decisions=decisions)
-
     async def usage(self, policy: Policy, key: str, *, now_ms: int | None = None) -> KeyUsage:
         return await self.limiter.usage(policy, key, now_ms=now_ms)
 

@@ -98,9 +98,8 @@ class Settings(BaseSettings):
         description="How long a decision may wait past the deadline while Redis keeps answering other calls "
         "(a busy node, not a stalled Redis); 0 fails every call at the deadline.",
     )
-    # Off by default: under a burst it delays the first replies, which the busy-versus-stalled
-    # test reads as a stall.
-    coalesce_checks: bool = Field(default=False, description="Concurrent single checks share Redis pipelines.")
+    # On by default (issue 16): about 4x the single checks per second of one worker.
+    coalesce_checks: bool = Field(default=True, description="Concurrent single checks share Redis pipelines.")
     policy_refresh_interval_ms: int = Field(default=500, ge=10, description="How often policies are refreshed.")
     policy_refresh: bool = Field(default=True, description="false freezes the refresher (test mode only).")
 

@@ -154,8 +154,8 @@ def test_redis_killed_under_load_then_restarted_empty(own_redis: RedisServer) ->
     assert logged[0]["node"] == "fault-0" and logged[0]["redis_url"] == own_redis.url and logged[0]["workers"] == 1
     for first, then in (("redis_lost", "redis_back"), ("failure_mode_entered", "failure_mode_exited")):
         assert first in names and then in names and names.index(first) < names.index(then), names
-    exited = logged[names.index("failure_mode_exited")]
-    assert exited["decisions_without_redis"] >= 40
+    # (A loaded machine may add a short episode of its own before the outage.)
+    assert max(e["decisions_without_redis"] for e in logged if e["event"] == "failure_mode_exited") >= 40
 
 
 def test_the_start_event_redacts_the_redis_password() -> None:
