@@ -135,7 +135,7 @@ class ActionGate:
         if failed:
             refuse("guard", "; ".join(f"observation {r.name} failed when re-run for the guard: {r.error}" for r in failed))
         env: dict[str, Any] = {r.name: r.value for r in results}
-        env.update(params=dict(params), now=now, prev=dict(prev))
+        env.update(params=dict(params), now=now, prev=dict(prev), vars=self.config.variable_values())
         try:
             verdict = to_python(compiled.evaluate(env))
         except ExpressionError as exc:
