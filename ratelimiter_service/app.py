@@ -18,19 +18,19 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ratelimiter_service import __version__, events
 from ratelimiter_service.api import checks, docs_page, management, ops
 from ratelimiter_service.api.models import Problem
 from ratelimiter_service.api.problems import problem
-from ratelimiter_service import __version__, events
 from ratelimiter_service.events import NodeEvents
 from ratelimiter_service.limiter import CoalescingLimiter, Limiter
 from ratelimiter_service.metrics import Metrics
@@ -42,8 +42,8 @@ from ratelimiter_service.redis_client import (
     warm_up,
     repeating_within,
 )
-from ratelimiter_service.rls.config import RlsConfig, load_rls_config
 from ratelimiter_service.registry import NodeCounters, NodeRegistry, run_heartbeats
+from ratelimiter_service.rls.config import RlsConfig, load_rls_config
 from ratelimiter_service.settings import Settings, load_settings
 
 logger = logging.getLogger("ratelimiter_service")
@@ -91,8 +91,8 @@ class Node:
             on_index_error=lambda exc: self.redis_error("over_limit_index", exc),
             on_retry=lambda exc: self.metrics.redis_retries.inc(),
         )
-        # Optionally, concurrent single checks share pipelines: one round trip (one Redis write
-        # and read syscall) for all the checks that arrive together.
+        # Concurrent single checks share pipelines (unless RATELIMITER_COALESCE_CHECKS=false):
+        # one round trip (one Redis write and read syscall) for all the checks that arrive together.
         self.limiter: Limiter | CoalescingLimiter = (
             CoalescingLimiter(limiter) if settings.coalesce_checks else limiter
         )
