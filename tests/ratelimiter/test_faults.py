@@ -126,10 +126,20 @@ def test_redis_killed_under_load_then_restarted_empty(own_redis: RedisServer) ->
                 return (await timed_check(url, "fail-closed", "probe")).failure_mode is None
 
             await until(deciding_again, 10, "decisions without failure mode after the restart")
-            small = [await timed_check(url, "small", "fresh") for _ in range(5)]
+            # Exact decisions again. At a 50 ms deadline a loaded machine can push one check into
+            # the failure mode, which says nothing of the limiter: such a run is tried again on a
+            # fresh key (a bounded number of times).
+            for attempt in range(5):
+                small = [await timed_check(url, "small", f"fresh-{attempt}") for _ in range(5)]
+                if all(s.failure_mode is None for s in small):
+                    break
             assert [(s.status, s.failure_mode) for s in small] == [(200, None)] * 3 + [(429, None)] * 2
             assert await metric(url, "ratelimiter_script_reloads_total") >= 1
-            assert (await raw_request(url, "GET", "/ready")).status == 200
+
+            async def ready() -> bool:
+                return (await raw_request(url, "GET", "/ready")).status == 200
+
+            await until(ready, 10, "/ready after the restart")
 
             raw = redis.Redis.from_url(own_redis.url)
             try:
