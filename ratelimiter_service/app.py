@@ -19,31 +19,38 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ratelimiter_service.api import checks, management, ops
+from ratelimiter_service import __version__, events
+from ratelimiter_service.api import checks, docs_page, management, ops
 from ratelimiter_service.api.models import Problem
+from ratelimiter_service.api.problems import problem
+from ratelimiter_service.events import NodeEvents
 from ratelimiter_service.limiter import CoalescingLimiter, Limiter
 from ratelimiter_service.metrics import Metrics
-from ratelimiter_service.policies import PolicyStore
+from ratelimiter_service.policies import Policy, PolicyStore
 from ratelimiter_service.redis_client import (
     RedisClient,
     RedisProgress,
     build_redis_client,
     warm_up,
-    within_deadline,
+    repeating_within,
 )
 from ratelimiter_service.registry import NodeCounters, NodeRegistry, run_heartbeats
+from ratelimiter_service.rls.config import RlsConfig, load_rls_config
 from ratelimiter_service.settings import Settings, load_settings
 
 logger = logging.getLogger("ratelimiter_service")
 
 # Management calls (SCAN, policy sync) may take longer than one decision, but never unbounded.
 MIN_MANAGEMENT_TIMEOUT_S = 1.0
+GRPC_GRACE_S = 1.0
 
 
 class Node:
@@ -63,15 +70,29 @@ class Node:
         self.node_id = settings.resolved_node_id
         self.instance = settings.instance_id or uuid.uuid4().hex
         self.metrics = Metrics(self.node_id, clock=monotonic)
+        # Envoy's rate limit service: its configuration is read here (a mistake stops the
+        # node at once), its gRPC server started with the node.
+        self.rls_config = (
+            load_rls_config(
+                settings.rls_config, algorithm=settings.default_algorithm, failure_mode=settings.default_failure_mode
+            )
+            if settings.rls_config
+            else RlsConfig({})
+        )
+        self._grpc_server: Any = None
         limiter = Limiter(
             client,
             prefix=settings.prefix,
             test_mode=settings.test_mode,
             max_log_limit=settings.max_log_limit,
+            over_limit_index_max=settings.over_limit_index_max,
             on_script_reload=self.metrics.script_reloads.inc,
+            retries=settings.redis_retries,
+            on_index_error=lambda exc: self.redis_error("over_limit_index", exc),
+            on_retry=lambda exc: self.metrics.redis_retries.inc(),
         )
-        # Optionally, concurrent single checks share pipelines: one round trip (one Redis write
-        # and read syscall) for all the checks that arrive together.
+        # Concurrent single checks share pipelines (unless RATELIMITER_COALESCE_CHECKS=false):
+        # one round trip (one Redis write and read syscall) for all the checks that arrive together.
         self.limiter: Limiter | CoalescingLimiter = (
             CoalescingLimiter(limiter) if settings.coalesce_checks else limiter
         )
@@ -79,8 +100,9 @@ class Node:
             client,
             default=settings.default_policy,
             prefix=settings.prefix,
-            on_version=self.metrics.policy_version.set,
+            on_version=self._policies_changed,
         )
+        self.metrics.know_policies([*self.policies.all(), *self.rls_config.policies])
         self.registry = NodeRegistry(
             client,
             prefix=settings.prefix,
@@ -89,6 +111,7 @@ class Node:
             ttl_s=settings.registry_ttl_s,
             timeout_s=self.management_timeout_s,
         )
+        self.events = NodeEvents(self.node_id)
         self.counters = NodeCounters()
         self.redis_progress = RedisProgress()
         self._tasks: list[asyncio.Task[None]] = []
@@ -99,14 +122,22 @@ class Node:
 
     async def refresh_policies(self) -> int:
         """Bring the policy cache up to date now (or re-publish it); raises Redis errors."""
-        await within_deadline(self.policies.refresh(), self.management_timeout_s, progress=self.redis_progress)
+        await repeating_within(self.policies.refresh, self.management_timeout_s, progress=self.redis_progress)
         return self.policies.version
 
+    def known_policies(self) -> dict[str, Policy]:
+        """The stored and built-in policies, and those of the RLS configuration."""
+        return {**self.rls_config.policies, **self.policies.all()}
+
     async def start(self) -> None:
+        if self.settings.grpc_port is not None:
+            from ratelimiter_service.rls.service import start_server  # grpc only when asked for
+
+            self._grpc_server = await start_server(self, self.rls_config, self.settings.host, self.settings.grpc_port)
         try:
             await self.refresh_policies()
         except RedisError as exc:
-            self.metrics.redis_errors.labels("policy_refresh").inc()
+            self.redis_error("policy_refresh", exc)
             logger.warning("node %s starts without Redis policies (serving built-ins): %s", self.node_id, exc)
         else:
             await warm_up(self.client, self.settings.redis_max_connections)
@@ -121,7 +152,7 @@ class Node:
                     counters=self.counters,
                     identity=lambda: (self.node_id, self.instance, self.settings.address, self.policies.version),
                     interval_s=self.settings.heartbeat_interval_ms / 1000,
-                    on_success=self.metrics.heartbeat_written,
+                    on_success=self._heartbeat_written,
                     on_error=self._heartbeat_failed,
                 ),
                 name="heartbeat",
@@ -129,12 +160,14 @@ class Node:
         )
 
     async def stop(self) -> None:
+        if self._grpc_server is not None:
+            await self._grpc_server.stop(GRPC_GRACE_S)
+            self._grpc_server = None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if isinstance(self.limiter, CoalescingLimiter):
-            await self.limiter.aclose()
+        await self.limiter.aclose()
         if self.owns_client:
             try:
                 await self.client.aclose()
@@ -151,11 +184,24 @@ class Node:
             try:
                 await self.refresh_policies()
             except RedisError as exc:
-                self.metrics.redis_errors.labels("policy_refresh").inc()
+                self.redis_error("policy_refresh", exc)
                 logger.debug("policy refresh failed, keeping version %d: %s", self.policies.version, exc)
 
+    def _policies_changed(self, version: int) -> None:
+        self.metrics.policy_version.set(version)
+        self.metrics.know_policies(self.policies.all())
+
+    def redis_error(self, operation: str, exc: BaseException) -> None:
+        """A failed Redis call: counted by kind, and a `redis_lost` event if it is the first."""
+        self.metrics.redis_error(operation, exc)
+        self.events.redis_failed(operation, exc)
+
+    def _heartbeat_written(self) -> None:
+        self.metrics.heartbeat_written()
+        self.events.redis_answered()
+
     def _heartbeat_failed(self, exc: BaseException) -> None:
-        self.metrics.redis_errors.labels("heartbeat").inc()
+        self.redis_error("heartbeat", exc)
         logger.debug("heartbeat failed: %s", exc)
 
 
@@ -174,41 +220,50 @@ def create_app(settings: Settings, redis_client: RedisClient | None = None) -> F
 
     app = FastAPI(
         title="ratelimiter_service",
-        version="1.0.0",
+        version=__version__,
         description=(
             "Distributed rate limiter: decisions in Redis Lua scripts with Redis time, shared "
             "versioned policies, node registry, Prometheus metrics. Management endpoints need "
             "`Authorization: Bearer <RATELIMITER_TOKEN>`."
         ),
         lifespan=lifespan,
+        # The default pages load their assets from a CDN; ours is static (api/docs_page.py).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.node = node
     unreadable = {400: {"model": Problem, "description": "The body is not parseable (e.g. not UTF-8)"}}
     app.include_router(checks.router, responses=unreadable)
     app.include_router(management.router, responses=unreadable)
     app.include_router(ops.router)
+    app.include_router(docs_page.router)
     app.add_exception_handler(RedisError, _redis_unavailable)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_problem)
     return app
 
 
 async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(
-        status_code=503,
-        content={"detail": f"Redis did not answer in time ({type(exc).__name__}: {exc}); try again"},
-    )
+    return problem(503, f"Redis did not answer in time ({type(exc).__name__}: {exc}); try again")
+
+
+async def _http_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     """422 with each problem's place and message (inputs are left out: they may be huge)."""
     assert isinstance(exc, RequestValidationError)
-    detail = [
+    errors = [
         {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
         for error in exc.errors()
     ]
-    return JSONResponse(status_code=422, content={"detail": detail})
+    summary = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+    return problem(422, summary, errors=errors)
 
 
 def app_from_env() -> FastAPI:
     """uvicorn factory: settings from `RATELIMITER_*` variables."""
+    events.configure()
     return create_app(load_settings())

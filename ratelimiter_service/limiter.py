@@ -15,19 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 
 from ratelimiter_service import keys as keynames
 from ratelimiter_service.policies import Policy
+from ratelimiter_service.redis_client import error_kind
+
+T = TypeVar("T")
 
 # Keys written under injected (test) time outlive any test; their real deadline is unknowable.
 INJECTED_TIME_MIN_TTL_MS = 3_600_000
 _PEEK_CHUNK = 500
+DEFAULT_INDEX_MAX = 10_000
+MAX_LIMITS = 16  # limits of one multi-limit check
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,16 @@ class Decision:
     remaining: int
     reset_after_ms: int
     retry_after_ms: int
+
+
+@dataclass(frozen=True)
+class MultiDecision:
+    """The decision of a multi-limit check: `allowed` only if every enforced limit admitted
+    (then all were charged); `decisions` in the order of the limits, each saying whether that
+    limit admits (charged only when `allowed`)."""
+
+    allowed: bool
+    decisions: tuple[Decision, ...]
 
 
 @dataclass(frozen=True)
@@ -59,8 +75,39 @@ class _Call:
 
 
 def load_script_source(algorithm: str) -> str:
-    """The Lua source of an algorithm's script, shipped as package data."""
+    """The Lua source of a script shipped as package data (`lua/<name>.lua`)."""
     return (Path(__file__).parent / "lua" / f"{algorithm}.lua").read_text("utf-8")
+
+
+def _index_prelude(index_max: int) -> str:
+    return f"local OVER_LIMIT_INDEX_MAX = {int(index_max)}\n" + load_script_source("over_limit_index")
+
+
+def decision_script_source(algorithm: str, index_max: int = DEFAULT_INDEX_MAX) -> str:
+    """An algorithm's script as the limiter runs it: its decision, then, when KEYS[2] (the
+    over-limit index) is given and the decision leaves nothing remaining, the key is indexed."""
+    return (
+        _index_prelude(index_max)
+        + "local function decide()\n"
+        + load_script_source(algorithm)
+        + "\nend\nlocal reply = decide()\n"
+        + "if KEYS[2] and reply[3] == 0 and tonumber(ARGV[3]) > 0 then\n"
+        + "  index_over_limit(KEYS[2], KEYS[1], reply[4])\nend\nreturn reply\n"
+    )
+
+
+def multi_script_source(index_max: int = DEFAULT_INDEX_MAX) -> str:
+    """The multi-limit script: every algorithm's body as a function, then lua/multi.lua."""
+    bodies = "".join(
+        f"local function alg_{code}(KEYS, ARGV)\n{load_script_source(algorithm)}\nend\n"
+        for algorithm, code in keynames.ALGORITHM_CODES.items()
+    )
+    return _index_prelude(index_max) + bodies + load_script_source("multi")
+
+
+def index_script_source(index_max: int = DEFAULT_INDEX_MAX) -> str:
+    """The index update alone (Redis Cluster: the index is in another slot than the key)."""
+    return _index_prelude(index_max) + "index_over_limit(KEYS[1], ARGV[1], tonumber(ARGV[2]))\nreturn 1\n"
 
 
 class Limiter:
@@ -73,17 +120,30 @@ class Limiter:
         prefix: str = "rl",
         test_mode: bool = False,
         max_log_limit: int = 1000,
+        over_limit_index_max: int = DEFAULT_INDEX_MAX,
+        retries: int = 1,
         on_script_reload: Callable[[], None] | None = None,
+        on_index_error: Callable[[BaseException], None] | None = None,
+        on_retry: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._client = client
+        self._retries = retries
+        self._on_retry = on_retry
         self._prefix = prefix
         self._test_mode = test_mode
         self._max_log_limit = max_log_limit
         self._on_script_reload = on_script_reload
+        self._on_index_error = on_index_error
+        self._index_key = keynames.over_limit_index_key(prefix)
+        # On Redis Cluster the index is in another slot than the limiter keys: the decision
+        # script cannot write it, so the limiter does, right after (see _index_in_cluster).
+        self._cluster = isinstance(client, RedisCluster)
         self._scripts = {
-            algorithm: client.register_script(load_script_source(algorithm))
+            algorithm: client.register_script(decision_script_source(algorithm, over_limit_index_max))
             for algorithm in keynames.ALGORITHM_CODES
         }
+        self._index_script = client.register_script(index_script_source(over_limit_index_max))
+        self._multi_script = client.register_script(multi_script_source(over_limit_index_max))
 
     # -- decisions ---------------------------------------------------------------------------
 
@@ -106,6 +166,51 @@ class Limiter:
         replies = await self._run_many(prepared)
         return [reply if isinstance(reply, Exception) else _decision(reply) for reply in replies]
 
+    async def check_all(
+        self, limits: Sequence[tuple[Policy, str, int]], *, now_ms: int | None = None
+    ) -> MultiDecision:
+        """Decide several limits in one script run: all admit and are charged, or none is.
+
+        Every key must hash to one cluster slot (`keys.caller_tag`: one caller key, or keys that
+        share a `{tag}`) and no (policy, key) may appear twice; a shadow policy never denies
+        the others. A caller's mistake is a `ValueError`.
+        """
+        if not 1 <= len(limits) <= MAX_LIMITS:
+            raise ValueError(f"a multi-limit check has 1 to {MAX_LIMITS} limits, got {len(limits)}")
+        calls = [self._prepare(policy, key, cost, now_ms) for policy, key, cost in limits]
+        names = [call.key_name for call in calls]
+        if len(set(names)) != len(names):
+            raise ValueError("a multi-limit check names one policy and key twice")
+        tags = {keynames.hash_tag(name) for name in names}
+        if len(tags) > 1:
+            raise ValueError(
+                "the keys of a multi-limit check must share a hash tag (one key, or keys with one "
+                f"{{tag}}): these would span {len(tags)} cluster slots"
+            )
+        args: list[str | int] = [len(calls)]
+        for call, (policy, _key, _cost) in zip(calls, limits):
+            nonce = call.args[3] if call.algorithm == "sliding_log" else ""
+            args += [keynames.ALGORITHM_CODES[call.algorithm], call.args[0], call.args[1], call.args[2], nonce,
+                     0 if policy.shadow else 1]
+        args += list(self._time_args(now_ms))
+        keys = names if self._cluster else [*names, self._index_key]
+        script = self._multi_script
+
+        async def send() -> list[int]:
+            return await self._client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[no-any-return]
+
+        try:
+            reply = await self._unless_unsent(send)
+        except redis.exceptions.NoScriptError:
+            await self._client.script_load(script.script)
+            if self._on_script_reload is not None:
+                self._on_script_reload()
+            reply = await self._unless_unsent(send)
+        decisions = tuple(_decision(reply[1 + 6 * i : 7 + 6 * i]) for i in range(len(calls)))
+        if self._cluster and reply[0]:
+            await self._index_in_cluster([(call, list(reply[1 + 6 * i : 7 + 6 * i])) for i, call in enumerate(calls)])
+        return MultiDecision(allowed=bool(reply[0]), decisions=decisions)
+
     async def usage(self, policy: Policy, key: str, *, now_ms: int | None = None) -> KeyUsage:
         """What `key` has used of `policy` right now; writes nothing."""
         reply = await self._run(self._prepare_peek(policy, key, now_ms))
@@ -115,6 +220,7 @@ class Limiter:
         """Forget the state of `key` under `policy` (every algorithm's key); True if any existed."""
         names = self._key_names(policy.name, key)
         deleted = await self._client.delete(*names)
+        await self._client.zrem(self._index_key, *names)
         return int(deleted) > 0
 
     async def active_keys(
@@ -127,8 +233,12 @@ class Limiter:
     ) -> list[KeyUsage]:
         """Keys with usage > 0 (or with nothing left, if `over_limit`), sorted by policy and key.
 
-        Keys of unknown policies, or left over from a policy's previous algorithm, are skipped.
+        All active keys come from a SCAN of the keyspace; over-limit keys from the over-limit
+        index alone (bounded, kept by the scripts), never a SCAN, so a flood of keys cannot make
+        this slow. Keys of unknown policies, or left over from a policy's previous algorithm,
+        are skipped; every candidate is peeked, so what is listed is its usage now.
         """
+        names = self._indexed_names() if over_limit else self._scanned_names()
         found: list[KeyUsage] = []
         pending: list[tuple[Policy, str]] = []
 
@@ -143,7 +253,7 @@ class Limiter:
             pending.clear()
 
         seen: set[str] = set()
-        async for raw in self._client.scan_iter(match=keynames.limiter_scan_pattern(self._prefix), count=1000):
+        async for raw in names:
             parsed = keynames.parse_limiter_key(self._prefix, raw)
             if parsed is None:
                 continue
@@ -163,6 +273,26 @@ class Limiter:
             await flush()
         found.sort(key=lambda usage: (usage.policy, usage.key))
         return found[:limit]
+
+    async def over_limit_index(self) -> list[str]:
+        """The limiter key names in the over-limit index, latest reset first (at most its bound)."""
+        raw = await self._client.zrange(self._index_key, 0, -1, desc=True)
+        return [name.decode("ascii", "replace") if isinstance(name, bytes) else str(name) for name in raw]
+
+    async def _indexed_names(self) -> AsyncIterator[Any]:
+        """The index, latest reset first, a page at a time: a listing that has found enough
+        keys reads no further."""
+        start = 0
+        while True:
+            page = await self._client.zrange(self._index_key, start, start + _PEEK_CHUNK - 1, desc=True)
+            for name in page:
+                yield name
+            if len(page) < _PEEK_CHUNK:
+                return
+            start += _PEEK_CHUNK
+
+    def _scanned_names(self) -> AsyncIterator[Any]:
+        return self._client.scan_iter(match=keynames.limiter_scan_pattern(self._prefix), count=1000)  # type: ignore[no-any-return]
 
     # -- preparing calls -----------------------------------------------------------------------
 
@@ -223,13 +353,71 @@ class Limiter:
             if self._on_script_reload is not None:
                 self._on_script_reload()
 
+    def _keys_of(self, call: _Call) -> tuple[str, ...]:
+        """A call's KEYS: the limiter key, and the over-limit index where one script may write both."""
+        return (call.key_name,) if self._cluster else (call.key_name, self._index_key)
+
     async def _run(self, call: _Call) -> list[int]:
         sha = self._scripts[call.algorithm].sha
+        keys = self._keys_of(call)
+
+        async def send() -> list[int]:
+            return await self._client.evalsha(sha, len(keys), *keys, *call.args)  # type: ignore[no-any-return]
+
         try:
-            return await self._client.evalsha(sha, 1, call.key_name, *call.args)
+            reply = await self._unless_unsent(send)
         except redis.exceptions.NoScriptError:
             await self._reload({call.algorithm})
-            return await self._client.evalsha(sha, 1, call.key_name, *call.args)
+            reply = await self._unless_unsent(send)
+        if self._cluster:
+            await self._index_in_cluster([(call, reply)])
+        return reply
+
+    async def _unless_unsent(self, send: Callable[[], Awaitable[T]]) -> T:
+        """`send()`, sent again (up to `retries` times) only after a failure that certainly
+        never reached Redis: a script that may have run is never run twice."""
+        for attempt in range(self._retries + 1):
+            try:
+                return await send()
+            except redis.exceptions.RedisError as exc:
+                if attempt == self._retries or error_kind(exc) != "unsent":
+                    raise
+                if self._on_retry is not None:
+                    self._on_retry(exc)
+        raise AssertionError("unreachable")
+
+    async def _index_in_cluster(self, done: Sequence[tuple[_Call, list[int] | Exception]]) -> None:
+        """Index the keys these calls left with nothing remaining (one pipeline, only when
+        there are some), so that a listing made after a decision sees it, as on a single
+        Redis. The decision stands if this fails (an `over_limit_index` Redis error)."""
+        used_up = [
+            (call.key_name, reply[3])
+            for call, reply in done
+            if not isinstance(reply, Exception) and int(call.args[2]) > 0 and int(reply[2]) == 0
+        ]
+        if not used_up:
+            return
+
+        async def send() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            for name, reset_after_ms in used_up:
+                pipe.execute_command("EVALSHA", self._index_script.sha, 1, self._index_key, name, reset_after_ms)
+            return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+
+        try:
+            replies = await send()
+            if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
+                await self._client.script_load(self._index_script.script)
+                replies = await send()
+            failed = next((reply for reply in replies if isinstance(reply, Exception)), None)
+            if failed is not None:
+                raise failed
+        except redis.exceptions.RedisError as exc:
+            if self._on_index_error is not None:
+                self._on_index_error(exc)
+
+    async def aclose(self) -> None:
+        """Nothing to wait for: every call of a limiter ends with its caller."""
 
     async def _run_many(self, calls: Sequence[_Call | Exception]) -> list[list[int] | Exception]:
         results: list[list[int] | Exception] = [c if isinstance(c, Exception) else [] for c in calls]
@@ -238,15 +426,21 @@ class Limiter:
         for attempt in range(2):
             if not todo:
                 break
-            pipe = self._client.pipeline(transaction=False)
-            for i in todo:
-                call = calls[i]
-                assert isinstance(call, _Call)
-                # execute_command, not pipe.evalsha: redis-py blocks the method (only) on a
-                # cluster pipeline, while the command itself routes by the key's slot.
-                pipe.execute_command("EVALSHA", self._scripts[call.algorithm].sha, 1, call.key_name, *call.args)
+            sending = [calls[i] for i in todo]
+
+            async def send() -> list[Any]:
+                # A new pipeline per attempt: redis-py empties one when its execute fails.
+                pipe = self._client.pipeline(transaction=False)
+                for call in sending:
+                    assert isinstance(call, _Call)
+                    # execute_command, not pipe.evalsha: redis-py blocks the method (only) on a
+                    # cluster pipeline, while the command itself routes by the key's slot.
+                    keys = self._keys_of(call)
+                    pipe.execute_command("EVALSHA", self._scripts[call.algorithm].sha, len(keys), *keys, *call.args)
+                return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+
             try:
-                replies = await pipe.execute(raise_on_error=False)
+                replies = await self._unless_unsent(send)
             except redis.exceptions.RedisError as exc:
                 for i in todo:
                     results[i] = exc
@@ -268,6 +462,10 @@ class Limiter:
                         results[i] = exc
                     break
             todo = again
+        if self._cluster:
+            await self._index_in_cluster(
+                [(call, reply) for call, reply in zip(calls, results) if isinstance(call, _Call)]
+            )
         return results
 
 
@@ -311,6 +509,11 @@ class CoalescingLimiter:
     async def check_batch(self, checks: Sequence[tuple[Policy, str, int]]) -> list[Decision | Exception]:
         return await self.limiter.check_batch(checks)
 
+    async def check_all(
+        self, limits: Sequence[tuple[Policy, str, int]], *, now_ms: int | None = None
+    ) -> MultiDecision:
+        return await self.limiter.check_all(limits, now_ms=now_ms)
+
     async def usage(self, policy: Policy, key: str, *, now_ms: int | None = None) -> KeyUsage:
         return await self.limiter.usage(policy, key, now_ms=now_ms)
 
@@ -327,10 +530,14 @@ class CoalescingLimiter:
     ) -> list[KeyUsage]:
         return await self.limiter.active_keys(policies, over_limit=over_limit, limit=limit, now_ms=now_ms)
 
+    async def over_limit_index(self) -> list[str]:
+        return await self.limiter.over_limit_index()
+
     async def aclose(self) -> None:
         """Wait for the pipelines already sent (their callers may have given up)."""
         while self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
+        await self.limiter.aclose()
 
     def _flush(self) -> None:
         self._flush_scheduled = False

@@ -30,6 +30,20 @@ from typing import Any
 
 import httpx
 
+from ratelimiter_service.keys import limiter_key
+
+def flood_keyspace(client: Any, count: int, *, prefix: str = "rl", policy: str = "default") -> None:
+    """Write `count` limiter keys (`flood-<i>`, one request each) straight into Redis, as the
+    key flood of issue 20 left them: the keyspace a listing must not have to scan. `client`
+    is a sync redis-py client."""
+    pipe = client.pipeline(transaction=False)
+    for i in range(count):
+        pipe.hset(limiter_key(prefix, policy, f"flood-{i}", "sliding_window"), "0", 1)
+        if i % 10_000 == 9_999:
+            pipe.execute()
+    pipe.execute()
+
+
 HOT_SHARE = 0.2
 OVER_LIMIT_SHARE = 0.1
 

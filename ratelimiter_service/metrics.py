@@ -26,7 +26,14 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 
 from ratelimiter_service.metrics_dir import shared_metrics_dir
+from ratelimiter_service.redis_client import ERROR_KINDS, error_kind
 
+# Every label value known at start is exported at 0 before its first event, so Prometheus'
+# rate() and increase() see that event (a series born at 1 looks like no change).
+DECISION_RESULTS = ("allowed", "denied", "shadow_denied")
+FAILURE_MODES = ("open", "closed")
+REDIS_OPERATIONS = ("check", "check_batch", "ready", "policy_refresh", "heartbeat", "over_limit_index")
+CHECK_ENDPOINTS = ("check", "batch", "grpc")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
 HEARTBEAT_AGE = "ratelimiter_heartbeat_age_seconds"
 
@@ -57,15 +64,22 @@ class Metrics:
         )
         self.check_latency = Histogram(
             "ratelimiter_check_latency_seconds",
-            "Time to decide one /v1/check or one /v1/check/batch request, Redis included.",
+            "Time to decide one /v1/check or /v1/check/batch request, or one gRPC ShouldRateLimit, Redis included.",
             ["endpoint"],
             buckets=LATENCY_BUCKETS,
             registry=own,
         )
         self.redis_errors = Counter(
             "ratelimiter_redis_errors",
-            "Redis calls that failed or missed the deadline, by operation.",
-            ["operation"],
+            "Redis calls that failed or missed the deadline, by operation and kind: unsent (never "
+            "reached Redis, after its one retry), timeout (sent, no reply in time: may have run, "
+            "never retried), error (the connection broke after sending, or Redis answered an error).",
+            ["operation", "kind"],
+            registry=own,
+        )
+        self.redis_retries = Counter(
+            "ratelimiter_redis_retries",
+            "Decision calls sent again because the first attempt certainly never reached Redis.",
             registry=own,
         )
         self.failure_mode_decisions = Counter(
@@ -105,10 +119,26 @@ class Metrics:
             registry=own,
         )
         self.node_info.labels(**labels).set(1)
+        for operation in REDIS_OPERATIONS:
+            for kind in ERROR_KINDS:
+                self.redis_errors.labels(operation, kind)
+        for endpoint in CHECK_ENDPOINTS:
+            self.check_latency.labels(endpoint)
         self._clock = clock
         self.heartbeat_written()  # a node's heartbeat age counts from its start
         self.registry = CollectorRegistry()
         self.registry.register(_Exposition(source, clock))
+
+    def know_policies(self, names: Iterable[str]) -> None:
+        """Export the per-policy counters of these policies at 0 (a no-op for known ones)."""
+        for name in names:
+            for result in DECISION_RESULTS:
+                self.decisions.labels(name, result)
+            for mode in FAILURE_MODES:
+                self.failure_mode_decisions.labels(name, mode)
+
+    def redis_error(self, operation: str, exc: BaseException) -> None:
+        self.redis_errors.labels(operation, error_kind(exc)).inc()
 
     def heartbeat_written(self) -> None:
         self._last_heartbeat.set(self._clock())

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, Literal
 
 import redis.exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ratelimiter_service.keys import POLICY_NAME_PATTERN
+from ratelimiter_service.keys import POLICY_NAME_PATTERN, has_dot_segment
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,56 @@ MAX_LIMIT = 1_000_000_000
 # sliding_window packs two counts in one integer (lua/sliding_window.lua): p * 1e8 + c.
 MAX_SLIDING_WINDOW_LIMIT = 49_999_999
 MAX_WINDOW_MS = 366 * 24 * 3600 * 1000
+
+
+_UNIT_MS = {
+    "ms": 1, "millisecond": 1, "milliseconds": 1,
+    "s": 1000, "sec": 1000, "second": 1000, "seconds": 1000,
+    "m": 60_000, "min": 60_000, "minute": 60_000, "minutes": 60_000,
+    "h": 3_600_000, "hour": 3_600_000, "hours": 3_600_000,
+    "d": 86_400_000, "day": 86_400_000, "days": 86_400_000,
+}
+_DURATION_PART = re.compile(r"(\d+)\s*([a-z]+)")
+_RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d*)\s*([a-z]+)\s*$")
+
+
+def parse_duration_ms(text: str) -> int:
+    """`"1m"`, `"90s"`, `"1h30m"`, `"250ms"`, `"2 minutes"` → milliseconds."""
+    compact = text.strip().lower()
+    parts = _DURATION_PART.findall(compact)
+    if not parts or _DURATION_PART.sub("", compact).strip():
+        raise ValueError(f"{text!r} is not a duration (e.g. 250ms, 1s, 1m, 1h30m, 1d)")
+    total = 0
+    for amount, unit in parts:
+        if unit not in _UNIT_MS:
+            raise ValueError(f"{text!r}: unknown unit {unit!r} (ms, s, m, h, d)")
+        total += int(amount) * _UNIT_MS[unit]
+    return total
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """`"100/minute"`, `"10 per second"`, `"1000/5m"`, `"5/2 hours"` → (limit, window_ms)."""
+    match = _RATE.match(text.lower())
+    if match is None or match.group(3) not in _UNIT_MS:
+        raise ValueError(f"{text!r} is not a rate (e.g. 100/minute, 10 per second, 1000/5m)")
+    count, multiple, unit = match.groups()
+    return int(count), int(multiple or 1) * _UNIT_MS[unit]
+
+
+def expand_rate_and_duration(data: Any) -> Any:
+    """A policy body may be a rate string, carry `rate`, or give `window_ms` as a duration."""
+    if isinstance(data, str):
+        data = {"rate": data}
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    if "rate" in data:
+        if "limit" in data or "window_ms" in data:
+            raise ValueError("give either rate or limit and window_ms, not both")
+        data["limit"], data["window_ms"] = parse_rate(str(data.pop("rate")))
+    if isinstance(data.get("window_ms"), str):
+        data["window_ms"] = parse_duration_ms(data["window_ms"])
+    return data
 
 
 class Policy(BaseModel):
@@ -48,6 +99,13 @@ class Policy(BaseModel):
     )
     shadow: bool = Field(default=False, description="Decide and count, but always allow (report would-deny).")
     overrides: dict[str, int] = Field(default_factory=dict, description="Per-key limits replacing `limit`.")
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_dot_segment(cls, name: str) -> str:
+        if has_dot_segment(name):
+            raise ValueError(f"a policy may not be named {name!r}: it would be a dot segment of a URL path")
+        return name
 
     @field_validator("overrides")
     @classmethod
@@ -67,6 +125,11 @@ class Policy(BaseModel):
                     f"of {biggest:,}; use a shorter window or the gcra algorithm"
                 )
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rates_and_durations(cls, data: Any) -> Any:
+        return expand_rate_and_duration(data)
 
     def limit_for(self, key: str) -> int:
         """The limit that applies to `key`: its override, else the policy's limit."""

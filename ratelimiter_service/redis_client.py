@@ -1,8 +1,12 @@
-"""The node's Redis client: a hard deadline, at most one retry, single server or Cluster.
+"""The node's Redis client: a hard deadline, retries only of what never reached Redis.
 
 redis-py 8 defaults (5 s timeouts, 10 retries) would let a stalled Redis hold a request for
 seconds; a limiter must decide within tens of milliseconds, so both socket timeouts equal the
-deadline and there is no backoff. `within_deadline` additionally bounds every hot-path call as
+deadline. redis-py retries a command after a read timeout too, when the script may already
+have run: a retried check then counts twice. So redis-py retries nothing, and the limiter
+sends a call again (once, `RATELIMITER_REDIS_RETRIES`) only when `error_kind` says it certainly
+never reached Redis: the connection could not be made, no pooled connection was free, or the
+write failed. After a timeout on a sent call the failure mode applies instead. `within_deadline` additionally bounds every hot-path call as
 a whole (a retry after a socket timeout could otherwise double it), telling a stalled Redis from
 a node that is merely busy (`RedisProgress`). `warm_up` opens the pool before traffic arrives.
 """
@@ -11,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
-from typing import Any, TypeVar, Union
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar, Union
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -28,8 +32,26 @@ logger = logging.getLogger(__name__)
 
 RedisClient = Union[Redis, RedisCluster]
 T = TypeVar("T")
+# unsent: certainly never reached Redis (retried); timeout: sent, no reply in time (may have
+# run); error: the connection broke after sending, or Redis answered an error.
+ErrorKind = Literal["unsent", "timeout", "error"]
+ERROR_KINDS: tuple[ErrorKind, ...] = ("unsent", "timeout", "error")
+# redis-py's messages for failures before a command's bytes left: connect (refused, timed
+# out), a pool with no free connection, a failed write.
+_UNSENT = ("connecting to", "No connection available", "while writing to socket")
+
+
+def error_kind(exc: BaseException) -> ErrorKind:
+    """What a failed Redis call means for a retry (see the module docstring)."""
+    message = str(exc)
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)) and any(m in message for m in _UNSENT):
+        return "unsent"
+    if isinstance(exc, RedisTimeoutError):
+        return "timeout"
+    return "error"
 
 GRACE_LOOP_TURNS = 4
+RETRY_PAUSE_S = 0.02
 
 
 def build_redis_client(settings: Settings) -> RedisClient:
@@ -38,7 +60,7 @@ def build_redis_client(settings: Settings) -> RedisClient:
     common = dict(
         socket_timeout=deadline,
         socket_connect_timeout=deadline,
-        retry=Retry(NoBackoff(), settings.redis_retries),
+        retry=Retry(NoBackoff(), 0),  # see the module docstring: the limiter retries, not redis-py
         health_check_interval=0,
         # No CLIENT SETINFO handshake: less work for every new connection.
         driver_info=None,
@@ -114,6 +136,12 @@ class RedisProgress:
             self.last_reply = asyncio.get_running_loop().time()
 
 
+def keeps_waiting(*, now: float, started: float, last_reply: float, deadline_s: float, patience_s: float) -> bool:
+    """Whether a call past a deadline waits one more: only while Redis answered another call
+    within the last deadline (the node is busy, Redis is not), and never past `patience_s`."""
+    return now - last_reply < deadline_s and now - started + deadline_s <= patience_s
+
+
 async def within_deadline(
     call: Awaitable[T], deadline_s: float, *, progress: RedisProgress | None = None, patience_s: float = 0.0
 ) -> T:
@@ -142,12 +170,11 @@ async def within_deadline(
                 if task.done():
                     break
                 await asyncio.sleep(0)
-            now = loop.time()
-            if (
-                task.done()
-                or progress is None
-                or now - progress.last_reply >= deadline_s
-                or now - started + deadline_s > patience_s
+            if task.done() or progress is None:
+                break
+            if not keeps_waiting(
+                now=loop.time(), started=started, last_reply=progress.last_reply,
+                deadline_s=deadline_s, patience_s=patience_s,
             ):
                 break
     except BaseException:
@@ -166,6 +193,25 @@ async def within_deadline(
     # load makes the next deadline harder to meet. The socket timeout ends it soon anyway.
     task.add_done_callback(_retrieve)
     raise RedisTimeoutError(f"Redis did not answer within {deadline_s * 1000:.0f} ms")
+
+
+async def repeating_within(
+    make_call: Callable[[], Awaitable[T]], timeout_s: float, *, progress: RedisProgress | None = None
+) -> T:
+    """A management call (policies, keys, registry), sent again after an unsent or timed-out
+    attempt while `timeout_s` lasts: redis-py retries nothing (see the module docstring), and a
+    socket timeout is the 50 ms decision deadline. Only for calls whose repetition is harmless
+    (a policy write repeated bumps the version twice; a reset or a listing is idempotent)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while True:
+        try:
+            return await within_deadline(make_call(), max(end - loop.time(), 0.001), progress=progress)
+        except RedisError as exc:
+            left = end - loop.time()
+            if error_kind(exc) == "error" or left <= 0:
+                raise
+            await asyncio.sleep(min(RETRY_PAUSE_S, left))
 
 
 def _abandon(task: asyncio.Future[Any]) -> None:

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from redis.exceptions import RedisError
 
-from ratelimiter_service.redis_client import RedisClient, within_deadline
+from ratelimiter_service.redis_client import RedisClient, repeating_within, within_deadline
 
 NodeState = Literal["up", "stale", "down"]
 
@@ -143,7 +143,7 @@ class NodeRegistry:
         return int(now)
 
     async def nodes(self) -> list[NodeStatus]:
-        now, flat = await within_deadline(self._list(keys=[self._key]), self._timeout_s)
+        now, flat = await repeating_within(lambda: self._list(keys=[self._key]), self._timeout_s)
         now = int(now)
         statuses = []
         for raw in flat[1::2]:
@@ -165,7 +165,7 @@ class NodeRegistry:
         return sorted(statuses, key=lambda s: s.id)
 
     async def remove(self, node_id: str) -> bool:
-        removed = await within_deadline(self._client.hdel(self._key, node_id), self._timeout_s)
+        removed = await repeating_within(lambda: self._client.hdel(self._key, node_id), self._timeout_s)
         return bool(removed)
 
 

@@ -35,47 +35,100 @@ class SettingsError(Exception):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RATELIMITER_", extra="ignore", frozen=True)
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    node_id: str | None = Field(default=None, pattern=NODE_ID_PATTERN)
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=1, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)
-    advertise_address: str | None = None  # what /v1/nodes shows; defaults to http://host:port
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="redis://host:port/db, rediss://, unix://, or redis+cluster://h1:p1,h2:p2 (a Redis Cluster).",
+    )
+    node_id: str | None = Field(
+        default=None, pattern=NODE_ID_PATTERN, description="This node's id in /v1/nodes (default node-<host>-<port>)."
+    )
+    host: str = Field(default="127.0.0.1", description="Address the HTTP server listens on.")
+    port: int = Field(default=8080, ge=1, le=65535, description="HTTP port.")
+    grpc_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="Port of the Envoy rate limit service (gRPC, RLS v3); none when unset.",
+    )
+    rls_config: str | None = Field(
+        default=None,
+        description="Envoy ratelimit descriptor configuration for the gRPC service: a YAML file, or a directory "
+        "of them (see docs/ratelimiter.md).",
+    )
+    workers: int = Field(default=1, ge=1, le=64, description="Worker processes behind the port: one node.")
+    advertise_address: str | None = Field(
+        default=None, description="The address /v1/nodes shows (default http://host:port)."
+    )
     # One id per start of `python -m ratelimiter_service`, shared by its worker processes so the
     # registry sums them into one node; set by __main__, generated per app when absent.
-    instance_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    instance_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Set by the entry point for its workers; leave unset.",
+    )
 
-    token: SecretStr | None = None
-    insecure_dev: bool = False  # management API without a token: local development only
+    token: SecretStr | None = Field(default=None, description="Bearer token of the management API.")
+    insecure_dev: bool = Field(
+        default=False, description="Management API without a token: local development only."
+    )
 
-    default_limit: int = Field(default=100, ge=1)
-    default_window_ms: int = Field(default=60_000, ge=1)
-    default_algorithm: Literal["sliding_window", "sliding_log", "gcra"] = "sliding_window"
-    default_failure_mode: Literal["open", "closed"] = "open"
+    default_limit: int = Field(default=100, ge=1, description="Limit of the built-in `default` policy.")
+    default_window_ms: int = Field(default=60_000, ge=1, description="Window of the built-in `default` policy (ms).")
+    default_algorithm: Literal["sliding_window", "sliding_log", "gcra"] = Field(
+        default="sliding_window", description="Algorithm of the built-in `default` policy."
+    )
+    default_failure_mode: Literal["open", "closed"] = Field(
+        default="open", description="Failure mode of the built-in `default` policy."
+    )
 
-    heartbeat_interval_ms: int = Field(default=1_000, ge=10)
-    stale_after_ms: int = Field(default=5_000, ge=1)
-    down_after_ms: int = Field(default=30_000, ge=1)
-    registry_ttl_s: int = Field(default=86_400, ge=60)  # a dead node stays listed this long
+    heartbeat_interval_ms: int = Field(default=1_000, ge=10, description="How often the node heartbeats into Redis.")
+    stale_after_ms: int = Field(default=5_000, ge=1, description="A node without a heartbeat this long is `stale`.")
+    down_after_ms: int = Field(default=30_000, ge=1, description="A node without a heartbeat this long is `down`.")
+    registry_ttl_s: int = Field(
+        default=86_400, ge=60, description="A dead node stays listed (as `down`) this long after the last heartbeat."
+    )
 
-    redis_deadline_ms: int = Field(default=50, ge=1, le=10_000)
-    redis_retries: int = Field(default=1, ge=0, le=1)
-    redis_max_connections: int = Field(default=64, ge=1, le=10_000)
-    # How long a decision may wait past the deadline while Redis keeps answering other calls
-    # (the node is busy, Redis is not): a burst must not turn into failure-mode admissions.
-    # 0 fails every call at the deadline.
-    redis_busy_patience_ms: int = Field(default=1_000, ge=0, le=60_000)
-    # Concurrent single checks share Redis pipelines (CoalescingLimiter). Off by default: under a
-    # burst it delays the first replies, which the busy-versus-stalled test reads as a stall.
-    coalesce_checks: bool = False
-    policy_refresh_interval_ms: int = Field(default=500, ge=10)
-    policy_refresh: bool = True
+    redis_deadline_ms: int = Field(
+        default=50, ge=1, le=10_000, description="Longest wait for Redis before the failure mode decides."
+    )
+    redis_retries: int = Field(
+        default=1, ge=0, le=1, description="Retries of a call that certainly never reached Redis (0 or 1)."
+    )
+    redis_max_connections: int = Field(default=64, ge=1, le=10_000, description="Pooled Redis connections per worker.")
+    # A burst must not turn into failure-mode admissions.
+    redis_busy_patience_ms: int = Field(
+        default=1_000, ge=0, le=60_000,
+        description="How long a decision may wait past the deadline while Redis keeps answering other calls "
+        "(a busy node, not a stalled Redis); 0 fails every call at the deadline.",
+    )
+    # On by default (issue 16): about 4x the single checks per second of one worker.
+    coalesce_checks: bool = Field(default=True, description="Concurrent single checks share Redis pipelines.")
+    policy_refresh_interval_ms: int = Field(default=500, ge=10, description="How often policies are refreshed.")
+    policy_refresh: bool = Field(default=True, description="false freezes the refresher (test mode only).")
 
-    max_key_bytes: int = Field(default=512, ge=1, le=65_536)
-    max_batch: int = Field(default=1_000, ge=1, le=10_000)
-    max_log_limit: int = Field(default=1_000, ge=1)
-    prefix: str = Field(default="rl", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
-    test_mode: bool = False
+    max_body_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024, le=1024**3, description="Largest request body (413 above)."
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, le=1024**2, description="Largest request line and headers (431 above)."
+    )
+    header_timeout_ms: int = Field(
+        default=5_000, ge=10, le=600_000, description="Time to send the request line and headers (408 past it)."
+    )
+    keep_alive_timeout_ms: int = Field(
+        default=5_000, ge=10, le=600_000, description="An idle kept-alive connection is closed after this."
+    )
+    max_connections_per_worker: int = Field(
+        default=1_000, ge=1, le=100_000, description="Connections one worker serves at once (503 past it)."
+    )
+    over_limit_index_max: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Keys the over-limit index holds at most."
+    )
+
+    max_key_bytes: int = Field(default=512, ge=1, le=65_536, description="Longest key, in UTF-8 bytes (422 above).")
+    max_batch: int = Field(default=1_000, ge=1, le=10_000, description="Most checks in one batch.")
+    max_log_limit: int = Field(default=1_000, ge=1, description="Highest limit a sliding_log policy may have.")
+    prefix: str = Field(
+        default="rl", pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="Prefix of every Redis key the service writes."
+    )
+    test_mode: bool = Field(default=False, description="Injected time (now_ms) and policy freezing, for tests.")
 
     @field_validator("redis_url")
     @classmethod
@@ -195,3 +248,14 @@ def _named_problems(exc: ValidationError, prefix: str, *, unnamed: str | None = 
         variable = f"{prefix}{field}" if field else unnamed
         lines.append(f"{variable}: {message}" if variable else message)
     return lines
+
+
+def settings_table() -> str:
+    """The Markdown table of every `RATELIMITER_*` setting (docs/ratelimiter.md holds a copy,
+    written by `python -m ratelimiter_service.settings_doc`; a test fails when it is stale)."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = "unset" if default is None else f"`{str(default).lower() if isinstance(default, bool) else default}`"
+        rows.append(f"| `RATELIMITER_{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows) + "\n"

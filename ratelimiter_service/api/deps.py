@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from ratelimiter_service.keys import has_dot_segment
 from ratelimiter_service.policies import Policy
 
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ def invalid(loc: tuple[Any, ...], message: str, kind: str = "value_error") -> Re
 
 
 def check_key(key: str, *, max_bytes: int, loc: tuple[Any, ...]) -> None:
-    """A key must be UTF-8 text of at most `max_bytes` bytes (422 otherwise)."""
+    """A key must be UTF-8 text of at most `max_bytes` bytes with no `.` or `..` path segment,
+    which could not be addressed as `/v1/keys/{policy}/{key}` (422 otherwise)."""
     try:
         size = len(key.encode("utf-8"))
     except UnicodeEncodeError:
@@ -60,6 +62,8 @@ def check_key(key: str, *, max_bytes: int, loc: tuple[Any, ...]) -> None:
             loc, f"key is {size} bytes of UTF-8, above the maximum of {max_bytes} (RATELIMITER_MAX_KEY_BYTES)",
             "string_too_long",
         )
+    if has_dot_segment(key):
+        raise invalid(loc, f"key {key!r} has a '.' or '..' path segment, which a URL path cannot address")
 
 
 def policy_or_404(node: Node, name: str) -> Policy:
@@ -80,4 +84,17 @@ def check_enforceable(node: Node, policy: Policy, loc: tuple[Any, ...]) -> None:
             loc,
             f"policy {policy.name!r} uses sliding_log with a limit of {biggest}, above the maximum of "
             f"{node.settings.max_log_limit} (RATELIMITER_MAX_LOG_LIMIT); use sliding_window or gcra",
+        )
+
+
+def check_cost_fits(policy: Policy, key: str, cost: int, loc: tuple[Any, ...]) -> None:
+    """A cost above the key's limit (for gcra: its burst, which is the limit) can never be
+    admitted: 422, never a 429 that invites retrying."""
+    limit = policy.limit_for(key)
+    if cost > limit:
+        raise invalid(
+            loc,
+            f"cost {cost} can never fit: policy {policy.name!r} allows at most {limit} per "
+            f"{policy.window_ms} ms for this key",
+            "cost_above_limit",
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from ratelimiter_service.api.deps import check_enforceable, check_key, invalid, node_of, policy_or_404, require_token
@@ -26,7 +27,7 @@ from ratelimiter_service.api.models import (
     Problem,
 )
 from ratelimiter_service.policies import Policy
-from ratelimiter_service.redis_client import within_deadline
+from ratelimiter_service.redis_client import repeating_within
 from ratelimiter_service.settings import NODE_ID_PATTERN
 
 AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
@@ -65,7 +66,7 @@ async def put_policy(spec: PolicySpec, request: Request, name: PolicyName) -> Po
     for key in policy.overrides:
         check_key(key, max_bytes=node.settings.max_key_bytes, loc=("body", "overrides", key))
     check_enforceable(node, policy, ("body", "limit"))
-    version = await within_deadline(node.policies.put(policy), node.management_timeout_s)
+    version = await repeating_within(lambda: node.policies.put(policy), node.management_timeout_s)
     return PolicyWritten(version=version, policy=policy_out(policy))
 
 
@@ -80,7 +81,7 @@ async def delete_policy(request: Request, name: PolicyName) -> PolicyWritten:
     if name == "default":
         raise HTTPException(status_code=409, detail="the 'default' policy is built in and cannot be deleted")
     policy_or_404(node, name)
-    version = await within_deadline(node.policies.delete(name), node.management_timeout_s)
+    version = await repeating_within(lambda: node.policies.delete(name), node.management_timeout_s)
     return PolicyWritten(version=version)
 
 
@@ -96,13 +97,14 @@ async def list_keys(
     request: Request,
     over_limit: bool = Query(default=False, description="Only keys with nothing remaining"),
     limit: int = Query(default=1000, ge=1, le=10_000, description="At most this many keys"),
-) -> KeysResponse:
+) -> JSONResponse:
     node = node_of(request)
-    usages = await within_deadline(
-        node.limiter.active_keys(node.policies.all(), over_limit=over_limit, limit=limit),
+    usages = await repeating_within(
+        lambda: node.limiter.active_keys(node.known_policies(), over_limit=over_limit, limit=limit),
         node.management_timeout_s,
     )
-    return KeysResponse(keys=[KeyUsageOut(**vars(usage)) for usage in usages])
+    # Plain dicts: the usages are already typed, and a listing may hold 10,000 of them.
+    return JSONResponse({"keys": [vars(usage) for usage in usages]})
 
 
 @router.get(
@@ -112,7 +114,7 @@ async def get_key(request: Request, key: str, policy: PolicyName) -> KeyUsageOut
     node = node_of(request)
     found = policy_or_404(node, policy)
     check_key(key, max_bytes=node.settings.max_key_bytes, loc=("path", "key"))
-    usage = await within_deadline(node.limiter.usage(found, key), node.management_timeout_s)
+    usage = await repeating_within(lambda: node.limiter.usage(found, key), node.management_timeout_s)
     return KeyUsageOut(**vars(usage))
 
 
@@ -123,7 +125,7 @@ async def reset_key(request: Request, key: str, policy: PolicyName) -> KeyReset:
     node = node_of(request)
     found = policy_or_404(node, policy)
     check_key(key, max_bytes=node.settings.max_key_bytes, loc=("path", "key"))
-    reset = await within_deadline(node.limiter.reset(found, key), node.management_timeout_s)
+    reset = await repeating_within(lambda: node.limiter.reset(found, key), node.management_timeout_s)
     return KeyReset(policy=policy, key=key, reset=reset)
 
 

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ratelimiter_service.keys import POLICY_NAME_PATTERN
-from ratelimiter_service.policies import MAX_LIMIT, MAX_WINDOW_MS, Algorithm, FailureMode
+from ratelimiter_service.limiter import MAX_LIMITS
+from ratelimiter_service.policies import MAX_LIMIT, MAX_WINDOW_MS, Algorithm, FailureMode, expand_rate_and_duration
 
 POLICY_NAME = f"^{POLICY_NAME_PATTERN}$"
 MAX_COST = MAX_LIMIT
 
 
-class CheckRequest(BaseModel):
+class LimitSpec(BaseModel):
+    """One limit to check: a key under a policy, at a cost."""
+
     model_config = ConfigDict(extra="forbid")
 
     policy: str = Field(default="default", pattern=POLICY_NAME, description="Policy name; unknown → 404.")
@@ -21,17 +26,52 @@ class CheckRequest(BaseModel):
         min_length=1,
         description="The limited identity (user, IP, API key…); at most RATELIMITER_MAX_KEY_BYTES UTF-8 bytes.",
     )
-    cost: int = Field(default=1, ge=1, le=MAX_COST, description="Units this request consumes.")
+    cost: int = Field(
+        default=1, ge=0, le=MAX_COST,
+        description="Units this request consumes; 0 peeks: the state, nothing charged. Above the key's limit → 422.",
+    )
+
+
+class BatchItem(LimitSpec):
+    now_ms: int | None = Field(default=None, description="Not accepted in a batch (422).")
+
+
+class CheckRequest(LimitSpec):
+    """One limit (`policy`, `key`, `cost`), or several decided atomically (`limits`)."""
+
+    key: str | None = Field(  # type: ignore[assignment]
+        default=None,
+        min_length=1,
+        description="The limited identity (user, IP, API key…); at most RATELIMITER_MAX_KEY_BYTES UTF-8 bytes. "
+        "Required unless `limits` is given.",
+    )
+    limits: list[LimitSpec] | None = Field(
+        default=None, min_length=1, max_length=MAX_LIMITS,
+        description=f"Up to {MAX_LIMITS} limits decided in one atomic Redis script: admitted only if every limit "
+        "admits, and then all are charged; if one denies, none is. Their keys must share a hash tag (one "
+        "key, or keys with one {tag}). Instead of policy/key/cost.",
+    )
     now_ms: int | None = Field(
         default=None, ge=0, le=2**50, description="Injected time (unix ms); accepted only in test mode."
     )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> CheckRequest:
+        if self.limits is None and self.key is None:
+            raise ValueError("give key (one limit) or limits (several)")
+        if self.limits is not None and self.model_fields_set & {"key", "policy", "cost"}:
+            raise ValueError("with limits, give policy, key and cost in each limit, not beside them")
+        return self
 
 
 class CheckResult(BaseModel):
     allowed: bool
     limit: int
-    remaining: int
-    reset_after_ms: int = Field(description="Milliseconds until the key's quota is fully restored.")
+    remaining: int | None = Field(description="Units left; null when Redis did not take part (failure mode).")
+    reset_after_ms: int | None = Field(
+        description="Milliseconds until the key's quota is fully restored (see docs/ratelimiter.md for each "
+        "algorithm); null when Redis did not take part (failure mode)."
+    )
     retry_after_ms: int = Field(description="Milliseconds until this request could be admitted (0 if allowed).")
     policy: str
     policy_version: int
@@ -46,17 +86,51 @@ class CheckResult(BaseModel):
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    checks: list[CheckRequest] = Field(min_length=1, max_length=10_000, description="At most RATELIMITER_MAX_BATCH.")
+    checks: list[BatchItem] = Field(min_length=1, max_length=10_000, description="At most RATELIMITER_MAX_BATCH.")
+
+
+class LimitResult(BaseModel):
+    policy: str
+    key: str
+    allowed: bool = Field(description="This limit admits (charged only when the whole check is allowed).")
+    limit: int
+    remaining: int | None
+    reset_after_ms: int | None
+    retry_after_ms: int
+    shadow_denied: bool = False
+
+
+class MultiCheckResult(BaseModel):
+    allowed: bool = Field(description="Every limit admitted, and all were charged.")
+    limits: list[LimitResult]
+    binding: int = Field(
+        description="Index of the limit that decided: the denying one with the longest retry, or, when allowed, "
+        "the one with the least remaining. The headers describe it."
+    )
+    retry_after_ms: int
+    policy_version: int
+    failure_mode: Literal["open", "closed"] | None = None
 
 
 class BatchResponse(BaseModel):
-    results: list[CheckResult]
+    results: list[CheckResult | BatchItemProblem] = Field(
+        description="In order; an item naming an unknown policy holds its error (status 207)."
+    )
 
 
 class PolicySpec(BaseModel):
-    """A policy as written by PUT /v1/policies/{name} (the name comes from the path)."""
+    """A policy as written by PUT /v1/policies/{name} (the name comes from the path).
+
+    Also accepted: `{"rate": "100/minute", ...}` (or the bare string `"100/minute"`) for
+    `limit` and `window_ms`, and `window_ms` as a duration such as `"1m"` or `"1h30m"`.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rates_and_durations(cls, data: Any) -> Any:
+        return expand_rate_and_duration(data)
 
     limit: int = Field(ge=1, le=MAX_LIMIT)
     window_ms: int = Field(ge=1, le=MAX_WINDOW_MS)
@@ -133,4 +207,19 @@ class Readiness(BaseModel):
 
 
 class Problem(BaseModel):
+    """RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
     detail: str
+    errors: list[dict[str, object]] | None = Field(
+        default=None, description="422: each problem's place (`loc`), message (`msg`) and `type`."
+    )
+
+
+class BatchItemProblem(BaseModel):
+    """A check of a batch that could not be decided (the others were)."""
+
+    policy: str
+    error: Problem

@@ -30,7 +30,7 @@ async def ready(request: Request) -> JSONResponse:
     try:
         await within_deadline(node.client.ping(), node.settings.deadline_s)
     except RedisError as exc:
-        node.metrics.redis_errors.labels("ready").inc()
+        node.redis_error("ready", exc)
         body = Readiness(ready=False, node_id=node.node_id, policy_version=node.policies.version, reason=str(exc))
         return JSONResponse(body.model_dump(), status_code=503)
     body = Readiness(ready=True, node_id=node.node_id, policy_version=node.policies.version)

@@ -64,15 +64,34 @@ def test_allowed_then_denied_with_draft11_and_legacy_headers(redis_url: str) -> 
     run(redis_url, scenario)
 
 
+def test_a_peek_costs_nothing_and_needs_no_token(redis_url: str) -> None:
+    async def scenario(app: FastAPI, client: httpx.AsyncClient) -> None:
+        await put_policy(client, "peeked", limit=2, window_ms=60_000)
+        for expected_remaining in (2, 2):
+            peek = await client.post("/v1/check", json={"policy": "peeked", "key": "p", "cost": 0})
+            assert peek.status_code == 200 and peek.json()["remaining"] == expected_remaining
+        for _ in range(2):
+            assert (await client.post("/v1/check", json={"policy": "peeked", "key": "p"})).status_code == 200
+        peek = await client.post("/v1/check", json={"policy": "peeked", "key": "p", "cost": 0})
+        # Used up: a request would be denied, the peek itself is answered 200.
+        assert peek.status_code == 200 and peek.json()["allowed"] is False and peek.json()["remaining"] == 0
+        assert peek.json()["reset_after_ms"] > 0
+
+    run(redis_url, scenario)
+
+
 def test_unknown_policy_is_404_and_bad_bodies_are_422(redis_url: str) -> None:
     async def scenario(app: FastAPI, client: httpx.AsyncClient) -> None:
         missing = await client.post("/v1/check", json={"policy": "nope", "key": "k"})
         assert missing.status_code == 404
         assert "unknown policy 'nope'" in missing.json()["detail"] and "default" in missing.json()["detail"]
+        assert missing.headers["content-type"] == "application/problem+json"
+        assert missing.json()["status"] == 404 and missing.json()["title"] == "Not Found"
         for body in (
             {},
             {"key": ""},
-            {"key": "k", "cost": 0},
+            {"key": "k", "cost": -1},
+            {"key": "k", "cost": 101},  # above the default limit of 100: can never fit
             {"key": "k", "extra": 1},
             {"key": "k", "policy": "bad name"},
             {"key": 5},
@@ -80,6 +99,9 @@ def test_unknown_policy_is_404_and_bad_bodies_are_422(redis_url: str) -> None:
         ):
             response = await client.post("/v1/check", json=body)
             assert response.status_code == 422, (body, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+        never = await client.post("/v1/check", json={"key": "k", "cost": 101})
+        assert "cost 101 can never fit" in never.json()["detail"] and never.json()["errors"][0]["loc"] == ["body", "cost"]
         malformed = await client.post("/v1/check", content=b"{not json", headers={"content-type": "application/json"})
         assert malformed.status_code == 422
 
@@ -90,17 +112,17 @@ def test_long_and_unencodable_keys_are_422_naming_the_field(redis_url: str) -> N
     async def scenario(app: FastAPI, client: httpx.AsyncClient) -> None:
         huge = await client.post("/v1/check", json={"key": "x" * 100_000})
         assert huge.status_code == 422
-        assert huge.json()["detail"][0]["loc"] == ["body", "key"]
-        assert "100000 bytes" in huge.json()["detail"][0]["msg"]
+        assert huge.json()["errors"][0]["loc"] == ["body", "key"]
+        assert "100000 bytes" in huge.json()["errors"][0]["msg"]
         # 171 three-byte characters are 513 bytes: the limit counts UTF-8 bytes, not characters.
         assert (await client.post("/v1/check", json={"key": "€" * 171})).status_code == 422
         assert (await client.post("/v1/check", json={"key": "€" * 170})).status_code == 200
         surrogate = await client.post(
             "/v1/check", content=b'{"key": "\\ud800"}', headers={"content-type": "application/json"}
         )
-        assert surrogate.status_code == 422 and surrogate.json()["detail"][0]["loc"] == ["body", "key"]
+        assert surrogate.status_code == 422 and surrogate.json()["errors"][0]["loc"] == ["body", "key"]
         batch = await client.post("/v1/check/batch", json={"checks": [{"key": "ok"}, {"key": "y" * 600}]})
-        assert batch.status_code == 422 and batch.json()["detail"][0]["loc"] == ["body", "checks", 1, "key"]
+        assert batch.status_code == 422 and batch.json()["errors"][0]["loc"] == ["body", "checks", 1, "key"]
 
     run(redis_url, scenario)
 
@@ -116,8 +138,14 @@ def test_batch_decides_in_order_and_validates(redis_url: str) -> None:
         assert [r["remaining"] for r in results[:3]] == [2, 1, 0]
         assert [r["policy"] for r in results] == ["three"] * 5 + ["default"]
 
-        unknown = await client.post("/v1/check/batch", json={"checks": [{"key": "a"}, {"policy": "x", "key": "a"}]})
-        assert unknown.status_code == 404 and "checks.1" in unknown.json()["detail"]
+        # An unknown policy is that item's error; the other items are decided (207).
+        unknown = await client.post(
+            "/v1/check/batch", json={"checks": [{"key": "a"}, {"policy": "x", "key": "a"}, {"key": "a"}]}
+        )
+        assert unknown.status_code == 207
+        first, missing, last = unknown.json()["results"]
+        assert first["allowed"] and last["allowed"] and last["remaining"] == first["remaining"] - 1
+        assert missing["policy"] == "x" and missing["error"]["status"] == 404 and "checks.1" in missing["error"]["detail"]
         assert (await client.post("/v1/check/batch", json={"checks": []})).status_code == 422
         too_many = await client.post("/v1/check/batch", json={"checks": [{"key": "a"}] * 11})
         assert too_many.status_code == 422 and "RATELIMITER_MAX_BATCH" in too_many.text
@@ -327,3 +355,16 @@ def test_keys_never_collide_across_policies_or_with_each_other(redis_url: str) -
                 raw.close()
 
     asyncio.run(main())
+
+
+def test_the_api_docs_page_needs_no_network(redis_url: str) -> None:
+    async def scenario(app: FastAPI, client: httpx.AsyncClient) -> None:
+        page = await client.get("/docs")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        html = page.text
+        assert "/v1/check/batch" in html and "/v1/policies/{name}" in html and "/openapi.json" in html
+        # Nothing is loaded from elsewhere: no script, stylesheet or image from another host.
+        assert "<script" not in html and "http://" not in html and "https://" not in html
+        assert (await client.get("/redoc")).status_code == 404
+
+    run(redis_url, scenario)

@@ -94,3 +94,44 @@ def test_skewed_nodes_are_up_in_the_registry(skewed_nodes: NodeGroup) -> None:
                     await asyncio.sleep(0.05)
 
     assert asyncio.run(main()) == {"skew-0": "up", "skew-1": "up", "skew-2": "up"}
+
+
+def test_killed_skewed_nodes_turn_stale_then_down(redis_server: object) -> None:
+    """Liveness is judged on Redis time: a killed node whose clock runs 5 minutes ahead (or
+    behind) turns stale and then down on schedule, as an unskewed one does."""
+    url = redis_server.url  # type: ignore[attr-defined]
+    env = {
+        "RATELIMITER_TOKEN": TOKEN,
+        "RATELIMITER_HEARTBEAT_INTERVAL_MS": "100",
+        "RATELIMITER_STALE_AFTER_MS": "600",
+        "RATELIMITER_DOWN_AFTER_MS": "1200",
+    }
+    with NodeGroup(url, count=3, env=env, clock_offsets=["+0", "+5m", "-5m"], id_prefix="liveness") as nodes:
+
+        async def states(client: httpx.AsyncClient) -> dict[str, str]:
+            listing = (await client.get(f"{nodes[0].url}/v1/nodes", headers=AUTH)).json()["nodes"]
+            return {n["id"]: n["state"] for n in listing if n["id"].startswith("liveness-")}
+
+        async def main() -> list[dict[str, str]]:
+            seen: list[dict[str, str]] = []
+            async with httpx.AsyncClient(timeout=5) as client:
+                async with asyncio.timeout(20):
+                    while await states(client) != dict.fromkeys(("liveness-0", "liveness-1", "liveness-2"), "up"):
+                        await asyncio.sleep(0.05)
+                    nodes[1].kill()
+                    nodes[2].kill()
+                    while True:
+                        now = await states(client)
+                        seen.append(now)
+                        if now["liveness-1"] == now["liveness-2"] == "down":
+                            return seen
+                        await asyncio.sleep(0.05)
+
+        seen = asyncio.run(main())
+        assert all(s["liveness-0"] == "up" for s in seen)
+        rank = {"up": 0, "stale": 1, "down": 2}
+        for killed in ("liveness-1", "liveness-2"):
+            order = [rank[s[killed]] for s in seen]
+            # Only forward (up, stale, down), never back: a skewed clock neither revives a dead
+            # node nor kills it early. (A slow poll may miss the stale phase.)
+            assert order == sorted(order) and order[-1] == 2, [s[killed] for s in seen]

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from ratelimiter_service.keys import (
     ALGORITHM_CODES,
+    caller_tag,
+    escape_key,
     hash_tag,
     limiter_key,
     limiter_keys_for_pair,
@@ -19,8 +21,8 @@ from ratelimiter_service.keys import (
 
 policy_names = st.from_regex(r"[A-Za-z0-9_.\-]{1,64}", fullmatch=True)
 # Any text Redis can store as UTF-8: no lone surrogates.
-caller_keys = st.text(st.characters(blacklist_categories=["Cs"]), max_size=60) | st.sampled_from(
-    ["", ":", "{", "}", "{}", "a}:{b", "%7B", "%", "ключ", "🔑", "x" * 100_000]
+caller_keys = st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=60) | st.sampled_from(
+    [":", "{", "}", "{}", "a}:{b", "u:{42}:x", "{{x}}", "%7B", "%", "ключ", "🔑", "x" * 100_000]
 )
 algorithms = st.sampled_from(sorted(ALGORITHM_CODES))
 
@@ -36,8 +38,9 @@ def test_every_key_of_a_pair_hashes_to_one_slot_and_parses_back(policy: str, key
     names = limiter_keys_for_pair("rl", policy, key)
     assert len({hash_tag(name) for name in names}) == 1
     for name, algorithm in zip(names, ALGORITHM_CODES):
-        # The tag is exactly what this module wrote: the caller's braces never open or close it.
-        assert hash_tag(name).count(":") == 1
+        # The tag is exactly what this module wrote (the caller's key's own tag, escaped): the
+        # caller's braces never open or close it.
+        assert hash_tag(name) == escape_key(caller_tag(key))
         assert fnmatch.fnmatchcase(name, limiter_scan_pattern("rl"))
         parsed = parse_limiter_key("rl", name)
         assert parsed is not None
@@ -48,7 +51,10 @@ def test_every_key_of_a_pair_hashes_to_one_slot_and_parses_back(policy: str, key
 def test_pairs_that_would_collide_with_naive_joining_do_not() -> None:
     # "a" + ":" + "b:c" and "a:b" + ":" + "c" join to the same text; policies cannot hold ":".
     assert limiter_key("rl", "a", "b:c", "gcra") != limiter_key("rl", "a.b", "c", "gcra")
-    assert limiter_key("rl", "p", "}{", "sliding_window") == "rl:lim:{p:%7D%7B}:sw"
+    assert limiter_key("rl", "p", "}{", "sliding_window") == "rl:lim:{%7D%7B}:p::sw"
+    # The caller's own hash tag is the key's tag: its keys under every policy share a slot.
+    assert limiter_key("rl", "p", "user:{42}:read", "gcra") == "rl:lim:{42}:p:user%3A%7B42%7D%3Aread:gcra"
+    assert hash_tag(limiter_key("rl", "a", "user:{42}:x", "gcra")) == hash_tag(limiter_key("rl", "b", "{42}", "sliding_log"))
 
 
 @pytest.mark.parametrize(
@@ -58,13 +64,16 @@ def test_pairs_that_would_collide_with_naive_joining_do_not() -> None:
         "rl:{pol}:version",
         "rl:nodes:node-1",
         "rl:{nodes}:node-1",
-        "rl:lim:{p:abc}:zz",
-        "rl:lim:{p:a b}:sw",
-        "rl:lim:{p:%7b}:sw",  # not canonical: this module writes %7B
-        "rl:lim:{p:%FF}:sw",  # not UTF-8
-        "rl:lim:{p:k}:sw:extra",
-        "other:lim:{p:k}:sw",
-        "rl:lim:{bad name:k}:sw",
+        "rl:lim:{abc}:p::zz",
+        "rl:lim:{a b}:p::sw",
+        "rl:lim:{%7b}:p::sw",  # not canonical: this module writes %7B
+        "rl:lim:{%FF}:p::sw",  # not UTF-8
+        "rl:lim:{k}:p::sw:extra",
+        "other:lim:{k}:p::sw",
+        "rl:lim:{k}:bad name::sw",
+        "rl:lim:{x}:p:k:sw",  # the tag is not the key's
+        "rl:lim:{k}:p:k:sw",  # a key that is its own tag is written once
+        "rl:lim:{p:k}:sw",  # the layout before the caller's key chose the tag
     ],
 )
 def test_names_this_module_did_not_write_are_not_limiter_keys(name: str) -> None:
@@ -85,3 +94,8 @@ def test_bad_policy_names_are_refused(policy: str) -> None:
 def test_unknown_algorithm_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown algorithm"):
         limiter_key("rl", "p", "k", "leaky")
+
+
+def test_an_empty_key_has_no_redis_key() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        limiter_key("rl", "p", "", "gcra")

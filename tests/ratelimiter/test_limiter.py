@@ -114,7 +114,7 @@ def test_cost_counts_units_and_a_cost_above_the_limit_is_never_admitted(
         assert (await limiter.check(policy, "k", 3, now_ms=NOW)).allowed
         huge = await limiter.check(policy, "fresh", 11, now_ms=NOW)
         assert not huge.allowed and huge.retry_after_ms == 1000
-        assert await client.keys("rl:lim:{api:fresh}*") == []  # a denial writes nothing
+        assert await client.keys("rl:lim:{fresh}:api:*") == []  # a denial writes nothing
 
     with_limiter(versioned_redis_url, body, test_mode=True)
 
@@ -181,7 +181,7 @@ def test_exact_log_above_the_maximum_limit_is_refused(versioned_redis_url: str) 
         with pytest.raises(ValueError, match="limit of 5000"):
             await limiter.check(override, "vip")
         assert (await limiter.check(override, "other")).allowed
-        assert await client.keys("rl:lim:{big*") == []
+        assert await client.keys("rl:lim:*:big:*") == []
 
     with_limiter(versioned_redis_url, body)
 
@@ -247,7 +247,7 @@ def test_active_keys_lists_only_limiter_keys_of_known_policies(versioned_redis_u
         await client.set("rl:{pol}:version", 3)
         await client.hset("rl:{pol}:data", "win", "{}")
         await client.set("rl:nodes:node-1", "x")
-        await client.set("rl:lim:{win:not canonical}:sw", "x")
+        await client.set("rl:lim:{not canonical}:win::sw", "x")
         policies = {"win": window, "log": log}
         listed = await limiter.active_keys(policies)
         assert [(u.policy, u.key, u.used, u.remaining) for u in listed] == [

@@ -205,3 +205,48 @@ def test_gauges_show_the_worker_that_lags(redis_url: str, dirs: tuple[Path, Path
         assert stuck not in versions()
         assert decisions_by_worker(metrics_dir)[stuck] > 0
         assert total(scrape(url), "ratelimiter_decisions_total") == sent  # a dead worker's decisions stay
+
+
+# ----------------------------------------------------------------------------- counters born at 0
+
+
+def test_every_labelled_counter_is_exported_at_0_before_its_first_event(redis_url: str) -> None:
+    """Prometheus' rate() and increase() miss the first event of a series born at 1 (issue 13):
+    a node exports each counter at 0 for every label value it knows, before any event; a policy
+    written later has its counters at 0 once the node has loaded it."""
+    from ratelimiter_service.metrics import CHECK_ENDPOINTS, DECISION_RESULTS, FAILURE_MODES, REDIS_OPERATIONS
+    from ratelimiter_service.redis_client import ERROR_KINDS
+
+    def counters(samples: list[Sample]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "node"))): s.value
+            for s in samples
+            if s.name.endswith("_total") or s.name.endswith("_count")
+        }
+
+    def expected_for(policies: list[str]) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+        expected = {("ratelimiter_script_reloads_total", ()), ("ratelimiter_redis_retries_total", ())}
+        expected |= {
+            ("ratelimiter_redis_errors_total", (("kind", kind), ("operation", op)))
+            for op in REDIS_OPERATIONS
+            for kind in ERROR_KINDS
+        }
+        expected |= {("ratelimiter_check_latency_seconds_count", (("endpoint", e),)) for e in CHECK_ENDPOINTS}
+        for policy in policies:
+            expected |= {("ratelimiter_decisions_total", (("policy", policy), ("result", r))) for r in DECISION_RESULTS}
+            expected |= {
+                ("ratelimiter_failure_mode_decisions_total", (("mode", m), ("policy", policy))) for m in FAILURE_MODES
+            }
+        return expected
+
+    env = {"RATELIMITER_TOKEN": TOKEN, "RATELIMITER_POLICY_REFRESH_INTERVAL_MS": "50"}
+    with NodeGroup(redis_url, count=1, env=env, id_prefix="zero") as nodes:
+        url = nodes[0].url
+        first = counters(scrape(url))
+        assert expected_for(["default"]) <= set(first)
+        assert all(value == 0 for value in first.values()), {k: v for k, v in first.items() if v}
+
+        put = asyncio.run(raw_request(url, "PUT", "/v1/policies/later", {"limit": 5, "window_ms": 1000}, AUTH))
+        assert put.status == 200
+        wait_for(lambda: expected_for(["default", "later"]) <= set(counters(scrape(url))), 10)
+        assert all(value == 0 for value in counters(scrape(url)).values())

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -190,3 +192,36 @@ def test_refresher_survives_redis_errors_and_keeps_the_cache() -> None:
             await client.aclose()
 
     run(main())
+
+
+def test_rates_and_durations_are_accepted_where_limit_and_window_ms_are() -> None:
+    from ratelimiter_service.api.models import PolicySpec
+    from ratelimiter_service.policies import parse_duration_ms, parse_rate
+
+    assert parse_rate("100/minute") == (100, 60_000)
+    assert parse_rate("10 per second") == (10, 1_000)
+    assert parse_rate("1000/5m") == (1000, 300_000)
+    assert parse_rate("5/2 hours") == (5, 7_200_000)
+    assert [parse_duration_ms(d) for d in ("250ms", "1s", "1m", "1h30m", "2 days")] == [
+        250, 1_000, 60_000, 5_400_000, 172_800_000,
+    ]
+    assert PolicySpec.model_validate("100/minute").limit == 100
+    spec = PolicySpec.model_validate({"limit": 3, "window_ms": "1m", "algorithm": "gcra"})
+    assert (spec.limit, spec.window_ms, spec.algorithm) == (3, 60_000, "gcra")
+    for wrong, message in (
+        ({"rate": "lots"}, "is not a rate"),
+        ({"rate": "5/fortnight"}, "is not a rate"),
+        ({"limit": 3, "window_ms": "soon"}, "is not a duration"),
+        ({"limit": 3, "window_ms": "3 weeks"}, "unknown unit"),
+        ({"rate": "5/s", "limit": 3}, "either rate or limit"),
+    ):
+        with pytest.raises(ValidationError, match=message):
+            PolicySpec.model_validate(wrong)
+
+
+@given(count=st.integers(1, 10**6), multiple=st.integers(1, 100), unit=st.sampled_from(["ms", "s", "m", "h", "d"]))
+def test_a_rate_is_its_count_per_its_window(count: int, multiple: int, unit: str) -> None:
+    from ratelimiter_service.policies import parse_duration_ms, parse_rate
+
+    assert parse_rate(f"{count}/{multiple}{unit}") == (count, parse_duration_ms(f"{multiple}{unit}"))
+    assert parse_rate(f"{count} per {multiple} {unit}") == parse_rate(f"{count}/{multiple}{unit}")
