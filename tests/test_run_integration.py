@@ -20,8 +20,8 @@ CONFIG = """\
 version: 1
 subject: {{name: demo}}
 targets:
-  api: {{url: "{api}", timeout: 500ms}}
-  cache: {{url: "{redis}", timeout: 500ms}}
+  api: {{url: "{api}", timeout: 10s}}
+  cache: {{url: "{redis}", timeout: 10s}}
 interval: 1s
 observations:
   nodes: {{http: {{target: api, path: /v1/nodes}}, select: body.nodes}}
