@@ -1,5 +1,5 @@
-"""`opctl demo configs/tikv.yaml` end to end, as a real subprocess: the PD + Prometheus simulator as
-a lab process on free ports, the same engine, TiKV only in YAML."""
+"""`opctl demo configs/tikv.yaml` end to end, as a real subprocess: the PD simulator and a real
+Prometheus as lab processes on free ports, the same engine, TiKV only in YAML."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from tests.lab.demo_support import TIKV, lab_env, last_json_line, opctl, recorde
 @pytest.mark.slow
 def test_store_down_is_fenced_then_recovers(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    done = opctl("demo", str(TIKV), "--scenario", "store_down", env=lab_env(TIKV, state), timeout=120)
+    done = opctl("demo", str(TIKV), "--scenario", "store_down", env=lab_env(TIKV, state), timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     result = last_json_line(done.stdout)
     assert result["ok"] is True and result["actions"] == ["add_evict_leader"]
-    # PD's 20 s disconnect window runs 4x faster in the lab: Disconnected after ~5 s
-    assert 2.0 <= result["detected_s"] <= 10.0
-    assert 20.0 < result["recovered_s"] < 60.0  # the store comes back after 20 s
+    # PD calls a silent store Disconnected after its 20 s window, on the wall clock; the store
+    # comes back after 40 s.
+    assert result["detected_s"] >= 20.0
+    assert result["recovered_s"] > 40.0
     with Store(state / "demo.db") as store:
         [execution] = store.executions(limit=10)
         assert (execution.action, execution.status, execution.request["line"]) == (
