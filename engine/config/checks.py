@@ -205,14 +205,19 @@ class Checker:
             for i, entry in enumerate(inv.runbook):
                 self.runbook_entry(base + ("runbook", i), entry.action, entry.params, scope | {"key"}, what)
 
-    def runbook_entry(self, path: DocPath, action_name: str, params: dict[str, str], scope: set[str], what: str) -> None:
+    def runbook_entry(
+        self, path: DocPath, action_name: str, params: dict[str, str], scope: set[str], what: str,
+        entry: str = "runbook entry", owner: str = "runbook",
+    ) -> None:  # fmt: skip
+        """An action named with CEL params (a runbook entry, a revert): the action exists and the
+        params fit its schema as far as can be seen without observations."""
         if action_name not in self.cfg.action_names:
-            self.report(path + ("action",), f"runbook of {what} names unknown action '{action_name}'; {_names_hint(action_name, self.cfg.action_names, 'actions')}")
+            self.report(path + ("action",), f"{owner} of {what} names unknown action '{action_name}'; {_names_hint(action_name, self.cfg.action_names, 'actions')}")
             return
         action = next((a for _, a in self.cfg.actions if a.name == action_name), None)
         constants: dict[str, Any] = {}
         for pname, source in params.items():
-            compiled = self.cel(path + ("params", pname), source, scope, f"param '{pname}' of a runbook entry of {what}")
+            compiled = self.cel(path + ("params", pname), source, scope, f"param '{pname}' of the {entry} of {what}")
             if compiled is not None and not compiled.names:
                 try:
                     constants[pname] = compiled.evaluate({})
@@ -222,7 +227,7 @@ class Checker:
             return
         properties = action.params.get("properties", {}) if isinstance(action.params.get("properties"), dict) else {}
         for missing in sorted(set(action.params.get("required", [])) - set(params)):
-            self.report(path + ("params",), f"action '{action_name}' requires param '{missing}', which this runbook entry does not give")
+            self.report(path + ("params",), f"action '{action_name}' requires param '{missing}', which this {entry} does not give")
         if action.params.get("additionalProperties") is False:
             for extra in sorted(set(params) - set(properties)):
                 self.report(path + ("params", extra), f"action '{action_name}' has no param '{extra}' (its params: {', '.join(sorted(properties)) or 'none'})", key=True)
@@ -245,6 +250,10 @@ class Checker:
             declared = set(action.params.get("properties", {})) if schema_ok and isinstance(action.params.get("properties"), dict) else None
             if action.when is not None:
                 self.cel(base + ("when",), action.when, observed, f"the guard of {what}")
+            if action.verify.expr is not None:
+                self.cel(base + ("verify", "expr"), action.verify.expr, observed - {"prev"}, f"the effect check (verify.expr) of {what}")
+            if action.revert is not None:
+                self.revert(base + ("revert",), action, observed - {"prev"}, what)
             if action.http is not None:
                 self.target(base + ("http", "target"), action.http.target, "http", what)
                 for sub, value in _http_template_fields(action):
@@ -259,6 +268,19 @@ class Checker:
                     )
                 for i, arg in enumerate(action.redis.command):
                     self.placeholders(base + ("redis", "command", i), arg, declared, what)
+
+    def revert(self, path: DocPath, action: Action, scope: set[str], what: str) -> None:
+        revert = action.revert
+        assert revert is not None
+        if revert.action == action.name:
+            self.report(path + ("action",), f"{what} cannot revert itself; name the action that undoes it")
+            return
+        undoing = next((a for _, a in self.cfg.actions if a.name == revert.action), None)
+        if undoing is not None and undoing.revert is not None:
+            self.report(path + ("action",), f"the revert of {what} is action '{revert.action}', which declares a revert itself; reverts do not chain")
+        self.runbook_entry(path, revert.action, revert.params, scope, what, entry="revert", owner="the revert")
+        if revert.when is not None:
+            self.cel(path + ("when",), revert.when, scope, f"the `when` of the revert of {what}")
 
     def placeholders(self, path: DocPath, value: Any, declared: set[str] | None, what: str) -> None:
         if declared is None:

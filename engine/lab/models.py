@@ -281,6 +281,10 @@ class Expect(Strict):
     key: str | None = Field(None, description="The entity key that must fire (e.g. node2); any when absent.")
     action: Name | None = Field(None, description="The action expected to remediate; none when the fault heals itself.")
     recovered: Recovered = Field(default_factory=Recovered)
+    reverts_done: bool = Field(
+        False,
+        description="Recovered also means every revert the operator armed has run: the system ends as it was before it acted.",
+    )
 
     @property
     def recovered_invariant(self) -> str:

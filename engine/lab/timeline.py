@@ -80,7 +80,19 @@ def from_event(event: Event, injected_at: float | None) -> TimelineEntry | None:
         case "verifying":
             described = ("verifying", f"{subject}: waiting for the invariant to hold after {action}")
         case "verified":
-            described = ("verified", f"{subject} holds again, credited to {action} {proposal}")
+            described = ("verified", f"{subject} holds again after {action} {proposal}, whose effect is confirmed: credited")
+        case "recovered":
+            described = ("recovered", f"{subject} holds again after {action} {proposal}, whose effect was not confirmed: not credited")
+        case "effect_confirmed":
+            described = ("effect", f"{subject}: {action} {proposal} did what it is for ({data.get('expr')})")
+        case "revert_armed":
+            described = ("revert", f"{subject}: {action}{_params(data)} is undone once the ticket resolves")
+        case "revert_waiting":
+            described = ("revert", f"{subject}: the undoing of {action} waits: {data.get('reason', '')}")
+        case "reverted":
+            described = ("reverted", f"{subject}: {action}{_params(data)} undone: {data.get('reason', '')}")
+        case "revert_given_up":
+            described = ("no revert", f"{subject}: {action}{_params(data)} is not undone: {data.get('reason', '')}")
         case "escalated" | "verification_failed" | "no_action" | "parked" | "diagnosis_failed":
             described = (event.kind.replace("_", " "), f"{subject}: {data.get('reason', '')}")
         case "observation_error":

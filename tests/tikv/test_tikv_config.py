@@ -430,9 +430,11 @@ def test_every_action_request_is_accepted_by_pd_and_has_its_effect(tmp_path: Pat
         assert lab.status("store_up", "4") == "ok"
 
 
-def test_store_down_in_execute_mode_evicts_then_gives_leaders_back_after_hold_down(tmp_path: Path) -> None:
-    """The store_down demo end to end: the engine keeps leaders off the dead store, and once the
-    store has been Up (and not slow) for leader_balance's `for`, gives them back."""
+def test_store_down_in_execute_mode_fences_then_removes_its_own_fence_and_opens_nothing_else(tmp_path: Path) -> None:
+    """The store_down demo end to end: the engine keeps leaders off the dead store; once the store
+    is Up again and its ticket resolved, the action's revert removes the evict-leader scheduler
+    the engine added, on the same ticket, so no leftover fence opens a second (leader_balance)
+    ticket, and the recovery is not credited to the fence as a fix unless its effect was seen."""
     with tikv_lab(tmp_path, mode="execute") as lab:
         lab.run(10)
         lab.cluster.stop_store(3)
@@ -442,16 +444,21 @@ def test_store_down_in_execute_mode_evicts_then_gives_leaders_back_after_hold_do
         [evict] = lab.proposals(down)
         assert (evict.action, evict.params, evict.status) == ("add_evict_leader", {"store_id": 3}, "succeeded")
         assert lab.cluster.evict_leader_stores == [3]
+        lab.run(2)
+        assert "effect_confirmed" in [e.kind for e in lab.monitor.store.events(down.id)]  # PD holds the store
 
         lab.cluster.start_store(3)
         lab.run_until("store_up", "3", "ok", limit=20)
-        assert lab.ticket(down.id).status == "resolved"
-        assert lab.store_view(3)["status"]["leader_count"] == 0  # held down by the scheduler
-        lab.run_until("leader_balance", "", "firing", limit=40)
+        ticket = lab.ticket(down.id)
+        assert ticket.status == "resolved"
         lab.run(2)
-        balance = only_ticket(lab, "leader_balance")
-        [give_back] = lab.proposals(balance)
-        assert (give_back.action, give_back.params, give_back.status) == ("remove_evict_leader", {"store_id": 3}, "succeeded")
-        lab.run_until("leader_balance", "", "ok", limit=40)
-        assert lab.unresolved() == []
+        # The revert ran through the gate on the same ticket: the fence is gone, leaders return.
+        [remove, _] = lab.proposals(down)  # newest first
+        assert (remove.action, remove.params, remove.source, remove.status) == ("remove_evict_leader", {"store_id": 3}, "revert", "succeeded")
+        assert lab.cluster.evict_leader_stores == [] and "evict-leader-scheduler" not in lab.cluster.schedulers
+        kinds = [e.kind for e in lab.monitor.store.events(down.id)]
+        assert kinds[kinds.index("verified"):] == ["verified", "resolved", "approved", "executing", "succeeded", "reverted"]
+        lab.run(60)  # longer than leader_balance's `for`
+        assert [t.invariant for t in lab.tickets()] == ["store_up"]  # no second incident
         assert lab.store_view(3)["status"]["leader_count"] >= 15
+        lab.quiet_except("store_up", transient=("leader_balance",))
