@@ -44,7 +44,7 @@ def main() -> None:
 @click.option("--warnings-as-errors", is_flag=True, help="Exit 1 on warnings too.")
 def validate(paths: tuple[str, ...], fmt: str, warnings_as_errors: bool) -> None:
     """Check config files (or every *.yaml under directories) and report all problems."""
-    from engine.config.validate import validate_paths
+    from engine.filekinds import validate_paths
 
     try:
         problems = validate_paths(paths)
@@ -525,3 +525,92 @@ def demo(config: str, scenario_name: str | None, mode: str, list_only: bool, int
         sys.exit(EXIT_PROBLEMS)
     click.echo(json.dumps(result.as_json()))
     sys.exit(EXIT_OK if result.ok else EXIT_PROBLEMS)
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+@main.command("eval")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--provider", type=click.Choice(["runbook", "claude", "replay"]), default="runbook", show_default=True,
+              help="Who diagnoses: the runbook (offline), Claude (needs ANTHROPIC_API_KEY), or a replay of --from DIR.")
+@click.option("--model", default=None, help="The Claude model (default: each config's diagnosis.model).")
+@click.option("--repeat", type=click.IntRange(1, 100), default=1, show_default=True, help="Runs per case (run-to-run agreement).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per case, then the totals as the last line.")
+@click.option("--record", "record_dir", default=None, help="Save every run (moment, observations, model exchanges) under DIR.")
+@click.option("--from", "replay_dir", default=None, help="With --provider replay: the recordings to replay (made with --record).")
+@click.option("--judge", "judge_model", default=None, help="Also let this model judge the free text (reported apart).")
+@click.option("--run", "run_regex", default=None, help="Only cases whose subject/file/case matches this regular expression.")
+@click.option("--verbose", is_flag=True, help="Print the timeline of live cases on stderr.")
+def eval_command(paths: tuple[str, ...], provider: str, model: str | None, repeat: int, as_json: bool, record_dir: str | None,
+                 replay_dir: str | None, judge_model: str | None, run_regex: str | None, verbose: bool) -> None:
+    """Measure diagnosis quality, cost and latency over eval cases (files, or the eval files under directories).
+
+    Each case reaches the moment the engine diagnoses its ticket (live: its lab scenario for real;
+    frozen: fixtures over virtual time), the provider diagnoses it --repeat times, and a
+    deterministic scorer checks the required and forbidden facts and that the actions are
+    acceptable and pass the real gate. Exit 0 when it ran, 1 for problems in eval files or
+    recordings, 2 for a usage error.
+
+    Measure Claude live, then replay offline byte for byte:
+
+      ANTHROPIC_API_KEY=... opctl eval subjects/ examples/ --provider claude --record DIR
+
+      opctl eval subjects/ examples/ --provider replay --from DIR
+    """
+    import os
+    from pathlib import Path
+
+    from engine.evals.runner import run_eval
+    from engine.evals.runs import API_KEY_VARIABLE, Settings
+
+    live_hint = (
+        f"To measure Claude live: {API_KEY_VARIABLE}=<key> opctl eval {' '.join(paths)} --provider claude"
+        f"{' --model ' + model if model else ''} --record DIR   (then replay it offline: opctl eval {' '.join(paths)} "
+        "--provider replay --from DIR)"
+    )
+    api_key = os.environ.get(API_KEY_VARIABLE) or None
+    if provider == "claude" and api_key is None:
+        click.echo(f"error: {API_KEY_VARIABLE} is not set, so Claude cannot be called.\n{live_hint}", err=True)
+        sys.exit(EXIT_USAGE)
+    if (provider == "replay") != (replay_dir is not None):
+        click.echo("error: --from DIR goes with --provider replay (and replay needs it)", err=True)
+        sys.exit(EXIT_USAGE)
+    if replay_dir is not None and not Path(replay_dir).is_dir():
+        click.echo(f"error: --from {replay_dir}: no such directory", err=True)
+        sys.exit(EXIT_USAGE)
+    if judge_model is not None and api_key is None and provider != "replay":
+        click.echo(f"error: --judge needs {API_KEY_VARIABLE} (or --provider replay of a judged recording)", err=True)
+        sys.exit(EXIT_USAGE)
+    settings = Settings(provider=provider, model=model, repeat=repeat,  # type: ignore[arg-type]
+                        record=Path(record_dir) if record_dir else None, replay_from=Path(replay_dir) if replay_dir else None,
+                        judge_model=judge_model, api_key=api_key)
+
+    def progress(text: str) -> None:
+        if not as_json and not text.endswith("..."):
+            click.echo(text)
+
+    def timeline(entry: Any) -> None:
+        if verbose:
+            click.echo(entry.line(), err=True)
+
+    result = run_eval(paths, settings, run_regex=run_regex, progress=progress, timeline=timeline)
+    if result.usage_error is not None:
+        click.echo(f"error: {result.usage_error}", err=True)
+        sys.exit(EXIT_USAGE)
+    if result.problems:
+        _print_problems(list(result.problems), "text")
+        sys.exit(EXIT_PROBLEMS)
+    report = result.report
+    assert report is not None
+    if result.written:
+        click.echo(f"recorded {len(result.written)} run(s) under {record_dir}", err=True)
+    if provider != "claude":
+        click.echo(f"{'Replayed' if provider == 'replay' else 'Claude was not called'}. {live_hint}", err=True)
+    if as_json:
+        for case in report.cases:
+            click.echo(json.dumps(case.as_json(), default=str))
+        click.echo(report.last_line())
+    else:
+        click.echo(report.text().rsplit("\n", 1)[-1])
+    sys.exit(EXIT_OK)

@@ -21,13 +21,13 @@ from engine.config.problems import shorten
 from engine.config.schema import config_schema
 
 
-def collect_examples(configs: Iterable[Path]) -> dict[str, dict[str, Any]]:
-    """model name -> field key -> the first value found in the shipped configs."""
+def collect_examples(configs: Iterable[Path], root: type[BaseModel] = Config) -> dict[str, dict[str, Any]]:
+    """model name -> field key -> the first value found in the shipped files of the `root` kind."""
     found: dict[str, dict[str, Any]] = {}
     for path in configs:
         doc, _ = load_document(path, env={})
         if doc is not None:
-            _walk(Config, doc.data, found)
+            _walk(root, doc.data, found)
     return found
 
 
@@ -52,8 +52,8 @@ def _walk(annotation: Any, data: Any, found: dict[str, dict[str, Any]]) -> None:
                 _walk(child, value, found)
 
 
-def _models() -> list[type[BaseModel]]:
-    """Config and every model reachable from it, in document order."""
+def _models(root: type[BaseModel] = Config) -> list[type[BaseModel]]:
+    """`root` and every model reachable from it, in document order."""
     seen: list[type[BaseModel]] = []
 
     def visit(model: type[BaseModel]) -> None:
@@ -64,7 +64,7 @@ def _models() -> list[type[BaseModel]]:
             for child in _nested_models(info.annotation):
                 visit(child)
 
-    visit(Config)
+    visit(root)
     return seen
 
 
@@ -81,10 +81,10 @@ def _nested_models(annotation: Any) -> list[type[BaseModel]]:
 
 
 def render_config_reference(configs: Iterable[Path]) -> str:
-    examples = collect_examples(configs)
-    defs = config_schema()["$defs"]
-    missing: list[str] = []
-    lines = [
+    return render_reference(Config, config_schema(), configs, CONFIG_HEADER)
+
+
+CONFIG_HEADER = [
         "# The opctl config language",
         "",
         "Generated from the models by `python -m engine.config.docs` (a test fails when this file",
@@ -97,10 +97,19 @@ def render_config_reference(configs: Iterable[Path]) -> str:
         "by name, `prev` (the previous tick's values), `now` (unix seconds) and, inside `for_each`,",
         "`item`; action guards also see `params`.",
         "",
-    ]
-    for model in _models():
-        schema = config_schema() if model is Config else defs.get(model.__name__, {})
-        title = "Config (the document)" if model is Config else model.__name__
+]
+
+
+def render_reference(root: type[BaseModel], root_schema: dict[str, Any], files: Iterable[Path], header: list[str]) -> str:
+    """A reference of one file kind: every model reachable from `root`, each field with an example
+    (the field's own `examples`, else the first use in `files`)."""
+    examples = collect_examples(files, root)
+    defs = root_schema.get("$defs", {})
+    missing: list[str] = []
+    lines = list(header)
+    for model in _models(root):
+        schema = root_schema if model is root else defs.get(model.__name__, {})
+        title = f"{model.__name__} (the document)" if model is root else model.__name__
         lines += [f"## {title}", "", (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else "", ""]
         lines += ["| key | type | default | description |", "|---|---|---|---|"]
         example: dict[str, Any] = {}

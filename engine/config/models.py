@@ -390,6 +390,22 @@ class Prompts(Strict):
         return self
 
 
+class Price(Strict):
+    """What a model's tokens cost, in US dollars per million tokens."""
+
+    input_usd_per_mtok: float = Field(ge=0, examples=[3.0])
+    output_usd_per_mtok: float = Field(ge=0, examples=[15.0])
+
+
+# List prices per million tokens (input, output) when this was written; `diagnosis.prices` overrides.
+BUILTIN_PRICES = {
+    "claude-sonnet-4-6": Price(input_usd_per_mtok=3.0, output_usd_per_mtok=15.0),
+    "claude-sonnet-4-5": Price(input_usd_per_mtok=3.0, output_usd_per_mtok=15.0),
+    "claude-opus-4-5": Price(input_usd_per_mtok=5.0, output_usd_per_mtok=25.0),
+    "claude-haiku-4-5": Price(input_usd_per_mtok=1.0, output_usd_per_mtok=5.0),
+}
+
+
 class Diagnosis(Strict):
     provider: Literal["auto", "claude", "runbook", "replay"] = Field(
         "auto", description="auto = claude when ANTHROPIC_API_KEY is set, else runbook."
@@ -404,6 +420,17 @@ class Diagnosis(Strict):
     replay_file: RelPath | None = Field(
         None, description="Recorded responses for provider `replay`.", examples=["../subjects/ratelimiter/tests/diagnoses.json"]
     )
+    prices: dict[str, Price] = Field(
+        default_factory=dict,
+        description="Token prices per model, merged over the built-in list prices ("
+        + ", ".join(f"{m}: ${p.input_usd_per_mtok:g}/${p.output_usd_per_mtok:g}" for m, p in BUILTIN_PRICES.items())
+        + " per million input/output tokens); `opctl eval` reports cost with them.",
+        examples=[{"claude-sonnet-4-6": {"input_usd_per_mtok": 3.0, "output_usd_per_mtok": 15.0}}],
+    )
+
+    @property
+    def price_table(self) -> dict[str, Price]:
+        return {**BUILTIN_PRICES, **self.prices}
 
     @model_validator(mode="after")
     def _replay_needs_file(self) -> Diagnosis:

@@ -13,7 +13,7 @@ SCHEMA_ID = "https://opctl.dev/schemas/opctl.schema.json"
 
 def config_schema() -> dict[str, Any]:
     schema = Config.model_json_schema(by_alias=True)
-    _durations_as_text(schema)
+    durations_as_text(schema)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -26,13 +26,13 @@ def config_schema_text() -> str:
     return json.dumps(config_schema(), indent=2, sort_keys=True) + "\n"
 
 
-def _durations_as_text(node: Any) -> None:
+def durations_as_text(node: Any) -> None:
     """Defaults of duration fields are held as seconds; show them as editors expect: "1m"."""
     if isinstance(node, dict):
         if node.get("pattern") == DURATION_PATTERN and isinstance(node.get("default"), (int, float)):
             node["default"] = format_duration(float(node["default"]))
         for value in node.values():
-            _durations_as_text(value)
+            durations_as_text(value)
     elif isinstance(node, list):
         for value in node:
-            _durations_as_text(value)
+            durations_as_text(value)

@@ -48,6 +48,7 @@ MODES = ("observe", "approve", "execute")
 DEMO_ACTOR = "demo"  # who approves in the audit log: the demo standing in for a human
 VIOLATED = ("pending", "firing")
 Emit = Callable[[TimelineEntry], None]
+MonitorFactory = Callable[[LoadedConfig, Store], Monitor]
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,14 @@ def run_demo(
     env: Mapping[str, str] | None = None,
     settings: DemoSettings = DemoSettings(),
     clock: Callable[[], float] = time.time,
+    monitor_for: MonitorFactory | None = None,
+    until: Callable[[], bool] | None = None,
 ) -> DemoResult:
     """Play one scenario end to end; the lab is always brought down. Raises ConfigError/LabError
-    for what prevents the demo from starting (bad config, unknown scenario, lab already up)."""
+    for what prevents the demo from starting (bad config, unknown scenario, lab already up).
+
+    `monitor_for(loaded, store)` builds the operator instead of the default `Monitor` (opctl eval
+    injects its own diagnoser); `until()` true ends the watch early (once eval has its diagnosis)."""
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     env = dict(os.environ if env is None else env)
@@ -113,7 +119,8 @@ def run_demo(
             f"{p.name}={p.endpoint}" if p.endpoint else p.name for p in status.processes)))
         # The operator reaches the lab through the variables the lab exports (ports may be moved).
         loaded = load_config(config_path, {**env, **status.exports})
-        run = _DemoRun(loaded, spec, scenario, mode=mode, emit=emit, env=env, settings=settings, clock=clock)
+        run = _DemoRun(loaded, spec, scenario, mode=mode, emit=emit, env=env, settings=settings, clock=clock,
+                       monitor_for=monitor_for, until=until)
         try:
             return asyncio.run(run.play())
         except KeyboardInterrupt:
@@ -149,8 +156,12 @@ class _DemoRun:
         env: Mapping[str, str],
         settings: DemoSettings,
         clock: Callable[[], float],
+        monitor_for: MonitorFactory | None = None,
+        until: Callable[[], bool] | None = None,
     ) -> None:
         self.loaded = loaded
+        self.monitor_for = monitor_for
+        self.until = until
         self.spec = spec
         self.scenario = scenario
         self.expect = scenario.expect
@@ -173,7 +184,10 @@ class _DemoRun:
 
     async def play(self) -> DemoResult:
         self.store.set_mode(self.mode, actor=DEMO_ACTOR)
-        monitor = Monitor(self.loaded, store=self.store, clock=self.clock)
+        if self.monitor_for is not None:
+            monitor = self.monitor_for(self.loaded, self.store)
+        else:
+            monitor = Monitor(self.loaded, store=self.store, clock=self.clock)
         try:
             if not await self._steps("setup", self.scenario.setup):
                 return self.result(["setup failed"])
@@ -246,6 +260,8 @@ class _DemoRun:
             self._approve_waiting()
             if injection.done() and not injection.result():
                 return ["injection failed"]
+            if self.until is not None and self.until():
+                break
             if self.progress.detected_at is not None and self._done(monitor, injected=injection.done()):
                 if self.mode == "observe" or await self._recovered_checks():
                     break

@@ -16,6 +16,7 @@ Forms of one fixture (one per observation):
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -244,6 +245,19 @@ def shape_problem(value: Any, shape: Mapping[str, Any]) -> str | None:
         return None
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path) or "the value"
     return f"{where.lstrip('.')}: {error.message}"
+
+
+def parse_start(start: str | float) -> float | str:
+    """The start of virtual time in unix seconds, or the problem with an RFC 3339 text (a str)."""
+    if isinstance(start, (int, float)):
+        return float(start)
+    try:
+        moment = dt.datetime.fromisoformat(start)
+    except ValueError:
+        return f"'{start}' is not unix seconds or an RFC 3339 time such as 2026-01-01T00:00:00Z"
+    if moment.tzinfo is None:
+        return f"'{start}' has no time zone; add Z or an offset such as +02:00"
+    return moment.timestamp()
 
 
 class VirtualClock:

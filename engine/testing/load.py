@@ -8,7 +8,6 @@ an unknown invariant, observation, action or counter are all errors.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from engine.errors import ConfigError, ExpressionCompileError
 from engine.expr import compile_expr
 from engine.metrics import EngineMetrics
 from engine.testing.counters import counter_names, parse_selector
-from engine.testing.fixtures import Timeline, parse_fixture
+from engine.testing.fixtures import Timeline, parse_fixture, parse_start
 from engine.testing.model import REQUEST_FIELDS, TestFile
 from engine.testing.shapes import strategy_for
 
@@ -121,17 +120,11 @@ class _Checker:
             return None
 
     def _start(self, start: str | float) -> float | None:
-        if isinstance(start, (int, float)):
-            return float(start)
-        try:
-            moment = dt.datetime.fromisoformat(start)
-        except ValueError:
-            self.report(("start",), f"'{start}' is not unix seconds or an RFC 3339 time such as 2026-01-01T00:00:00Z")
+        parsed = parse_start(start)
+        if isinstance(parsed, str):
+            self.report(("start",), parsed)
             return None
-        if moment.tzinfo is None:
-            self.report(("start",), f"'{start}' has no time zone; add Z or an offset such as +02:00")
-            return None
-        return moment.timestamp()
+        return parsed
 
     def _shapes(self, spec: TestFile, loaded: LoadedConfig) -> dict[str, dict[str, Any]]:
         observations = loaded.config.observations

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.config.problems import Problem
-from engine.config.validate import YAML_SUFFIXES
 from engine.testing.junit import junit_xml
 from engine.testing.load import is_test_file, load_test
 from engine.testing.properties import run_property
@@ -104,21 +103,6 @@ def run_tests(
 
 def _test_files(paths: Iterable[str | Path]) -> tuple[list[Path], str | None]:
     """Files given (each must be a test file) and the test files under directories."""
-    files: list[Path] = []
-    given = list(paths)
-    if not given:
-        return [], "give test files or directories of them"
-    for raw in given:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file() and is_test_file(p))
-            if not found:
-                return [], f"{path}: no test files here (YAML files with top-level `config:` and `cases:` or `properties:`)"
-            files.extend(found)
-        elif path.is_file():
-            if not is_test_file(path):
-                return [], f"{path} is not a test file: it needs top-level `config:` and `cases:` or `properties:`"
-            files.append(path)
-        else:
-            return [], f"{path}: no such file or directory"
-    return list(dict.fromkeys(files)), None
+    from engine.filekinds import files_of_kind
+
+    return files_of_kind(paths, is_test_file, "test", "top-level `config:` and `cases:` or `properties:`")
