@@ -89,6 +89,13 @@ class RedisProcess(Strict):
     args: list[Text] = Field(default_factory=list, description="Extra arguments, e.g. [--maxmemory, 64mb].")
 
 
+class LabTarget(Strict):
+    """A scrape target with labels of its own, e.g. the deployment's `instance` name."""
+
+    target: Text = Field(description="host:port, e.g. 127.0.0.1:12180.")
+    labels: EnvMap = Field(default_factory=dict, examples=[{"instance": "tikv1:20180"}])
+
+
 class PrometheusProcess(Strict):
     """A real Prometheus on 127.0.0.1 (Debian's `prometheus` package), configured from a deployment's
     own config: its jobs, relabelling and rules; only the targets and the scrape interval differ.
@@ -96,8 +103,11 @@ class PrometheusProcess(Strict):
 
     port: Port
     config: str = Field(description="The deployment's prometheus.yml, relative to the lab file.")
-    targets: dict[str, list[Text]] = Field(
-        description="host:port targets for every job of `config` ([] scrapes nothing), e.g. {app: ['127.0.0.1:18080']}."
+    targets: dict[str, list[Text | LabTarget]] = Field(
+        description=(
+            "host:port targets for every job of `config` ([] scrapes nothing), e.g. {app: ['127.0.0.1:18080']}; "
+            "a `{target, labels}` entry gets labels of its own."
+        )
     )
     scrape_interval: Duration = Field(1.0, description="How often every job scrapes in the lab, e.g. 1s.")
 

@@ -15,7 +15,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import yaml
@@ -61,9 +61,21 @@ def _seconds(text: Any) -> float | None:
         return None
 
 
-def lab_config(source: Path, targets: Mapping[str, Sequence[str]], scrape_interval: float) -> dict[str, Any]:
+class Labelled(Protocol):
+    """A target with labels of its own (engine.lab.models.LabTarget)."""
+
+    target: str
+    labels: Mapping[str, str]
+
+
+Target = str | Labelled
+
+
+def lab_config(source: Path, targets: Mapping[str, Sequence[Target]], scrape_interval: float) -> dict[str, Any]:
     """The deployment config at `source` with each job's targets replaced by `targets[job]` and
-    every scrape at `scrape_interval` seconds; ValueError naming the job when it cannot be done."""
+    every scrape at `scrape_interval` seconds; ValueError naming the job when it cannot be done.
+    A labelled target gets a target group of its own, e.g. to keep the deployment's `instance`
+    names (`tikv1:20180`) for a lab process listening on 127.0.0.1."""
     try:
         document = yaml.safe_load(source.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -91,11 +103,8 @@ def lab_config(source: Path, targets: Mapping[str, Sequence[str]], scrape_interv
                 f"job '{name}' of {source} has {len(groups)} target groups with labels of their own; "
                 "a lab can only replace the targets of a job with one group"
             )
-        group = {"targets": list(targets[name])}
-        if groups[0].get("labels"):
-            group["labels"] = dict(groups[0]["labels"])
         job = _with_interval(dict(job), scrape_interval, interval) if "scrape_interval" in job else dict(job)
-        job["static_configs"] = [group]
+        job["static_configs"] = _groups(targets[name], dict(groups[0].get("labels") or {}))
         jobs.append(job)
     unknown = sorted(set(targets) - {job["job_name"] for job in jobs})
     if unknown:
@@ -105,6 +114,18 @@ def lab_config(source: Path, targets: Mapping[str, Sequence[str]], scrape_interv
     if config.get("rule_files"):
         config["rule_files"] = [str((source.parent / pattern).resolve()) for pattern in config["rule_files"]]
     return config
+
+
+def _groups(targets: Sequence[Target], labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Plain targets in one group with the deployment's labels; each labelled one in its own."""
+    plain = [t for t in targets if isinstance(t, str)]
+    groups: list[dict[str, Any]] = []
+    if plain or all(isinstance(t, str) for t in targets):
+        groups.append({"targets": plain, **({"labels": labels} if labels else {})})
+    for target in targets:
+        if not isinstance(target, str):
+            groups.append({"targets": [target.target], "labels": {**labels, **target.labels}})
+    return groups
 
 
 def _with_interval(section: dict[str, Any], seconds: float, text: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import yaml
 
 from engine.errors import LabError
 from engine.lab import supervisor
+from engine.lab.models import LabTarget
 from engine.lab.prometheus_server import lab_config, prometheus_duration
 from engine.lab.spec import load_lab, validate_lab
 from tests.lab.demo_support import TIKV, lab_env, opctl
@@ -48,6 +49,17 @@ def test_only_targets_and_the_scrape_interval_change(deployed: Path) -> None:
     assert own == {"job_name": "self", "scrape_interval": "1s", "static_configs": [{"targets": []}]}
     assert config["rule_files"] == [str(deployed.parent / "rules.yml")]  # still found from the state dir
     assert source == yaml.safe_load(deployed.read_text())  # the deployment's file is untouched
+
+
+def test_a_labelled_target_gets_a_group_of_its_own(deployed: Path) -> None:
+    named = LabTarget(target="127.0.0.1:3", labels={"instance": "app3:8080"})
+    config = lab_config(deployed, {"app": ["127.0.0.1:1", named], "self": [named]}, 1.0)
+    app, own = config["scrape_configs"]
+    assert app["static_configs"] == [
+        {"targets": ["127.0.0.1:1"], "labels": {"team": "core"}},
+        {"targets": ["127.0.0.1:3"], "labels": {"team": "core", "instance": "app3:8080"}},
+    ]
+    assert own["static_configs"] == [{"targets": ["127.0.0.1:3"], "labels": {"instance": "app3:8080"}}]
 
 
 @pytest.mark.parametrize(

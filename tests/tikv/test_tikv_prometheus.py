@@ -68,8 +68,8 @@ class LiveLab:
         return f"http://127.0.0.1:{self.env['OPCTL_LAB_PROM_PORT']}"
 
     def instance(self, store_id: int) -> str:
-        """The store's status address: its scrape target, so Prometheus' `instance` label."""
-        return f"127.0.0.1:{self.env[f'OPCTL_LAB_TIKV_PORT_{store_id}']}"
+        """The store's status address, the `instance` label the lab's Prometheus gives its target."""
+        return f"tikv{store_id}:20180"
 
     def tick(self) -> TickReport:
         started = time.monotonic()

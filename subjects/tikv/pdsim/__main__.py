@@ -68,8 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--advertise-local",
         action="store_true",
-        help="advertise the real loopback addresses (PD members' URLs, stores' status addresses) "
-        "instead of http://pdN:2379 and tikvN:20180",
+        help="advertise the PD members' real loopback URLs in /members and /health instead of http://pdN:2379 "
+        "(stores keep advertising tikvN:20180: the TiKV lab's Prometheus labels each store's target so)",
     )
     return p
 
@@ -148,10 +148,6 @@ async def _serve(args: argparse.Namespace) -> int:
 
     for listener in listeners.values():
         await open_listener(listener)
-    if args.advertise_local:
-        for store_id in cluster.stores:
-            if f"tikv{store_id}" in listeners:
-                cluster.stores[store_id].status_address = f"{args.host}:{listeners[f'tikv{store_id}'].port}"
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
