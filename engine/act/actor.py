@@ -30,6 +30,7 @@ from typing import Any
 from engine.act.effects import EffectCheck
 from engine.act.executor import Executor
 from engine.act.gate import ActionGate, Cleared, Observe, Refusal
+from engine.act.modes import by_mode
 from engine.act.records import StoreDiagnosisCache
 from engine.act.revert import Reverter
 from engine.act.running import Runner
@@ -224,16 +225,12 @@ class Actor:
                 report.add(refused, gate=decision.gate, reason=refused.detail)
                 continue
             proposed += 1
-            if mode == "observe":
-                report.add(self.store.add_proposal(ticket.id, status="proposed", detail="observe mode: recorded only", **common))
-            elif mode == "approve" or decision.action.approval == "required":
-                why = "approve mode" if mode == "approve" else f"action {decision.action.name} requires approval"
-                waiting = self.store.add_proposal(ticket.id, status="awaiting_approval", detail=why,
-                                                  expires_at=now + self.config.gate.approval_ttl, **common)
-                report.add(waiting)
+            decided = by_mode(mode, decision.action, approval_ttl=self.config.gate.approval_ttl, now=now)
+            added = self.store.add_proposal(ticket.id, status=decided.status, detail=decided.detail, expires_at=decided.expires_at, **common)
+            if added.status == "approved":
+                await self._execute(added, decision, current, report)
             else:
-                approved = self.store.add_proposal(ticket.id, status="approved", detail="execute mode", **common)
-                await self._execute(approved, decision, current, report)
+                report.add(added)
         if mode == "observe" and proposed:
             self.store.update_ticket_act(ticket.id, TicketAct(parked=PARKED_OBSERVE), kind="observing", actor="engine", at=now,
                                          data={"reason": "observe mode: proposals recorded, nothing runs until the mode changes"})

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.act.gate import ActionGate, Cleared, Refusal
+from engine.act.modes import by_mode
 from engine.act.running import Runner
 from engine.config.models import Config, Revert
 from engine.errors import ExpressionError
@@ -102,16 +103,12 @@ class Reverter:
             report.add(refused, gate=decision.gate, reason=reason)
             self._close(armed, False, f"refused by gate {decision.gate}: {reason}", now)
             return
-        if mode == "observe":
-            report.add(self.store.propose_revert(armed.id, status="proposed", detail="observe mode: recorded only", **common))
-        elif mode == "approve" or decision.action.approval == "required":
-            why = "approve mode" if mode == "approve" else f"action {decision.action.name} requires approval"
-            waiting = self.store.propose_revert(armed.id, status="awaiting_approval", detail=why,
-                                                expires_at=now + self.config.gate.approval_ttl, **common)
-            report.add(waiting)
+        decided = by_mode(mode, decision.action, approval_ttl=self.config.gate.approval_ttl, now=now)
+        proposal = self.store.propose_revert(armed.id, status=decided.status, detail=decided.detail, expires_at=decided.expires_at, **common)
+        if proposal.status == "approved":
+            await self._execute(armed, proposal, decision, report)
         else:
-            approved = self.store.propose_revert(armed.id, status="approved", detail="execute mode", **common)
-            await self._execute(armed, approved, decision, report)
+            report.add(proposal)
 
     async def _run_approved(
         self, armed: ArmedRevert, proposal: Proposal, ticket: Ticket, now: float, previous: Mapping[str, Any], report: ActReport

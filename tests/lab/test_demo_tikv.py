@@ -19,9 +19,9 @@ def test_store_down_is_fenced_recovers_and_the_fence_is_removed(tmp_path: Path) 
     result = last_json_line(done.stdout)
     # The fence, then its revert: the scenario's check saw no evict-leader scheduler left.
     assert result["ok"] is True and result["actions"] == ["add_evict_leader", "remove_evict_leader"]
-    # PD calls a silent store Disconnected after its 20 s window, on the wall clock; the store
-    # comes back after 40 s.
-    assert result["detected_s"] >= 20.0
+    # PD calls a store Disconnected 20 s after its last heartbeat (every 10 s), on the wall clock,
+    # so 10 to 20 s after it stopped; the store comes back after 40 s.
+    assert result["detected_s"] >= 10.0
     assert result["recovered_s"] > 40.0
     with Store(state / "demo.db") as store:
         fence, unfence = reversed(store.executions(limit=10))

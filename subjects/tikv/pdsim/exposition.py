@@ -19,23 +19,15 @@ from prometheus_client.utils import floatToGoString
 from starlette.responses import Response
 
 from .constants import NODE_PREPARING, NODE_REMOVED, NODE_REMOVING, NODE_SERVING, STATE_TOMBSTONE
+from .model import REGION_CHECKS
 from .traffic import GRPC_BUCKETS
 
 if TYPE_CHECKING:
     from .model import Cluster, PdMember, Store, StoreStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what TiKV and PD serve
-REGION_STATUS_TYPES = (
-    "miss-peer",
-    "extra-peer",
-    "down-peer",
-    "pending-peer",
-    "offline-peer",
-    "learner-peer",
-    "empty",
-    "oversized",
-    "undersized",
-)
+# pd_regions_status types: PD's region checks, "-region" dropped ("empty-region" -> "empty-region-count").
+REGION_STATUS_TYPES = tuple(check.removesuffix("-region") for check in REGION_CHECKS)
 
 
 def tikv_metrics(cluster: Cluster, store: Store) -> list[Metric]:
