@@ -93,7 +93,7 @@ class LabTarget(Strict):
     """A scrape target with labels of its own, e.g. the deployment's `instance` name."""
 
     target: Text = Field(description="host:port, e.g. 127.0.0.1:12180.")
-    labels: EnvMap = Field(default_factory=dict, examples=[{"instance": "tikv1:20180"}])
+    labels: EnvMap = Field(default_factory=dict, examples=[{"instance": "app1:8080"}])
 
 
 class PrometheusProcess(Strict):

@@ -75,7 +75,7 @@ def lab_config(source: Path, targets: Mapping[str, Sequence[Target]], scrape_int
     """The deployment config at `source` with each job's targets replaced by `targets[job]` and
     every scrape at `scrape_interval` seconds; ValueError naming the job when it cannot be done.
     A labelled target gets a target group of its own, e.g. to keep the deployment's `instance`
-    names (`tikv1:20180`) for a lab process listening on 127.0.0.1."""
+    names (`app1:8080`) for a lab process listening on 127.0.0.1."""
     try:
         document = yaml.safe_load(source.read_text(encoding="utf-8"))
     except OSError as exc:
