@@ -1,9 +1,11 @@
 """Fast path for the CEL subset the engine evaluates per entity: parse → Python source → function.
 
-Only `engine/expr.py` uses this module. `parse(source)` turns CEL text into a small AST (raising
-`Unsupported` for syntax outside the subset), `free_names(ast)` lists the top-level variables,
-and `build(ast, source)` generates one Python function `fn(env)` that mirrors the semantics of
-the `cel` library (common-expression-language 0.10), including its quirks:
+`engine/expr.py` evaluates with it; `engine/config/types.py` type-checks its AST. `parse(source)`
+turns CEL text into a small AST (raising `Unsupported` for syntax outside it: message
+construction, two-variable macros), `free_names(ast)` lists the top-level variables, and
+`build(ast, source)` generates one Python function `fn(env)` (raising `Unsupported` for nodes it
+leaves to the library: uint and bytes literals, functions other than the common ones). The
+generated code follows the CEL spec as the library (cel-expr-python) implements it:
 
 * a runtime error is `CelError` (expr.py turns it into `ExpressionEvalError`);
 * whenever the generated code meets a value or type combination it does not model exactly
@@ -17,7 +19,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Callable
 
 INT_MIN = -(2**63)
@@ -119,46 +120,84 @@ _TOKEN = re.compile(
     r"""
     (?P<ws>\s+|//[^\n]*)
   | (?P<float>(?:\d+\.\d+(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+))
-  | (?P<hex>0[xX][0-9a-fA-F]+u?)
-  | (?P<int>\d+u?)
+  | (?P<hex>0[xX][0-9a-fA-F]+[uU]?)
+  | (?P<int>\d+[uU]?)
   | (?P<str>[rRbB]{0,2}(?:\"\"\"|'''|"|'))
+  | (?P<quoted>`[^`\n]+`)
   | (?P<ident>[_a-zA-Z][_a-zA-Z0-9]*)
   | (?P<op>==|!=|<=|>=|&&|\|\||[<>!+\-*/%?:.,()\[\]{}])
     """,
     re.VERBOSE,
 )
-_SIMPLE_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t", "r": "\r"}
+_SIMPLE_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "`": "`", "?": "?", "n": "\n", "t": "\t", "r": "\r",
+                   "a": "\a", "b": "\b", "f": "\f", "v": "\v"}
 _RESERVED = {"in", "as", "break", "const", "continue", "else", "for", "function", "if",
              "import", "let", "loop", "package", "namespace", "return", "var", "void", "while"}
 
 
+# Function namespaces of the loaded extensions: `math.greatest(...)` calls a function, it does not
+# read a variable `math`.
+NAMESPACES = frozenset({"math", "strings", "base64", "cel"})
+
+
+TWO_VARIABLES = "two-variable comprehension"
+
+
+class UInt(int):
+    """An unsigned int literal (`5u`): parsed so the checker sees it; the fast path leaves it to the library."""
+
+
 @dataclass(frozen=True)
 class Tok:
-    kind: str  # "int" "float" "str" "ident" "op" "eof"
+    kind: str  # "int" "float" "str" "bytes" "ident" "quoted" "op" "eof"
     value: Any
     start: int
     end: int
 
 
-def _lex_string(src: str, pos: int, prefix: str, quote: str) -> tuple[str, int]:
-    if prefix:  # raw and bytes literals are left to the library
-        raise Unsupported("string prefix")
+def _lex_string(src: str, pos: int, prefix: str, quote: str) -> tuple[str | bytes, int]:
+    raw = "r" in prefix.lower()
+    as_bytes = "b" in prefix.lower()
     i = pos
     out: list[str] = []
+    data = bytearray()
+
+    def put(text: str) -> None:
+        (data.extend(text.encode("utf-8")) if as_bytes else out.append(text))
+
     while i < len(src):
         ch = src[i]
         if src.startswith(quote, i):
-            return "".join(out), i + len(quote)
-        if ch == "\\":
+            return (bytes(data) if as_bytes else "".join(out)), i + len(quote)
+        if ch == "\\" and not raw:
             esc = src[i + 1: i + 2]
-            if esc not in _SIMPLE_ESCAPES:
-                raise Unsupported("escape sequence")
-            out.append(_SIMPLE_ESCAPES[esc])
-            i += 2
-            continue
-        if ch == "\n" and len(quote) == 1:
+            if esc in _SIMPLE_ESCAPES:
+                put(_SIMPLE_ESCAPES[esc])
+                i += 2
+                continue
+            width = {"x": 2, "X": 2, "u": 4, "U": 8}.get(esc)
+            if width is not None and (esc in "xX" or not as_bytes):
+                digits = src[i + 2: i + 2 + width]
+                if len(digits) != width or any(c not in "0123456789abcdefABCDEF" for c in digits):
+                    raise Unsupported("escape sequence")
+                code = int(digits, 16)
+                if as_bytes:
+                    data.append(code)
+                else:
+                    if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+                        raise Unsupported("escape sequence")
+                    out.append(chr(code))
+                i += 2 + width
+                continue
+            digits = src[i + 1: i + 4]
+            if len(digits) == 3 and all(c in "01234567" for c in digits) and digits[0] in "0123":
+                (data.append(int(digits, 8)) if as_bytes else out.append(chr(int(digits, 8))))
+                i += 4
+                continue
+            raise Unsupported("escape sequence")
+        if ch in "\n\r" and len(quote) == 1:
             raise Unsupported("newline in string")
-        out.append(ch)
+        put(ch)
         i += 1
     raise Unsupported("unterminated string")
 
@@ -178,13 +217,15 @@ def tokenize(src: str) -> list[Tok]:
         if kind == "str":
             quote = text.lstrip("rRbB")
             value, end = _lex_string(src, m.end(), text[: len(text) - len(quote)], quote)
-            toks.append(Tok("str", value, pos, end))
+            toks.append(Tok("bytes" if isinstance(value, bytes) else "str", value, pos, end))
             pos = end
             continue
         if kind in ("int", "hex"):
-            if text.endswith("u"):
-                raise Unsupported("uint literal")
-            toks.append(Tok("int", int(text, 16 if kind == "hex" else 10), pos, m.end()))
+            unsigned = text[-1] in "uU"
+            number = int(text.rstrip("uU"), 16 if kind == "hex" else 10)
+            toks.append(Tok("int", UInt(number) if unsigned else number, pos, m.end()))
+        elif kind == "quoted":
+            toks.append(Tok("quoted", text[1:-1], pos, m.end()))
         elif kind == "float":
             toks.append(Tok("float", float(text), pos, m.end()))
         else:
@@ -280,7 +321,7 @@ class _Parser:
     def unary(self) -> Node:
         if self.at("!") or self.at("-"):
             tok = self.next()
-            if tok.value == "-" and self.peek().kind in ("int", "float"):
+            if tok.value == "-" and self.peek().kind in ("int", "float") and not isinstance(self.peek().value, UInt):
                 # "-9223372036854775808" is one literal in CEL; fold like the library does
                 num = self.peek()
                 if self.toks[self.i + 1].value not in (".", "["):
@@ -299,6 +340,9 @@ class _Parser:
             if self.at("."):
                 self.next()
                 tok = self.next()
+                if tok.kind == "quoted":  # a.`dashed-name`
+                    node = Select(node.start, tok.end, node, tok.value)
+                    continue
                 if tok.kind != "ident" or tok.value in _RESERVED or tok.value in ("true", "false", "null"):
                     raise Unsupported("field name")
                 if self.at("("):
@@ -326,19 +370,27 @@ class _Parser:
         return items
 
     def method(self, target: Node, name: str, args: list[Node], end: int) -> Node:
+        if name == "existsOne":
+            name = "exists_one"
+        if name in ("transformList", "transformMap", "transformMapEntry") or (
+                name in ("exists", "all", "exists_one") and len(args) == 3
+                and isinstance(args[0], Ident) and isinstance(args[1], Ident)):
+            raise Unsupported(TWO_VARIABLES)
         if name in ("exists", "all", "exists_one", "map", "filter"):
             var = args[0] if args else None
             if not isinstance(var, Ident) or len(args) not in (2, 3) or (len(args) == 3 and name != "map"):
                 raise Unsupported(f"macro {name}")
             transform = args[2] if len(args) == 3 else None
             return Comprehension(target.start, end, name, target, var.name, args[1], transform)
+        if isinstance(target, Ident) and target.name in NAMESPACES:
+            return Call(target.start, end, None, f"{target.name}.{name}", tuple(args))  # math.greatest(...)
         return Call(target.start, end, target, name, tuple(args))
 
     def primary(self) -> Node:
         tok = self.peek()
-        if tok.kind in ("int", "float", "str"):
+        if tok.kind in ("int", "float", "str", "bytes"):
             self.next()
-            if tok.kind == "int" and tok.value > INT_MAX:
+            if tok.kind == "int" and tok.value > (2**64 - 1 if isinstance(tok.value, UInt) else INT_MAX):
                 raise Unsupported("int literal out of range")
             return Lit(tok.start, tok.end, tok.value)
         if tok.kind == "ident":
@@ -500,11 +552,11 @@ def _neg(v: Any) -> Any:
     cls = v.__class__
     if cls is int:
         _known(v)
-        return v if v == INT_MIN else -v  # the library wraps -(-2^63) to -2^63
+        if v == INT_MIN:
+            raise CelError(f"integer overflow in -({v})")
+        return -v
     if cls is float:
         return -v
-    if cls is bool:
-        return not v  # library quirk: -true == false
     raise _no_overload("-", v)
 
 
@@ -569,10 +621,7 @@ def _ord(op: str, a: Any, b: Any) -> tuple[Any, Any]:
         return a, b
     if (ca is float or ca is int) and (cb is float or cb is int):
         _known(a, b)
-        x, y = float(a), float(b)  # int vs double compares as doubles (lossy), like the library
-        if x != x or y != y:
-            raise CelError(f"cannot order NaN with {op}")
-        return x, y
+        return float(a), float(b)  # int vs double compares as doubles (lossy), like the library; NaN orders false
     raise _no_overload(op, a, b)
 
 
@@ -614,22 +663,17 @@ def _in(a: Any, b: Any) -> bool:
     if cb is dict:
         if a.__class__ is str:
             return a in b
-        if a.__class__ is int or a.__class__ is bool:
-            raise Fallback
-        _known(a)
-        raise CelError(f"a {_KIND[a.__class__]} cannot be a map key (in 'in')")
+        if a.__class__ in (int, bool, float) and all(k.__class__ is str for k in b):
+            _known(a)
+            return False  # a number or bool is never one of a JSON map's (string) keys
+        raise Fallback  # numeric keys compare across int/uint/double: the library decides
     raise _no_overload("in", a, b)
 
 
 def _size(v: Any) -> int:
     cls = v.__class__
     if cls is str:
-        if v.isascii():
-            return len(v)
-        try:
-            return len(v.encode("utf-8"))  # library quirk: size(string) counts UTF-8 bytes
-        except UnicodeEncodeError:
-            raise Fallback from None
+        return len(v)  # code points, as the spec says
     if cls is list or cls is dict:
         return len(v)
     _known(v)
@@ -650,6 +694,8 @@ def _matches_slow(pattern: re.Pattern[str], a: Any) -> bool:
 
 def _to_int(v: Any) -> int:
     cls = v.__class__
+    if cls is bool:
+        raise Fallback  # the library converts bools; the spec does not say
     if cls is int:
         _known(v)
         return v
@@ -663,7 +709,7 @@ def _to_int(v: Any) -> int:
             if INT_MIN <= n <= INT_MAX:
                 return n
             raise CelError(f"int({v!r}) overflows: the value is outside the int range")
-        raise CelError(f"int({v!r}): not an integer")
+        raise Fallback  # the library's integer parsing (it skips whitespace) decides
     _known(v)
     raise CelError(f"int() is not defined for a {_KIND[cls]}")
 
@@ -690,13 +736,10 @@ def _to_string(v: Any) -> str:
     if cls is int:
         _known(v)
         return str(v)
+    if cls is bool:
+        return "true" if v else "false"
     if cls is float:
-        if not math.isfinite(v):
-            raise Fallback
-        text = format(Decimal(repr(v)), "f")  # the library prints doubles without exponent
-        if "." in text:
-            text = text.rstrip("0").rstrip(".")
-        return text
+        raise Fallback  # the library's shortest form with exponents ("1e+06"): not worth copying
     _known(v)
     raise CelError(f"string() is not defined for a {_KIND[cls]}")
 
@@ -707,15 +750,40 @@ def _iterable(v: Any, macro: str, text: str) -> None:
         raise CelError(f"{macro}() needs a list or map, but {text} is a {_KIND[v.__class__]}")
 
 
-def _logic_error(op: str, left: Any, right: Any) -> CelError:
-    for v in (left, right):
-        if isinstance(v, CelError):
-            return v
-    for v in (left, right):
-        if v.__class__ is not bool:
-            _known(v)
-            return CelError(f"{op} needs bool operands, got a {_KIND[v.__class__]}")
-    return CelError(f"{op} failed")  # unreachable: both bools never reach here
+def _logic_error(op: str, v: Any) -> CelError:
+    """The error of a logic operand that is neither true nor false."""
+    if isinstance(v, CelError):
+        return v
+    _known(v)
+    return CelError(f"{op} needs bool operands, got a {_KIND[v.__class__]}")
+
+
+def duplicate_literal_key(node: MapLit) -> Lit | None:
+    """The first literal key of a map literal equal (as CEL compares keys: 1 == 1u) to an
+    earlier literal key, or None."""
+    seen: set[tuple[str, Any]] = set()
+    for key, _ in node.entries:
+        if not isinstance(key, Lit):
+            continue
+        v = key.value
+        ident = ("bool", v) if isinstance(v, bool) else ("num", v) if isinstance(v, (int, float)) else ("other", v)
+        if ident in seen:
+            return key
+        seen.add(ident)
+    return None
+
+
+def _chain(node: Node, op: str) -> list[Node]:
+    """The operands of a chain of one logic operator, left to right (iteratively: chains are long)."""
+    out: list[Node] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Binary) and n.op == op:
+            stack += [n.right, n.left]
+        else:
+            out.append(n)
+    return out
 
 
 def _not_bool(what: str, v: Any) -> CelError:
@@ -849,6 +917,8 @@ class _Gen:
         return t, st
 
     def literal(self, v: Any) -> tuple[str, str]:
+        if isinstance(v, (UInt, bytes)):
+            raise Unsupported("uint or bytes literal")  # no plain-Python twin: the library decides
         if v is None or isinstance(v, bool):
             return repr(v), ("null" if v is None else "bool")
         if isinstance(v, int):
@@ -1026,27 +1096,31 @@ class _Gen:
             self.line(f"{t} = {neg}_eq({a}, {b})")
 
     def emit_logic(self, node: Binary, scope: dict[str, str]) -> tuple[str, str | None]:
+        """`a && b && c...` (or `||`) as one flat sequence, however long the chain: CEL's logic is
+        commutative, so a decisive operand (false for &&, true for ||) wins over an error on
+        either side; otherwise the first error, or a non-bool operand, fails the whole."""
         stop, go = ("False", "True") if node.op == "&&" else ("True", "False")
-        left, right, t = self.tmp(), self.tmp(), self.tmp()
+        operands = _chain(node, node.op)
+        t, err, value = self.tmp(), self.tmp(), self.tmp()
+        self.line(f"{t} = {go}")
+        self.line(f"{err} = None")
+        for index, sub in enumerate(operands):
+            def one(sub: Node = sub) -> None:
+                caught = self.tmp()
 
-        def guarded(target: str, sub: Node) -> None:
-            err = self.tmp()
-
-            def body() -> None:
-                value, _ = self.emit(sub, scope)
-                self.line(f"{target} = {value}")
-            self.block("try:", body)
-            self.block(f"except CelError as {err}:", lambda: self.line(f"{target} = {err}"))
-
-        guarded(left, node.left)
-        self.block(f"if {left} is {stop}:", lambda: self.line(f"{t} = {stop}"))
-
-        def other() -> None:
-            guarded(right, node.right)
-            self.block(f"if {right} is {stop}:", lambda: self.line(f"{t} = {stop}"))
-            self.block(f"elif {left} is {go} and {right} is {go}:", lambda: self.line(f"{t} = {go}"))
-            self.block("else:", lambda: self.line(f"raise _logic_error({node.op!r}, {left}, {right})"))
-        self.block("else:", other)
+                def body() -> None:
+                    v, _ = self.emit(sub, scope)
+                    self.line(f"{value} = {v}")
+                self.block("try:", body)
+                self.block(f"except CelError as {caught}:", lambda: self.line(f"{value} = {caught}"))
+                self.block(f"if {value} is {stop}:", lambda: self.line(f"{t} = {stop}"))
+                self.block(f"elif {value} is not {go} and {err} is None:",
+                           lambda: self.line(f"{err} = _logic_error({node.op!r}, {value})"))
+            if index == 0:
+                one()
+            else:
+                self.block(f"if {t} is {go}:", one)
+        self.line(f"if {t} is {go} and {err} is not None: raise {err}")
         return t, "bool"
 
     def emit_Cond(self, node: Cond, scope: dict[str, str]) -> tuple[str, str | None]:
@@ -1073,6 +1147,10 @@ class _Gen:
         return t, "list"
 
     def emit_MapLit(self, node: MapLit, scope: dict[str, str]) -> tuple[str, str | None]:
+        if duplicate_literal_key(node) is not None:
+            t = self.tmp()
+            self.line(f"raise CelError({'duplicate key in a map literal: ' + self.text(node)!r})")
+            return t, "map"
         parts = []
         for key, value in node.entries:
             if not (isinstance(key, Lit) and isinstance(key.value, str)):
@@ -1121,24 +1199,74 @@ class _Gen:
         raise Unsupported(f"function {name}")
 
     def emit_Comprehension(self, node: Comprehension, scope: dict[str, str]) -> tuple[str, str | None]:
-        if node.macro not in ("exists", "all") or node.transform is not None:
-            raise Unsupported(f"macro {node.macro}")  # map/filter/exists_one: library only
         r, st = self.emit(node.range, scope)
         if st not in ("list", "map"):
             self.line(f"_iterable({r}, {node.macro!r}, {self.text(node.range)!r})")
         t = self.tmp()
         var = f"c{self.count}_{node.var}"
+        inner = scope | {node.var: var}
+        what = f"the {node.macro}() predicate"
+        if node.macro in ("exists", "all"):
+            return t, self.emit_quantifier(node, r, t, var, inner, what)
+        p = self.tmp()
+
+        def check_bool(sp: str | None) -> None:
+            if sp != "bool":
+                self.line(f"if {p}.__class__ is not bool: raise _not_bool({what!r}, {p})")
+
+        if node.macro == "exists_one":
+            self.line(f"{t} = 0")
+
+            def count() -> None:
+                value, sp = self.emit(node.pred, inner)
+                self.line(f"{p} = {value}")
+                check_bool(sp)
+                self.line(f"if {p}: {t} += 1")
+            self.block(f"for {var} in {r}:", count)
+            self.line(f"{t} = {t} == 1")
+            return t, "bool"
+        self.line(f"{t} = []")  # filter, map
+
+        def collect() -> None:
+            keep = node.macro == "filter" or node.transform is not None
+            out = node.pred if node.macro == "map" and node.transform is None else node.transform
+
+            def append() -> None:
+                if out is None:
+                    self.line(f"{t}.append({var})")
+                else:
+                    value, _ = self.emit(out, inner)
+                    self.line(f"{t}.append({value})")
+            if keep:
+                value, sp = self.emit(node.pred, inner)
+                self.line(f"{p} = {value}")
+                check_bool(sp)
+                self.block(f"if {p}:", append)
+            else:
+                append()
+        self.block(f"for {var} in {r}:", collect)
+        return t, "list"
+
+    def emit_quantifier(self, node: Comprehension, r: str, t: str, var: str, inner: dict[str, str], what: str) -> str:
+        """exists/all: stop at the first decisive element; an error (or a non-bool) on another
+        element counts only when no element decides, as the spec's error-absorbing loop does."""
         found, other = ("True", "False") if node.macro == "exists" else ("False", "True")
+        p, err, caught = self.tmp(), self.tmp(), self.tmp()
         self.line(f"{t} = {other}")
+        self.line(f"{err} = None")
 
         def body() -> None:
-            p, sp = self.emit(node.pred, scope | {node.var: var})
+            def pred() -> None:
+                value, _ = self.emit(node.pred, inner)
+                self.line(f"{p} = {value}")
+            self.block("try:", pred)
+            self.block(f"except CelError as {caught}:",
+                       lambda: (self.line(f"if {err} is None: {err} = {caught}"), self.line("continue")))
             self.block(f"if {p} is {found}:", lambda: (self.line(f"{t} = {found}"), self.line("break")))
-            if sp != "bool":
-                self.line(f"if {p} is not {other}: raise _not_bool('the {node.macro}() predicate', {p})")
+            self.line(f"if {p} is not {other} and {err} is None: {err} = _not_bool({what!r}, {p})")
         self.block(f"for {var} in {r}:", body)
-        return t, "bool"
-
+        self.line(f"if {t} is {other} and {err} is not None: raise {err}")
+        return "bool"
 
     def emit_result(self, value: str, st: str | None) -> str:
         """Emit the check of the final value (see `_out`); return the name holding the result."""

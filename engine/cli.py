@@ -42,12 +42,13 @@ def main() -> None:
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--warnings-as-errors", is_flag=True, help="Exit 1 on warnings too.")
-def validate(paths: tuple[str, ...], fmt: str, warnings_as_errors: bool) -> None:
+@click.option("--strict", is_flag=True, help="Every observation an expression reads must be typed (a `shape`, or a source that types it).")
+def validate(paths: tuple[str, ...], fmt: str, warnings_as_errors: bool, strict: bool) -> None:
     """Check config files (or every *.yaml under directories) and report all problems."""
     from engine.filekinds import validate_paths
 
     try:
-        problems = validate_paths(paths)
+        problems = validate_paths(paths, strict=strict)
     except FileNotFoundError as exc:
         click.echo(f"error: no such file or directory: {exc}", err=True)
         sys.exit(EXIT_USAGE)

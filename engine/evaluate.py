@@ -2,14 +2,26 @@
 
 Pure: no I/O and no clock reads; the caller passes `now`. One function, `advance`, holds every
 state transition (as Prometheus' `AlertingRule.Eval` does); `Evaluator.evaluate` turns one
-tick's observations into samples (healthy / violated / error) per entity and runs `advance`.
+tick's observations into samples per entity and runs `advance`.
+
+Samples: `healthy` and `violated` (the expression gave true or false), `error` (the expression,
+its `for_each`, `key` or `resolve_when` failed to evaluate, or gave a non-bool: a defect of the
+expression or of the data's type) and `unknown` (an observation the invariant reads failed or was
+not made this tick: there is nothing to judge). Both `error` and `unknown` follow the invariant's
+`on_error` in the state machine, in the same way.
 
 States: ok → pending (violated, `for` not yet elapsed) → firing → ok again ("resolved") once the
 entity has stayed recovered for `keep_firing_for`. A pending entity that turns healthy goes back
-to ok ("cleared") without ever having fired. An error sample follows the invariant's `on_error`:
-`keep` changes nothing but `last_error` (no timer moves), `firing` counts as violated, `ok` as
-healthy. While firing, "recovered" means healthy and, when `resolve_when` is set, that CEL is
-true too; any other sample cancels a running keep_firing_for countdown (hysteresis).
+to ok ("cleared") without ever having fired. An error or unknown sample follows `on_error`:
+`keep` changes nothing but `last_error` (no timer moves, so a ticket never resolves on an
+observation failure or an evaluation error), `firing` counts as violated, `ok` as healthy.
+While firing, "recovered" means healthy and, when `resolve_when` is set, that CEL is true too;
+any other sample cancels a running keep_firing_for countdown (hysteresis).
+
+Report: `InvariantReport.counts` has one count per entity and tick in exactly one of `ok`,
+`pending`, `firing`, `unknown`, `error`: an entity whose sample was `error` or `unknown` counts
+there (whatever its held status), never as ok; `errors` and `unknown` name those entities (key
+-> reason; the cluster-wide entity's key is "").
 
 Cost: a tick calls each per-entity expression once per item and runs the state machine only for
 items that are not healthy and entities that are not plainly ok; plainly ok entities are kept as
@@ -32,11 +44,12 @@ if TYPE_CHECKING:  # evaluation reads only .ok, .value and .error of a result
     from engine.observe import ObservationResult
 
 Status = Literal["ok", "pending", "firing"]
-Sample = Literal["healthy", "violated", "error"]
+Sample = Literal["healthy", "violated", "error", "unknown"]
+COUNTED = ("ok", "pending", "firing", "unknown", "error")  # the keys of InvariantReport.counts
 TransitionKind = Literal["pending", "firing", "resolved", "cleared"]
 
 # Names the engine binds itself; everything else an expression reads is an observation.
-_ENGINE_NAMES = frozenset({"item", "now", "prev"})
+_ENGINE_NAMES = frozenset({"item", "now", "prev", "vars"})
 CLUSTER_KEY = ""
 
 
@@ -90,11 +103,11 @@ def advance(
     """The next state of one entity after one sample at `now`, and the transition if any.
 
     `resolve_ok` is the value of `resolve_when` (True when the invariant has none); `error` is
-    the reason of an error sample; `key` only labels the transition.
+    the reason of an error or unknown sample; `key` only labels the transition.
     """
     if state is None:
         state = OK
-    if sample == "error":
+    if sample == "error" or sample == "unknown":
         policy = inv.on_error
         if policy == "keep":
             if state.last_error == error:
@@ -224,13 +237,18 @@ class InvariantReport:
         name: the invariant.
         health: `err` when an observation it reads failed or any CEL evaluation failed.
         error: the first error (and how many more), None when healthy.
-        counts: number of entities per status: {"ok": n, "pending": n, "firing": n}.
+        counts: entities per state this tick, every key of COUNTED: {"ok": n, "pending": n,
+            "firing": n, "unknown": n, "error": n}; each entity is in exactly one.
+        errors: entity key -> why its evaluation failed (the `error` entities).
+        unknown: entity key -> which observation it reads failed (the `unknown` entities).
     """
 
     name: str
     health: Literal["ok", "err"]
     error: str | None
     counts: dict[str, int]
+    errors: dict[str, str]
+    unknown: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -267,17 +285,24 @@ class _Compiled:
 class _Tally:
     """Mutable per-invariant bookkeeping during one evaluate() call."""
 
-    __slots__ = ("pending", "firing", "total", "errors")
+    __slots__ = ("pending", "firing", "total", "errors", "failed", "unknown")
 
     def __init__(self) -> None:
         self.pending = 0
         self.firing = 0
         self.total = 0
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # every problem of this tick, for `health` and `error`
+        self.failed: dict[str, str] = {}  # entities whose sample was `error`
+        self.unknown: dict[str, str] = {}  # entities whose sample was `unknown`
 
-    def count(self, status: str, count_total: bool = True) -> None:
+    def count(self, status: str, count_total: bool = True, sample: Sample | None = None,
+              key: str = "", reason: str | None = None) -> None:
         self.total += count_total
-        if status == "firing":
+        if sample == "error":
+            self.failed[key] = reason or "evaluation failed"
+        elif sample == "unknown":
+            self.unknown[key] = reason or "an observation failed"
+        elif status == "firing":
             self.firing += 1
         elif status == "pending":
             self.pending += 1
@@ -287,8 +312,10 @@ class _Tally:
         if self.errors:
             more = len(self.errors) - 1
             error = self.errors[0] + (f" (and {more} more error(s))" if more else "")
-        counts = {"ok": self.total - self.pending - self.firing, "pending": self.pending, "firing": self.firing}
-        return InvariantReport(name, "err" if self.errors else "ok", error, counts)
+        counts = {"ok": self.total - self.pending - self.firing - len(self.failed) - len(self.unknown),
+                  "pending": self.pending, "firing": self.firing, "unknown": len(self.unknown),
+                  "error": len(self.failed)}
+        return InvariantReport(name, "err" if self.errors else "ok", error, counts, self.failed, self.unknown)
 
 
 class Evaluator:
@@ -300,6 +327,7 @@ class Evaluator:
 
     def __init__(self, config: Config) -> None:
         observation_names = frozenset(config.observations)
+        self._vars = config.variable_values()
         self._compiled: list[_Compiled] = []
         for inv in config.invariants:
             exprs = [compile_expr(inv.expr)]
@@ -321,12 +349,13 @@ class Evaluator:
         env: dict[str, Any] = {name: r.value for name, r in observations.items() if r.ok}
         env["prev"] = previous if isinstance(previous, dict) else dict(previous)
         env["now"] = now
+        env["vars"] = self._vars
         run = _Run(states, now)
         groups: dict[tuple[str, str], list[_Compiled]] = {}
         for c in self._compiled:
             failure = _observation_failure(c, observations)
             if failure is not None:
-                run.fail_invariant(c, failure)
+                run.fail_invariant(c, failure, "unknown")
             elif c.for_each is None:
                 run.cluster_wide(c, env)
             else:
@@ -406,8 +435,11 @@ class _Run:
         transition: Transition | None,
         *,
         listed: bool = False,
+        sample: Sample | None = None,
+        reason: str | None = None,
     ) -> None:
-        """Keep the new state of one entity; `listed`: its key is already in ok_keys[name]."""
+        """Keep the new state of one entity; `listed`: its key is already in ok_keys[name];
+        `sample` and `reason` count an error or unknown sample in the report."""
         sk = (name, key)
         if transition is not None:
             self.transitions.append(transition)
@@ -421,7 +453,7 @@ class _Run:
                 self.ok_keys.setdefault(name, []).append(key)
         else:
             self.unsettled[sk] = new
-        self.tally_of(name).count(new.status, not listed)
+        self.tally_of(name).count(new.status, not listed, sample, key, reason)
 
     def step(
         self, c: _Compiled, key: str, item: Any, sample: Sample, *, resolve_ok: bool = True, error: str | None = None
@@ -429,16 +461,17 @@ class _Run:
         """Advance one (unlisted) entity and record everything that follows from it."""
         state = self.states.get((c.inv.name, key))
         new, transition = advance(state, sample, self.now, c.inv, resolve_ok=resolve_ok, error=error, key=key)
-        self._record(c.inv.name, key, item, new, transition)
+        self._record(c.inv.name, key, item, new, transition, sample=sample, reason=error)
 
     # ------------------------------------------------------------------ failures
 
-    def fail_invariant(self, c: _Compiled, reason: str) -> None:
-        """An observation it reads failed (or for_each did): every known entity gets an error sample."""
+    def fail_invariant(self, c: _Compiled, reason: str, sample: Sample) -> None:
+        """An observation it reads failed (`unknown`) or for_each did (`error`): every known
+        entity gets that sample."""
         name = c.inv.name
         self.tally_of(name).errors.append(reason)
         if c.for_each is None:
-            self.step(c, CLUSTER_KEY, None, "error", error=reason)
+            self.step(c, CLUSTER_KEY, None, sample, error=reason)
             return
         keep = c.inv.on_error == "keep"
         states = self.states
@@ -449,9 +482,9 @@ class _Run:
         for key in keys:
             if keep and states.get((name, key)) is OK:
                 # the report carries the error; a plain ok entity has no timer to keep
-                self._record(name, key, None, OK, None)
+                self._record(name, key, None, OK, None, sample=sample, reason=reason)
                 continue
-            self.step(c, key, None, "error", error=reason)
+            self.step(c, key, None, sample, error=reason)
 
     # ------------------------------------------------------------------ cluster-wide
 
@@ -472,7 +505,7 @@ class _Run:
         items, problem = self._items(first, env)
         if problem is not None:
             for c in members:
-                self.fail_invariant(c, f"invariant '{c.inv.name}': {problem}")
+                self.fail_invariant(c, f"invariant '{c.inv.name}': {problem}", "error")
             return
 
         # phase 1: keys, and the values that are not `true`
@@ -500,7 +533,7 @@ class _Run:
                 handled.add(key)
                 sample, error = self._sample(c, key, value)
                 new, transition = advance(known.get(key), sample, self.now, c.inv, error=error, key=key)
-                self._record(name, key, items[index], new, transition, listed=True)
+                self._record(name, key, items[index], new, transition, listed=True, sample=sample, reason=error)
             # phase 2b: entities with state to carry whose expression was true, or that are gone
             for key, state in known.items():
                 if key in handled:
@@ -520,7 +553,7 @@ class _Run:
                     item_env["item"] = item
                     resolve_ok, sample, error = self._resolve_ok(c, item_env, key)
                 new, transition = advance(state, sample, self.now, c.inv, resolve_ok=resolve_ok, error=error, key=key)
-                self._record(name, key, item, new, transition, listed=True)
+                self._record(name, key, item, new, transition, listed=True, sample=sample, reason=error)
 
     def _items(self, first: _Compiled, env: dict[str, Any]) -> tuple[list[Any], str | None]:
         assert first.for_each is not None

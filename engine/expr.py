@@ -1,12 +1,19 @@
 """The one CEL adapter: compile once, evaluate per entity, convert results to plain Python.
 
-Every expression is compiled by the `cel` library (common-expression-language), which decides
-what is valid CEL and reports syntax errors. Expressions inside the subset the engine evaluates
-per entity (field access, comparisons, arithmetic, `&&`/`||`, `has`, `in`, `size`, string
-predicates, conversions, `exists`/`all`) are also translated to a Python function by
-`engine._expr_fast`; that fast path is ~10-30× cheaper than a library call, which spends most of
-its time converting Python values. The fast path hands any evaluation it cannot decide exactly
-back to the library, so both paths return the same value or both raise.
+Every expression is compiled by Google's CEL runtime (`cel-expr-python`, cel-cpp underneath),
+which decides what is valid CEL and reports syntax errors; the strings, math, bindings and
+encoders extensions are loaded. Expressions inside the subset the engine evaluates per entity
+(field access, comparisons, arithmetic, `&&`/`||`, `has`, `in`, `size`, string predicates,
+conversions, the `exists`/`all`/`exists_one`/`filter`/`map` macros) are also translated to a
+Python function by `engine._expr_fast`; that fast path is ~5-30× cheaper than a library call,
+which spends most of its time converting Python values. The fast path follows the CEL spec
+(tests/cel_spec runs the official conformance suite over both paths together) and hands any
+evaluation it cannot decide exactly back to the library, so both paths return the same value or
+both raise.
+
+The library reports a runtime error as an ERROR value, not an exception; `evaluate` turns it
+into `ExpressionEvalError`, as it does for the exceptions the library raises (a duplicate key in
+a map literal, the iteration budget of its comprehensions, a value it cannot convert).
 
 `evaluate_each(env, items)` evaluates a per-entity expression for a whole list at once; the fast
 path then runs one generated loop instead of one call per item, with the same results.
@@ -16,39 +23,40 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import importlib
 import re
-import sys
-import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from cel_expr_python import cel
+from cel_expr_python.ext import ext_bindings, ext_encoders, ext_math, ext_strings
 
-class _LoadedOnFirstUse(types.ModuleType):
-    """Stands in for a module until one of its attributes is read; then imports the real one."""
-
-    def __getattr__(self, name: str) -> Any:
-        if sys.modules.get(self.__name__) is self:
-            del sys.modules[self.__name__]
-        real = importlib.import_module(self.__name__)
-        package, _, attribute = self.__name__.rpartition(".")
-        setattr(sys.modules[package], attribute, real)
-        return getattr(real, name)
-
-
-# The `cel` package imports `cel.cli`, the library's interactive shell, and with it typer,
-# prompt_toolkit and pygments: about 0.3 s of every opctl start, for a module the engine never
-# uses. It is deferred, not removed: reading any attribute of `cel.cli` loads it in full.
-if "cel" not in sys.modules:
-    sys.modules.setdefault("cel.cli", _LoadedOnFirstUse("cel.cli"))
-
-import cel  # noqa: E402
-
-from engine import _expr_fast  # noqa: E402
-from engine.errors import ExpressionCompileError, ExpressionEvalError  # noqa: E402
+from engine import _expr_fast
+from engine.errors import ExpressionCompileError, ExpressionEvalError
 
 _ERROR_POSITION = re.compile(r"<input>:(\d+):(\d+): ?(.*)")
-_MACRO_VARIABLE = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([_a-zA-Z][_a-zA-Z0-9]*)\s*,")
+_STATUS_PREFIX = re.compile(r"^[A-Z_]+: ")
+_OVERLOAD = re.compile(r"No matching overloads? found\s*:\s*(\S+?)\((.*)\)")
+_MACRO_VARIABLE = re.compile(r"\.\s*(?:all|exists|exists_one|existsOne|map|filter|transformList|transformMap)\s*\(\s*([_a-zA-Z][_a-zA-Z0-9]*)\s*,")
+_IDENTIFIER = re.compile(r"(?<![.\w`'\"])([_a-zA-Z][_a-zA-Z0-9]*)\b(?!\s*\()")
+_OPERATORS = {"_+_": "+", "_-_": "-", "_*_": "*", "_/_": "/", "_%_": "%", "_<_": "<", "_<=_": "<=", "_>_": ">",
+              "_>=_": ">=", "_==_": "==", "_!=_": "!=", "-_": "unary -", "!_": "!", "@in": "in", "_[_]": "[]"}
+_KIND_NAMES = {"int64": "int", "uint64": "uint", "string": "string", "double": "double", "bool": "bool",
+               "bytes": "bytes", "map": "map", "list": "list", "null_type": "null"}
+
+
+def library_env(names: frozenset[str] = frozenset()) -> cel.Env:
+    """A library environment with the extensions configs may use and `names` declared `dyn`
+    (for the library's checker: engine.config.typecheck)."""
+    return cel.NewEnv(variables={n: cel.Type.DYN for n in names},
+                      extensions=[ext_strings.ExtStrings(), ext_math.ExtMath(), ext_bindings.ExtBindings(),
+                                  ext_encoders.ExtEncoders()])
+
+
+@functools.cache
+def _env() -> cel.Env:
+    """The environment evaluation compiles in: no declarations, since expressions are compiled
+    unchecked (engine.config.typecheck types them before anything runs)."""
+    return library_env()
 
 
 class CompiledExpr:
@@ -56,7 +64,7 @@ class CompiledExpr:
 
     __slots__ = ("source", "names", "fast", "_program", "_fast_fn", "_name_list", "_tree", "_each_fns")
 
-    def __init__(self, source: str, names: frozenset[str], program: cel.Program,
+    def __init__(self, source: str, names: frozenset[str], program: cel.Expression,
                  fast_fn: Any | None, tree: _expr_fast.Node | None = None) -> None:
         self.source = source
         self.names = names
@@ -129,12 +137,15 @@ class CompiledExpr:
         return values
 
     def evaluate_with_library(self, env: Mapping[str, Any]) -> Any:
-        """Evaluate with the `cel` library only (reference semantics; used by tests and fallback)."""
+        """Evaluate with the library only (reference semantics; used by tests and fallback)."""
         context = {name: env[name] for name in self._name_list if name in env}
         try:
-            return self._program.execute(context)
-        except Exception as exc:  # the library raises many built-in types; all mean "failed"
-            raise ExpressionEvalError(f"cannot evaluate {self.source!r}: {_describe(exc)}") from None
+            value = self._program.eval(data=context)
+        except Exception as exc:  # the library raises RuntimeError, TypeError... all mean "failed"
+            raise ExpressionEvalError(f"cannot evaluate {self.source!r}: {_describe(str(exc))}") from None
+        if value.type() == cel.Type.ERROR:
+            raise ExpressionEvalError(f"cannot evaluate {self.source!r}: {_describe(str(value.value()))}")
+        return _plain(value)
 
 
 def _outcome(evaluate: Callable[[Mapping[str, Any]], Any], env: Mapping[str, Any]) -> Any:
@@ -144,15 +155,48 @@ def _outcome(evaluate: Callable[[Mapping[str, Any]], Any], env: Mapping[str, Any
         return exc
 
 
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, KeyError):
-        return f"no key {exc.args[0]!r}" if exc.args else "missing key"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, RuntimeError) and text.startswith("Undefined variable or function"):
-        return text.split(". ")[0]  # drop the library's generic hint
-    if text.startswith("No such overload"):
-        return "no such overload: the operation is not defined for these operand types (CEL does not convert between types)"
+def _describe(text: str) -> str:
+    """The library's error text as a sentence for the user."""
+    text = text.strip().splitlines()[0] if text.strip() else "evaluation failed"
+    text = _STATUS_PREFIX.sub("", text).removesuffix(" [INVALID_ARGUMENT]").strip()
+    m = _OVERLOAD.search(text)
+    if m is not None:
+        op = _OPERATORS.get(m.group(1), m.group(1))
+        kinds = ", ".join(_KIND_NAMES.get(k.strip(), k.strip()) for k in m.group(2).split(",") if k.strip())
+        return f"no such overload: {op} is not defined for ({kinds}); CEL does not convert between types"
+    m = re.match(r'No value with name "([^"]+)" found in Activation', text)
+    if m is not None:
+        return f"undefined variable '{m.group(1)}'"
+    m = re.match(r'Key not found in map : "?(.*?)"?$', text)
+    if m is not None:
+        return f"no key {m.group(1)!r}"
+    if text == "Applying SELECT to non-message type":
+        return "cannot read a field of a value that is not a map"
     return text
+
+
+def _plain(value: cel.Value) -> Any:
+    """A library value as plain Python: lists, dicts, str, int (uint too), float, bool, None,
+    bytes, datetime, timedelta; a type value is its CEL name ("int", "list", "map")."""
+    if value.type() == cel.Type.TYPE:
+        return repr(value).split("<", 1)[0]
+    try:
+        plain = value.plain_value()
+    except (TypeError, SystemError):  # a value inside has no Python form (an optional)
+        raise ExpressionEvalError(f"the result {value!r} has no plain value") from None
+    return _bytes_to_bytes(plain)
+
+
+def _bytes_to_bytes(v: Any) -> Any:
+    if isinstance(v, bytearray):
+        return bytes(v)
+    if isinstance(v, list):
+        return [_bytes_to_bytes(x) for x in v]
+    if isinstance(v, dict):
+        return {_bytes_to_bytes(k): _bytes_to_bytes(x) for k, x in v.items()}
+    if isinstance(v, cel.Type):
+        return repr(v).split("<", 1)[0].lower()
+    return v
 
 
 @functools.lru_cache(maxsize=4096)
@@ -161,13 +205,13 @@ def compile_expr(source: str) -> CompiledExpr:
     if not isinstance(source, str) or not source.strip():
         raise ExpressionCompileError("the CEL expression is empty", source=str(source), column=None)
     try:
-        program = cel.compile(source)
-    except Exception as exc:  # ValueError on syntax errors; anything else is just as fatal
+        program = _env().compile(source, disable_check=True)
+    except Exception as exc:  # RuntimeError on syntax errors; anything else is just as fatal
         raise _compile_error(source, exc) from None
     try:
         tree = _expr_fast.parse(source)
     except _expr_fast.Unsupported:
-        return CompiledExpr(source, _library_names(program, source), program, None)
+        return CompiledExpr(source, _library_names(source), program, None)
     names = _expr_fast.free_names(tree)
     try:
         fast_fn = _expr_fast.build(tree, source).fn
@@ -176,18 +220,21 @@ def compile_expr(source: str) -> CompiledExpr:
     return CompiledExpr(source, names, program, fast_fn, tree)
 
 
-def _library_names(program: cel.Program, source: str) -> frozenset[str]:
-    # The library lists comprehension variables too; drop those bound by a macro. Only used
-    # for syntax our parser skips (uint/bytes/raw literals, escapes), so this heuristic is rare.
-    bound = set(_MACRO_VARIABLE.findall(source))
-    return frozenset(name.split(".")[0] for name in program.variables()) - bound
+def _library_names(source: str) -> frozenset[str]:
+    # Only for syntax our parser skips (message construction, two-variable macros): identifiers
+    # not after a dot and not called, less the variables macros bind, less CEL's own words.
+    text = re.sub(r"(?:[rRbB]{0,2})(\"\"\"[\s\S]*?\"\"\"|'\'\'[\s\S]*?'\'\'|\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*')", '""', source)
+    bound = set(_MACRO_VARIABLE.findall(text)) | set(re.findall(r"\(\s*[_a-zA-Z]\w*\s*,\s*([_a-zA-Z]\w*)\s*,", text))
+    words = {"true", "false", "null", "in", "int", "uint", "double", "string", "bytes", "bool", "list", "map",
+             "null_type", "type", "dyn", "math", "strings", "cel", "base64"}
+    return frozenset(_IDENTIFIER.findall(text)) - bound - words
 
 
 def _compile_error(source: str, exc: Exception) -> ExpressionCompileError:
     text = str(exc)
     m = _ERROR_POSITION.search(text)
     if m is None:
-        return ExpressionCompileError(f"invalid CEL expression {source!r}: {text.strip()}", source=source)
+        return ExpressionCompileError(f"invalid CEL expression {source!r}: {_describe(text)}", source=source)
     line, col, detail = int(m.group(1)), int(m.group(2)), m.group(3).strip()
     # report the column within the whole expression (multi-line sources count earlier lines)
     column = sum(len(part) + 1 for part in source.split("\n")[: line - 1]) + col
@@ -198,7 +245,7 @@ def _compile_error(source: str, exc: Exception) -> ExpressionCompileError:
 
 def to_python(value: Any) -> Any:
     """Turn a CEL result into plain JSON-able Python: timestamps → ISO 8601 text, durations →
-    seconds (float), optionals → their value or None, bytes → text."""
+    seconds (float), bytes → text."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
@@ -213,6 +260,4 @@ def to_python(value: Any) -> Any:
         return value.total_seconds()
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", errors="backslashreplace")
-    if isinstance(value, cel.OptionalValue):
-        return to_python(value.value()) if value.has_value() else None
     return str(value)

@@ -18,8 +18,9 @@ from engine.config.validate import YAML_SUFFIXES, expand_paths
 from engine.config.validate import validate_paths as validate_other_paths
 
 
-def validate_paths(paths: Iterable[str | Path], env: Mapping[str, str] | None = None) -> list[Problem]:
-    """All problems of all files; raises FileNotFoundError for a path that does not exist."""
+def validate_paths(paths: Iterable[str | Path], env: Mapping[str, str] | None = None, *, strict: bool = False) -> list[Problem]:
+    """All problems of all files; raises FileNotFoundError for a path that does not exist.
+    `strict` as in engine.config.validate.validate_paths (configs only)."""
     from engine.evals.load import is_eval_document, validate_eval_file
 
     files, problems = expand_paths(paths)
@@ -28,7 +29,7 @@ def validate_paths(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
         if doc is not None and is_eval_document(doc.data):
             problems.extend(validate_eval_file(file, env))
         else:
-            problems.extend(validate_other_paths([file], env))
+            problems.extend(validate_other_paths([file], env, strict=strict))
     return problems
 
 

@@ -25,7 +25,7 @@ from engine.config.models import Invariant
 from engine.config.validate import LoadedConfig
 from engine.diagnose import Diagnoser
 from engine.diagnose.prompt import referenced_observations
-from engine.evaluate import Entity, Evaluation, Evaluator
+from engine.evaluate import Entity, Evaluation, Evaluator, InvariantReport
 from engine.metrics import EngineMetrics
 from engine.observe import ObservationResult, Observer
 from engine.redact import Redactor
@@ -91,6 +91,7 @@ class Monitor:
         self.redactor = Redactor(loaded.secrets)
         self.states = store.load_states()  # restored: a restart continues pending/firing timers
         self.previous: dict[str, Any] = {}
+        self.last_reports: dict[str, InvariantReport] = {}  # the latest tick's, by invariant
         self.ticks = 0
         self.executor: Executor = executor or TargetExecutor(loaded)
         cache = StoreDiagnosisCache(store, clock=clock)
@@ -125,6 +126,7 @@ class Monitor:
         errors = {name: r.error or "failed" for name, r in results.items() if not r.ok}
         self.store.record_observation_errors(errors, now)
         self.states = evaluation.states
+        self.last_reports = evaluation.reports
         acted = await self.actor.step(
             now=now,
             states=evaluation.states,
@@ -140,10 +142,7 @@ class Monitor:
             at=now,
             duration_s=time.monotonic() - started,
             observations={name: _observation_summary(r) for name, r in sorted(results.items())},
-            invariants={
-                name: {"health": rep.health, "error": rep.error, **rep.counts}
-                for name, rep in sorted(evaluation.reports.items())
-            },
+            invariants={name: invariant_summary(rep) for name, rep in sorted(evaluation.reports.items())},
             opened=[_ticket_summary(t) for t in changes.opened],
             resolved=[_ticket_summary(t) for t in changes.resolved],
             open_tickets=open_count,
@@ -238,6 +237,30 @@ def render_message(
         return templates.render(invariant.message, variables).strip()
     except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
         return f"{default} (message template failed: {exc})"
+
+
+def invariant_summary(report: InvariantReport) -> dict[str, Any]:
+    """One invariant in the tick report: `health` and the first `error` (as before), `counts` per
+    state (ok, pending, firing, unknown, error; each entity in one), the same ok/pending/firing
+    counts at the top level, and `entities`: the keys of the `error` and `unknown` entities with
+    their reasons (at most LISTED_ENTITIES each; `more` counts the rest)."""
+    return {
+        "health": report.health,
+        "error": report.error,
+        "ok": report.counts["ok"],
+        "pending": report.counts["pending"],
+        "firing": report.counts["firing"],
+        "counts": dict(report.counts),
+        "entities": {"error": _listed(report.errors), "unknown": _listed(report.unknown)},
+    }
+
+
+LISTED_ENTITIES = 50
+
+
+def _listed(reasons: Mapping[str, str]) -> dict[str, Any]:
+    shown = dict(list(reasons.items())[:LISTED_ENTITIES])
+    return {"keys": shown, "more": len(reasons) - len(shown)}
 
 
 def _observation_summary(result: ObservationResult) -> dict[str, Any]:

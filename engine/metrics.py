@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from engine.evaluate import COUNTED as STATES  # ok, pending, firing, unknown, error
+
 if TYPE_CHECKING:
     from engine.evaluate import Evaluation
     from engine.loop import TickReport
-
-STATES = ("ok", "pending", "firing")
 
 
 class EngineMetrics:
@@ -27,7 +27,9 @@ class EngineMetrics:
             "opctl_observation_errors", "Observations that failed, by name.", ["observation"], registry=self.registry
         )
         self.invariant_entities = Gauge(
-            "opctl_invariant_entities", "Entities per invariant and state.", ["invariant", "state"], registry=self.registry
+            "opctl_invariant_entities",
+            "Entities per invariant and state this tick (ok, pending, firing; unknown: an observation it reads "
+            "failed; error: its evaluation failed).", ["invariant", "state"], registry=self.registry
         )
         self.invariant_health = Gauge(
             "opctl_invariant_healthy", "1 when the invariant evaluated cleanly, 0 on errors.", ["invariant"], registry=self.registry

@@ -27,15 +27,18 @@ def live_view(report: TickReport, tickets: list[Ticket], subject: str) -> Group:
     header = Text(f"opctl · {subject} · tick {report.tick} at {when(report.at)} UTC · {report.duration_s * 1000:.0f} ms", style="bold")
 
     invariants = Table(title="Invariants", expand=True)
-    for column in ("invariant", "ok", "pending", "firing", "health"):
+    for column in ("invariant", "ok", "pending", "firing", "unknown", "error", "health"):
         invariants.add_column(column)
     for name, info in report.invariants.items():
         health = Text("ok", style="green") if info["health"] == "ok" else Text(f"err: {info.get('error')}", style="red")
+        counts = info.get("counts", info)
         invariants.add_row(
             name,
-            str(info.get("ok", 0)),
-            Text(str(info.get("pending", 0)), style="yellow" if info.get("pending") else ""),
-            Text(str(info.get("firing", 0)), style="bold red" if info.get("firing") else ""),
+            str(counts.get("ok", 0)),
+            Text(str(counts.get("pending", 0)), style="yellow" if counts.get("pending") else ""),
+            Text(str(counts.get("firing", 0)), style="bold red" if counts.get("firing") else ""),
+            Text(str(counts.get("unknown", 0)), style="magenta" if counts.get("unknown") else ""),
+            Text(str(counts.get("error", 0)), style="red" if counts.get("error") else ""),
             health,
         )
 

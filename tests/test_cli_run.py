@@ -166,6 +166,11 @@ def test_run_shipped_config_with_nothing_listening(tmp_path: Path) -> None:
     assert "connection refused" in tick["observations"]["registry"]["error"]
     assert tick["tickets_opened"] == []
     assert all(inv["health"] == "err" for inv in tick["invariants"].values())
+    # nothing to judge: the cluster-wide invariant is unknown, by (its empty) key, with the reason
+    headroom = tick["invariants"]["redis_memory_headroom"]
+    assert headroom["counts"] == {"ok": 0, "pending": 0, "firing": 0, "unknown": 1, "error": 0}
+    assert "redis_memory" in headroom["entities"]["unknown"]["keys"][""]
+    assert headroom["entities"]["error"] == {"keys": {}, "more": 0}
 
 
 def test_run_bad_config_is_a_message_not_a_traceback(tmp_path: Path) -> None:
@@ -198,7 +203,7 @@ def test_tickets_commands(tmp_path: Path, api: JsonServer) -> None:
     assert result.returncode == 0 and "resolved" in result.stdout
     shown = json.loads(opctl("tickets", "show", "--config", str(config), ticket_id, "--json").stdout)
     kinds = [e["kind"] for e in shown["events"]]
-    assert kinds[0] == "firing" and {"hold", "unhold", "resolved"} <= set(kinds)
+    assert kinds[0] == "firing" and {"hold", "unhold", "resolved"} <= set(kinds), shown["events"]
     assert any(e["actor"].startswith("cli:") for e in shown["events"])
 
     text = opctl("tickets", "show", "--config", str(config), ticket_id)

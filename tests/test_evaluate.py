@@ -222,7 +222,7 @@ def nodes(*states: tuple[Any, str]) -> ObservationResult:
 def test_per_entity_lifecycle_with_time_passed_in() -> None:
     t = Ticker(make_config(NODE_UP))
     e = t.tick(0, nodes((1, "Up"), (2, "Up")))
-    assert e.transitions == [] and e.reports["node_up"].counts == {"ok": 2, "pending": 0, "firing": 0}
+    assert e.transitions == [] and e.reports["node_up"].counts == {"ok": 2, "pending": 0, "firing": 0, "unknown": 0, "error": 0}
     e = t.tick(10, nodes((1, "Up"), (2, "Down")))
     assert [(x.key, x.kind) for x in e.transitions] == [("2", "pending")]
     assert e.entities[("node_up", "2")].item == {"id": 2, "state": "Down"}
@@ -230,7 +230,7 @@ def test_per_entity_lifecycle_with_time_passed_in() -> None:
     assert e.transitions == [] and t.status("node_up", "2") == "pending"
     e = t.tick(40, nodes((1, "Up"), (2, "Down")))
     assert [(x.key, x.kind, x.at) for x in e.transitions] == [("2", "firing", 40)]
-    assert e.reports["node_up"].counts == {"ok": 1, "pending": 0, "firing": 1}
+    assert e.reports["node_up"].counts == {"ok": 1, "pending": 0, "firing": 1, "unknown": 0, "error": 0}
     e = t.tick(50, nodes((1, "Up"), (2, "Up")))
     assert [(x.key, x.kind) for x in e.transitions] == [("2", "resolved")]
     assert t.status("node_up", "1") == "ok" and t.status("node_up", "2") == "ok"
@@ -278,6 +278,8 @@ def test_expr_that_is_not_a_bool_is_an_error() -> None:
     t = Ticker(make_config({"name": "count", "expr": "stats.count"}))
     e = t.tick(0, ok("stats", {"count": 3}))
     assert e.reports["count"].health == "err" and "int, not a bool" in (e.reports["count"].error or "")
+    assert e.reports["count"].counts["error"] == 1 and e.reports["count"].counts["ok"] == 0
+    assert "int, not a bool" in e.reports["count"].errors[""] and e.reports["count"].unknown == {}
 
 
 def test_failed_observation_keeps_firing_under_keep() -> None:
@@ -289,7 +291,10 @@ def test_failed_observation_keeps_firing_under_keep() -> None:
     assert e.reports["node_up"].health == "err"
     assert "connection refused" in (e.reports["node_up"].error or "")
     assert "connection refused" in (t.states[("node_up", "1")].last_error or "")
-    assert e.reports["node_up"].counts == {"ok": 1, "pending": 0, "firing": 1}
+    # both entities are unknown this tick (nothing to judge); entity 1 holds its firing status
+    assert e.reports["node_up"].counts == {"ok": 0, "pending": 0, "firing": 0, "unknown": 2, "error": 0}
+    assert set(e.reports["node_up"].unknown) == {"1", "2"} and e.reports["node_up"].errors == {}
+    assert "connection refused" in e.reports["node_up"].unknown["1"]
     e = t.tick(20, nodes((1, "Up"), (2, "Up")))
     assert [x.kind for x in e.transitions] == ["resolved"]
 
@@ -415,3 +420,31 @@ def test_invariant_removed_from_config_is_dropped() -> None:
     old = {("gone", "x"): EntityState("firing", active_since=0.0, fired_at=0.0, last_change=0.0)}
     e = evaluator.evaluate({"nodes": nodes((1, "Up"))}, {}, old, 10.0)
     assert ("gone", "x") not in e.states and e.transitions == []
+
+
+def test_unknown_and_error_are_counted_apart_by_entity() -> None:
+    # one entity's expression fails (error), while another invariant's observation fails (unknown)
+    per_entity = {"name": "space", "for_each": "nodes", "key": "item.id", "expr": "item.free > 10"}
+    t = Ticker(make_config(per_entity, {"name": "reachable", "expr": "stats.up"}))
+    e = t.tick(0, ok("nodes", [{"id": "a", "free": 50}, {"id": "b"}]), failed("stats"))
+    space, reachable = e.reports["space"], e.reports["reachable"]
+    assert space.counts == {"ok": 1, "pending": 0, "firing": 0, "unknown": 0, "error": 1}
+    assert list(space.errors) == ["b"] and "no key 'free'" in space.errors["b"]
+    assert reachable.counts == {"ok": 0, "pending": 0, "firing": 0, "unknown": 1, "error": 0}
+    assert list(reachable.unknown) == [""] and "stats" in reachable.unknown[""]
+
+
+def test_the_entities_metric_has_a_state_per_kind() -> None:
+    from engine.loop import TickReport
+    from engine.metrics import EngineMetrics
+
+    per_entity = {"name": "space", "for_each": "nodes", "key": "item.id", "expr": "item.free > 10"}
+    t = Ticker(make_config(per_entity, {"name": "reachable", "expr": "stats.up"}))
+    evaluation = t.tick(0, ok("nodes", [{"id": "a", "free": 50}, {"id": "b"}]), failed("stats"))
+    metrics = EngineMetrics()
+    metrics.record_tick(TickReport(tick=1, at=0.0, duration_s=0.0, observations={}, invariants={}), evaluation)
+    value = metrics.registry.get_sample_value
+    assert value("opctl_invariant_entities", {"invariant": "space", "state": "ok"}) == 1
+    assert value("opctl_invariant_entities", {"invariant": "space", "state": "error"}) == 1
+    assert value("opctl_invariant_entities", {"invariant": "reachable", "state": "unknown"}) == 1
+    assert value("opctl_invariant_entities", {"invariant": "reachable", "state": "ok"}) == 0

@@ -1,9 +1,9 @@
-"""Property: for any sequence of healthy / violated / error samples, any `for`, `keep_firing_for`,
+"""Property: for any sequence of healthy / violated / unknown / error samples, any `for`, `keep_firing_for`,
 `on_error` and tick spacing, run through the Evaluator and `Store.apply_tick` on a real SQLite
 file (with a restart somewhere in the middle):
 
 * tickets opened == firing episodes, each ticket spans exactly its episode;
-* under `on_error: keep` no ticket resolves on an error sample;
+* under `on_error: keep` no ticket resolves on an unknown or error sample;
 * no ticket opens before `for` has elapsed since the violation began;
 * at most one open ticket per key at any time;
 * every transition has an event, in order;
@@ -26,7 +26,8 @@ from engine.store import Store
 
 TRANSITION_KINDS = {"pending", "firing", "resolved", "cleared"}
 
-samples_st = st.lists(st.sampled_from(["healthy", "violated", "error"]), min_size=1, max_size=30)
+# unknown: the observation fails; error: it answers, but the expression cannot be evaluated on it
+samples_st = st.lists(st.sampled_from(["healthy", "violated", "unknown", "error"]), min_size=1, max_size=30)
 durations_st = st.sampled_from([0, 1, 5, 10, 30])
 
 
@@ -51,14 +52,16 @@ def config_for(hold: int, keep_firing_for: int, on_error: str) -> Config:
 
 
 def observation(sample: str) -> ObservationResult:
-    if sample == "error":
+    if sample == "unknown":
         return ObservationResult("probe", False, None, "timeout after 2s", 2.0, None)
+    if sample == "error":
+        return ObservationResult("probe", True, {"healthy": "yes"}, None, 0.01, "http://127.0.0.1:9")
     return ObservationResult("probe", True, {"healthy": sample == "healthy"}, None, 0.01, "http://127.0.0.1:9")
 
 
 def effective(sample: str, on_error: str) -> str:
-    """What a sample means to the state machine: error → violated / healthy / neutral."""
-    if sample != "error":
+    """What a sample means to the state machine: error and unknown → violated / healthy / neutral."""
+    if sample not in ("error", "unknown"):
         return sample
     return {"keep": "neutral", "firing": "violated", "ok": "healthy"}[on_error]
 

@@ -65,8 +65,9 @@ def _compose(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         st.tuples(inner, st.sampled_from(['"^a"', '"b$"', '"[a-]+"', '"\\\\d"', '"x|é"'])).map(
             lambda t: f"({t[0]}).matches({t[1]})"),
         st.tuples(st.sampled_from(["int", "double", "string"]), inner).map(lambda t: f"{t[0]}({t[1]})"),
-        st.tuples(inner, st.sampled_from(["exists", "all"]), inner).map(
+        st.tuples(inner, st.sampled_from(["exists", "all", "exists_one", "filter", "map"]), inner).map(
             lambda t: f"({t[0]}).{t[1]}(v, {t[2].replace('y', 'v')})"),
+        st.tuples(inner, inner, inner).map(lambda t: f"({t[0]}).map(v, {t[1].replace('y', 'v')}, {t[2].replace('x', 'v')})"),
     )
 
 
@@ -152,7 +153,10 @@ def _typed(depth: int) -> dict[str, st.SearchStrategy[str]]:
         b.map(lambda e: f"!({e})"),
         st.tuples(i, i, i).map(lambda t: f"({t[0]} in [{t[1]}, {t[2]}])"),
         s.map(lambda e: f'({e} in ["a", "node-", "b"])'),
-        st.tuples(st.sampled_from(["exists", "all"]), i).map(lambda t: f"item.l.{t[0]}(v, v * 2 > {t[1]})"),
+        st.tuples(st.sampled_from(["exists", "all", "exists_one"]), i).map(lambda t: f"item.l.{t[0]}(v, v * 2 > {t[1]})"),
+        st.tuples(st.sampled_from(["exists", "all"]), i).map(lambda t: f"item.l.{t[0]}(v, 6 / v > {t[1]})"),
+        st.tuples(i, i).map(lambda t: f"(item.l.filter(v, v > {t[0]}).size() == {t[1]})"),
+        i.map(lambda e: f"(item.l.map(v, v * {e}) == item.l.map(v, {e} * v))"),
         st.tuples(i, leaves).map(lambda t: f"({t[0]} == {t[1]})"),
     )
     return g
@@ -180,7 +184,8 @@ def test_fast_path_agrees_with_library(source: str, env: dict[str, Any]) -> None
 
 def test_generator_covers_the_fast_path() -> None:
     # guard against the property test silently exercising only the library
-    for source in ["(item.a + 1)", "[x].exists(v, (v == 1))", "has((item).s)", "(x).matches(\"^a\")"]:
+    for source in ["(item.a + 1)", "[x].exists(v, (v == 1))", "has((item).s)", "(x).matches(\"^a\")",
+                   "[x].filter(v, v)", "[x].map(v, v, v)", "[x].exists_one(v, v)"]:
         assert compile_expr(source).fast, source
 
 

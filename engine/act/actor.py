@@ -202,11 +202,17 @@ class Actor:
         cached = self.cache is not None and self.cache.stored == stored_before
         self.store.add_event("diagnosis", ticket_id=ticket.id, actor=f"diagnosis:{diagnosis.provider}", at=now,
                              data=self.redactor.value(diagnosis_event(diagnosis, cached=cached)))
-        if not diagnosis.recommended_actions:
+        refusals: list[Refusal] = []
+        for unevaluated in diagnosis.unevaluated:  # a runbook entry whose params failed: refused, with why
+            refusals.append(Refusal("params", unevaluated.reason))
+            refused = self.store.add_proposal(
+                ticket.id, status="refused", gate="params", detail=self.redactor.text(unevaluated.reason),
+                action=unevaluated.action, params={}, reason="runbook entry", source=diagnosis.provider, at=now)
+            report.add(refused, gate="params", reason=refused.detail)
+        if not diagnosis.recommended_actions and not refusals:
             self.store.update_ticket_act(ticket.id, TicketAct(parked=PARKED_NO_ACTION), kind="no_action", actor="engine", at=now,
                                          data={"reason": "the diagnosis recommends no declared action; a human should look"})
             return
-        refusals: list[Refusal] = []
         proposed = 0
         for recommended in diagnosis.recommended_actions:
             current = self.store.ticket(ticket.id)
@@ -296,4 +302,5 @@ def diagnosis_event(diagnosis: Diagnosis, *, cached: bool) -> dict[str, Any]:
         "output_tokens": diagnosis.output_tokens,
         "tool_calls": diagnosis.tool_calls,
         "fallback_reason": diagnosis.fallback_reason,
+        "unevaluated": [u.model_dump() for u in diagnosis.unevaluated],
     }

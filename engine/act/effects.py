@@ -40,7 +40,7 @@ class EffectCheck:
             needed = compiled.names & set(self.config.observations)
             if not needed <= set(observed):
                 continue  # an observation it reads failed this tick: nothing to tell yet
-            env = {name: observed[name] for name in needed} | {"params": proposal.params, "now": now}
+            env = {name: observed[name] for name in needed} | {"params": proposal.params, "now": now, "vars": self.config.variable_values()}
             try:
                 holds = to_python(compiled.evaluate(env)) is True
             except ExpressionError:

@@ -41,7 +41,7 @@ async def on_fresh(
     if failed:
         return Verdict(failure="; ".join(f"observation {r.name} failed when re-run: {r.error}" for r in failed))
     env: dict[str, Any] = {r.name: r.value for r in results}
-    env.update(params=dict(params), now=now, prev=dict(prev or {}))
+    env.update(params=dict(params), now=now, prev=dict(prev or {}), vars=config.variable_values())
     try:
         return Verdict(to_python(compiled.evaluate(env)))
     except ExpressionError as exc:

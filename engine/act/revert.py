@@ -80,7 +80,7 @@ class Reverter:
             if proposal.status in ("awaiting_approval", "executing") or (proposal.status == "proposed" and mode == "observe"):
                 return
             self.store.rearm_revert(armed.id)  # cancelled by the kill switch, or observe mode left
-        env = {**values, "params": armed.params, "now": now}
+        env = {**values, "params": armed.params, "now": now, "vars": self.config.variable_values()}
         if spec.when is not None and not _holds(spec.when, env):
             self.store.revert_waits(armed.id, f"waiting for its `when` to hold: {spec.when}", at=now)
             return

@@ -11,7 +11,7 @@ import difflib
 import functools
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import jinja2
 import jsonschema
 
 from engine import templates
+from engine.config import celtypes as ct
 from engine.config.loader import LoadedDocument
 from engine.config.models import (
     RESERVED_NAMES,
@@ -30,7 +31,9 @@ from engine.config.models import (
     Prompts,
     Subject,
     Target,
+    Var,
 )
+from engine.config.typecheck import Scope, check, could_be, kind_of, library_problems
 from engine.config.problems import DocPath, Problem, Severity
 from engine.errors import ExpressionCompileError, ExpressionEvalError
 from engine.expr import CompiledExpr, compile_expr
@@ -56,6 +59,7 @@ class PartialConfig:
     actions: list[tuple[int, Action]] = field(default_factory=list)
     prompts: Prompts | None = None
     diagnosis: Diagnosis | None = None
+    vars: dict[str, Var] = field(default_factory=dict)
     lab: str | None = None
     # Names present in the document even if their entries are invalid: avoids cascades such
     # as "unknown target" for a target whose own definition already has an error.
@@ -66,12 +70,26 @@ class PartialConfig:
     entries_complete: bool = True
 
 
+# What a guard sees instead of `item`, said when a guard reads it.
+GUARD_ITEM_HINT = ("guards see `params` and the observations (with `now`, `prev`, `vars`), not `item`: "
+                   "give the action a param for what the guard needs")
+# The CEL type of each `vars` type (a duration is seen as seconds).
+VAR_TYPES = {"int": ct.INT, "double": ct.DOUBLE, "string": ct.STRING, "bool": ct.BOOL, "duration": ct.DOUBLE}
+_JSON_TYPE = {"int": "integer", "uint": "integer", "double": "number", "string": "string", "bool": "boolean",
+              "null": "null", "list": "array", "map": "object"}
+
+
 class Checker:
-    def __init__(self, doc: LoadedDocument, partial: PartialConfig) -> None:
+    def __init__(self, doc: LoadedDocument, partial: PartialConfig, strict: bool = False) -> None:
         self.doc = doc
         self.cfg = partial
+        self.strict = strict
         self.problems: list[Problem] = []
         self.used_observations: set[str] = set()
+        # the CEL type of every observation (DYN until its entry is checked), and which have none
+        self.types: dict[str, ct.T] = {name: ct.DYN for name in partial.observation_names}
+        self.untyped: set[str] = set()
+        self.strict_reported: set[str] = set()
 
     # ------------------------------------------------------------------ reporting
 
@@ -82,21 +100,70 @@ class Checker:
     def report_in_file(self, file: Path, line: int, path: DocPath, message: str) -> None:
         self.problems.append(Problem(str(file), max(line, 1), 1, path, message))
 
+    def report_at(self, path: DocPath, offset: int, message: str, value: str | None = None) -> None:
+        """A problem at character `offset` of the string value at `path` (its file position)."""
+        mark = self.doc.position_in(path, offset, value)
+        self.problems.append(Problem(self.doc.file, mark.line, mark.column, path, message))
+
     # ------------------------------------------------------------------ building blocks
 
-    def cel(self, path: DocPath, source: str, allowed: set[str], what: str) -> CompiledExpr | None:
+    def cel(self, path: DocPath, source: str, scope: Mapping[str, ct.T], what: str,
+            hints: Mapping[str, str] | None = None) -> tuple[CompiledExpr | None, ct.T]:
+        """Compile and type-check one expression; its problems are reported where they are."""
+        raw = self.doc.interpolated.get(tuple(path))
+        if raw is not None:
+            reference = raw[raw.index("${"): raw.find("}", raw.index("${")) + 1]
+            self.report_at(path, raw.index("${"), (
+                f"{reference} in {what}: the environment must never rewrite an expression; declare a typed "
+                f"variable under `vars:` (e.g. vars: {{limit: {{type: int, value: \"{reference}\"}}}}) and read "
+                "vars.limit in the expression"), value=raw)
+            return None, ct.DYN
         try:
             compiled = compile_expr(source)
         except ExpressionCompileError as exc:
             where = f" at column {exc.column} of the expression" if exc.column else ""
             self.report(path, f"CEL syntax error in {what}{where}: {exc}")
-            return None
+            return None, ct.DYN
         self.used_observations |= compiled.names & self.cfg.observation_names
-        for name in sorted(compiled.names - allowed):
-            self.report(path, f"unknown name '{name}' in {what}; {_names_hint(name, allowed)}")
+        allowed = set(scope)
+
+        def unknown(name: str) -> str:
             # A misspelt observation is still meant: don't also call it unused.
             self.used_observations |= set(difflib.get_close_matches(name, sorted(self.cfg.observation_names), n=1))
-        return compiled
+            hint = (hints or {}).get(name)
+            return f"unknown name '{name}' in {what}; " + (hint or _names_hint(name, allowed))
+
+        checked = check(source, Scope(scope, unknown))
+        if checked is None:  # syntax the checker does not read: names only
+            for name in sorted(compiled.names - allowed):
+                self.report(path, unknown(name))
+            return compiled, ct.DYN
+        for problem in checked.problems:
+            message = problem.message if problem.message.startswith("unknown name") else f"{what}: {problem.message}"
+            self.report_at(path, problem.start, message)
+        if not checked.problems:
+            for problem in library_problems(source, frozenset(scope)):
+                self.report_at(path, problem.start, f"{what}: {problem.message}")
+        if self.strict:
+            for name in sorted(compiled.names & self.untyped - self.strict_reported):
+                self.strict_reported.add(name)
+                self.report(("observations", name), (
+                    f"--strict: observation '{name}' has no `shape` and its source does not type it, so "
+                    f"expressions over it (first: {what}) are not type-checked; add a `shape`: the JSON Schema "
+                    "of its value"), key=True)
+        return compiled, (checked.type if not checked.problems else ct.DYN)
+
+    def expect(self, path: DocPath, t: ct.T, kinds: tuple[str, ...], what: str, needed: str) -> None:
+        """Report an expression whose type can never be one of `kinds` (at its start)."""
+        if not could_be(t, *kinds):
+            self.report_at(path, 0, f"{what} gives {_article(ct.describe(t))}, not {needed}")
+
+    def base_scope(self) -> dict[str, ct.T]:
+        """What every invariant, guard and runbook expression sees: the observations, `now`,
+        `prev` (the previous tick's values, same types) and `vars`."""
+        observations = {name: self.types.get(name, ct.DYN) for name in self.cfg.observation_names}
+        return {**observations, "now": ct.DOUBLE, "prev": ct.Obj(tuple(observations.items()), None),
+                "vars": ct.Obj(tuple((n, VAR_TYPES[v.type]) for n, v in self.cfg.vars.items()), None)}
 
     def template(self, path: DocPath, source: str, allowed: set[str], what: str, file: Path | None = None) -> None:
         try:
@@ -134,6 +201,7 @@ class Checker:
     # ------------------------------------------------------------------ the checks
 
     def run(self) -> list[Problem]:
+        self.check_vars()
         self.check_subject()
         self.check_lab()
         self.check_targets()
@@ -144,6 +212,17 @@ class Checker:
         self.check_diagnosis()
         self.check_unused_observations()
         return self.problems
+
+    def check_vars(self) -> None:
+        for name, var in self.cfg.vars.items():
+            try:
+                var.parsed()
+            except ValueError as reason:
+                path: DocPath = ("vars", name, "value")
+                raw = self.doc.interpolated.get(path)
+                env_name = re.search(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", raw) if raw is not None else None
+                given = f"{env_name.group(1)}={var.value!r}" if env_name else repr(var.value)
+                self.report(path, f"vars.{name}: {given} {reason}" + (f" (the value comes from {raw})" if env_name else ""))
 
     def check_lab(self) -> None:
         if self.cfg.lab is not None:
@@ -179,34 +258,48 @@ class Checker:
                         f"redis command '{command}' is not allowed in an observation; observations only read "
                         f"(allowed: {', '.join(sorted(READ_ONLY))})",
                     )
+            value = _source_type(obs)
             if obs.select is not None:
-                allowed = {"body", "status", "headers"} if kind == "http" else {"value"}
-                self.cel(base + ("select",), obs.select, allowed | {"now"}, f"the select of observation '{name}'")
-            if obs.shape is not None:
-                self.json_schema(base + ("shape",), obs.shape, f"the shape of observation '{name}'")
+                scope = dict(ct.HTTP_SELECT_SCOPE) if kind == "http" else {"value": value}
+                _, value = self.cel(base + ("select",), obs.select, scope | {"now": ct.DOUBLE, "vars": self.base_scope()["vars"]},
+                                    f"the select of observation '{name}'")
+            target = self.cfg.targets.get(obs.query.target)
+            if target is not None and target.effective_mode == "fanout":
+                value = ct.fanout(value)
+            if obs.shape is not None and self.json_schema(base + ("shape",), obs.shape, f"the shape of observation '{name}'"):
+                self.types[name] = ct.from_schema(obs.shape)
+            else:
+                self.types[name] = value
+                if ct.contains_dyn(value):
+                    self.untyped.add(name)
 
     def check_invariants(self) -> None:
-        observed = set(self.cfg.observation_names) | {"now", "prev"}
         seen: dict[str, int] = {}
         for index, inv in self.cfg.invariants:
             base: DocPath = ("invariants", index)
             self.duplicate(seen, inv.name, index, base, "invariant")
-            scope = observed | ({"item"} if inv.for_each is not None else set())
+            scope = self.base_scope()
             what = f"invariant '{inv.name}'"
             if inv.for_each is not None:
-                self.cel(base + ("for_each",), inv.for_each, observed, f"for_each of {what}")
+                _, items = self.cel(base + ("for_each",), inv.for_each, scope, f"for_each of {what}")
+                self.expect(base + ("for_each",), items, ("list",), f"for_each of {what}", "a list")
+                scope["item"] = ct.union(m.elem if isinstance(m, ct.List) else ct.DYN for m in ct.members(items))
             if inv.key is not None:
-                self.cel(base + ("key",), inv.key, scope, f"key of {what}")
-            self.cel(base + ("expr",), inv.expr, scope, f"expr of {what}")
+                _, key = self.cel(base + ("key",), inv.key, scope, f"key of {what}")
+                self.expect(base + ("key",), key, ("string", "int", "uint", "double"), f"key of {what}", "a string or number")
+            _, value = self.cel(base + ("expr",), inv.expr, scope, f"expr of {what}")
+            self.expect(base + ("expr",), value, ("bool",), f"expr of {what}",
+                        "a bool: an invariant is an expression that is true when healthy")
             if inv.resolve_when is not None:
-                self.cel(base + ("resolve_when",), inv.resolve_when, scope, f"resolve_when of {what}")
+                _, value = self.cel(base + ("resolve_when",), inv.resolve_when, scope, f"resolve_when of {what}")
+                self.expect(base + ("resolve_when",), value, ("bool",), f"resolve_when of {what}", "a bool")
             if inv.message is not None:
-                self.template(base + ("message",), inv.message, scope | set(templates.MESSAGE_VARIABLES), f"the message of {what}")
+                self.template(base + ("message",), inv.message, set(scope) | set(templates.MESSAGE_VARIABLES), f"the message of {what}")
             for i, entry in enumerate(inv.runbook):
-                self.runbook_entry(base + ("runbook", i), entry.action, entry.params, scope | {"key"}, what)
+                self.runbook_entry(base + ("runbook", i), entry.action, entry.params, scope | {"key": ct.STRING}, what)
 
     def runbook_entry(
-        self, path: DocPath, action_name: str, params: dict[str, str], scope: set[str], what: str,
+        self, path: DocPath, action_name: str, params: dict[str, str], scope: dict[str, ct.T], what: str,
         entry: str = "runbook entry", owner: str = "runbook",
     ) -> None:  # fmt: skip
         """An action named with CEL params (a runbook entry, a revert): the action exists and the
@@ -215,17 +308,27 @@ class Checker:
             self.report(path + ("action",), f"{owner} of {what} names unknown action '{action_name}'; {_names_hint(action_name, self.cfg.action_names, 'actions')}")
             return
         action = next((a for _, a in self.cfg.actions if a.name == action_name), None)
+        schema_ok = action is not None and _is_valid_schema(action.params)
+        properties = action.params.get("properties", {}) if schema_ok and isinstance(action.params.get("properties"), dict) else {}
         constants: dict[str, Any] = {}
         for pname, source in params.items():
-            compiled = self.cel(path + ("params", pname), source, scope, f"param '{pname}' of the {entry} of {what}")
+            where = path + ("params", pname)
+            bare = source.strip()
+            hints = {bare: f"to pass the text '{bare}', quote it: \"'{bare}'\" (a param is a CEL expression)"} if bare.isidentifier() else None
+            compiled, value = self.cel(where, source, scope, f"param '{pname}' of {'a runbook entry' if entry == 'runbook entry' else 'the ' + entry} of {what}", hints)
+            subschema = properties.get(pname)
+            wanted = ct.from_schema(subschema) if isinstance(subschema, dict) else ct.DYN
+            if wanted is not ct.DYN and not _fits(value, wanted):
+                self.report_at(where, 0, f"param '{pname}' gives {_article(ct.describe(value))}, but action "
+                               f"'{action_name}' takes {_json_kinds(wanted)} for it (its params schema)")
+                continue
             if compiled is not None and not compiled.names:
                 try:
                     constants[pname] = compiled.evaluate({})
                 except ExpressionEvalError as exc:
-                    self.report(path + ("params", pname), f"param '{pname}' cannot be evaluated: {exc}")
-        if action is None or not _is_valid_schema(action.params):
+                    self.report(where, f"param '{pname}' cannot be evaluated: {exc}")
+        if action is None or not schema_ok:
             return
-        properties = action.params.get("properties", {}) if isinstance(action.params.get("properties"), dict) else {}
         for missing in sorted(set(action.params.get("required", [])) - set(params)):
             self.report(path + ("params",), f"action '{action_name}' requires param '{missing}', which this {entry} does not give")
         if action.params.get("additionalProperties") is False:
@@ -238,7 +341,6 @@ class Checker:
                     self.report(path + ("params", pname), f"param '{pname}' = {value!r} is rejected by action '{action_name}': {error.message}")
 
     def check_actions(self) -> None:
-        observed = set(self.cfg.observation_names) | {"now", "prev", "params"}
         seen: dict[str, int] = {}
         for index, action in self.cfg.actions:
             base: DocPath = ("actions", index)
@@ -248,12 +350,17 @@ class Checker:
             if schema_ok and action.params.get("type") != "object":
                 self.report(base + ("params",), f"the params schema of {what} must have `type: object`")
             declared = set(action.params.get("properties", {})) if schema_ok and isinstance(action.params.get("properties"), dict) else None
+            scope = self.base_scope() | {"params": ct.from_schema(action.params) if schema_ok else ct.DYN}
             if action.when is not None:
-                self.cel(base + ("when",), action.when, observed, f"the guard of {what}")
+                _, value = self.cel(base + ("when",), action.when, scope, f"the guard of {what}", {"item": GUARD_ITEM_HINT})
+                self.expect(base + ("when",), value, ("bool",), f"the guard of {what}", "a bool")
+            # The effect check and the revert read a tick's observations, without a `prev` of their own.
+            after = {name: t for name, t in scope.items() if name != "prev"}
             if action.verify.expr is not None:
-                self.cel(base + ("verify", "expr"), action.verify.expr, observed - {"prev"}, f"the effect check (verify.expr) of {what}")
+                _, value = self.cel(base + ("verify", "expr"), action.verify.expr, after, f"the effect check (verify.expr) of {what}")
+                self.expect(base + ("verify", "expr"), value, ("bool",), f"the effect check (verify.expr) of {what}", "a bool")
             if action.revert is not None:
-                self.revert(base + ("revert",), action, observed - {"prev"}, what)
+                self.revert(base + ("revert",), action, after, what)
             if action.http is not None:
                 self.target(base + ("http", "target"), action.http.target, "http", what)
                 for sub, value in _http_template_fields(action):
@@ -269,7 +376,7 @@ class Checker:
                 for i, arg in enumerate(action.redis.command):
                     self.placeholders(base + ("redis", "command", i), arg, declared, what)
 
-    def revert(self, path: DocPath, action: Action, scope: set[str], what: str) -> None:
+    def revert(self, path: DocPath, action: Action, scope: dict[str, ct.T], what: str) -> None:
         revert = action.revert
         assert revert is not None
         if revert.action == action.name:
@@ -280,7 +387,8 @@ class Checker:
             self.report(path + ("action",), f"the revert of {what} is action '{revert.action}', which declares a revert itself; reverts do not chain")
         self.runbook_entry(path, revert.action, revert.params, scope, what, entry="revert", owner="the revert")
         if revert.when is not None:
-            self.cel(path + ("when",), revert.when, scope, f"the `when` of the revert of {what}")
+            _, value = self.cel(path + ("when",), revert.when, scope, f"the `when` of the revert of {what}")
+            self.expect(path + ("when",), value, ("bool",), f"the `when` of the revert of {what}", "a bool")
 
     def placeholders(self, path: DocPath, value: Any, declared: set[str] | None, what: str) -> None:
         if declared is None:
@@ -336,8 +444,38 @@ class Checker:
             seen[name] = index
 
 
-def run_checks(doc: LoadedDocument, partial: PartialConfig) -> list[Problem]:
-    return Checker(doc, partial).run()
+def run_checks(doc: LoadedDocument, partial: PartialConfig, strict: bool = False) -> list[Problem]:
+    return Checker(doc, partial, strict).run()
+
+
+def _source_type(obs: Observation) -> ct.T:
+    """The type of an observation's raw value by its source kind (before `select`)."""
+    if obs.prometheus is not None:
+        return ct.PROMETHEUS
+    if obs.metrics is not None:
+        return ct.METRICS
+    if obs.redis is not None:
+        return ct.redis_reply(command_name(obs.redis.command))
+    return ct.DYN
+
+
+def _fits(value: ct.T, wanted: ct.T) -> bool:
+    """Whether a value of type `value` may be valid for a param of type `wanted`."""
+    kinds = {kind_of(m) for m in ct.members(wanted)}
+    if "dyn" in kinds:
+        return True
+    if "double" in kinds:
+        kinds.add("int")  # JSON Schema's number takes integers
+    return could_be(value, *kinds)
+
+
+def _json_kinds(wanted: ct.T) -> str:
+    kinds = sorted({_JSON_TYPE.get(kind_of(m), kind_of(m)) for m in ct.members(wanted)})
+    return _article(" or ".join(kinds))
+
+
+def _article(text: str) -> str:
+    return ("an " if text[:1] in "aeio" else "a ") + text
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -73,6 +73,55 @@ class LoadedDocument:
     data: Any
     marks: dict[DocPath, Mark]
     secrets: frozenset[str]
+    text: str = ""  # the YAML source, for positions inside string values
+    styles: dict[DocPath, str | None] = field(default_factory=dict)  # YAML style of each string value
+    # the text as written of every string value that had `${...}` expanded
+    interpolated: dict[DocPath, str] = field(default_factory=dict)
+
+    def position_in(self, path: DocPath, offset: int, value: str | None = None) -> Mark:
+        """Where character `offset` (0-based) of the string value at `path` is written (of its
+        text as written before `${...}` expansion when `value` is that text).
+
+        Walks the value and its source text together, non-blank character by non-blank
+        character: YAML folds line breaks and indentation of plain and block scalars into
+        spaces, and quoted styles write `''` or backslash escapes for one character. Falls back
+        to the value's start when the source cannot be followed (an alias, interpolation)."""
+        start = self.marks.get(tuple(path))
+        if value is None:
+            value = _get(self.data, path)
+            if tuple(path) in self.interpolated:
+                return self.mark_for(path)
+        if start is None or not isinstance(value, str) or not self.text:
+            return self.mark_for(path)
+        lines = self.text.split("\n")
+        if start.line > len(lines):
+            return start
+        i = sum(len(line) + 1 for line in lines[: start.line - 1]) + start.column - 1
+        style = self.styles.get(tuple(path))
+        text = self.text
+        if style in ("'", '"'):
+            i += 1
+        elif style in ("|", ">"):
+            newline = text.find("\n", i)
+            i = newline + 1 if newline >= 0 else i
+        for k, ch in enumerate(value):
+            if ch.isspace():
+                if k >= offset:
+                    offset = k + 1  # a blank: point at the next written character
+                continue
+            while i < len(text) and text[i].isspace():
+                i += 1
+            if i >= len(text):
+                return start
+            if k >= offset:
+                return _mark_at(text, i)
+            if style == "'" and text.startswith("''", i):
+                i += 2
+            elif style == '"' and text[i] == "\\":
+                i += {"x": 4, "u": 6, "U": 10}.get(text[i + 1: i + 2], 2)
+            else:
+                i += 1
+        return _mark_at(text, i) if i < len(text) else start
 
     def mark_for(self, path: DocPath) -> Mark:
         """The exact mark, else the nearest recorded ancestor's, else the document start."""
@@ -173,7 +222,8 @@ def load_document_text(
     except RecursionError:  # depth is bounded by MAX_DEPTH; only a caller already deep in its stack gets here
         return None, [Problem(file, 0, 0, (), f"nesting too deep; at most {MAX_DEPTH} levels are allowed")]
     document = LoadedDocument(
-        file=file, base_dir=base_dir, data=data, marks=builder.marks, secrets=frozenset(builder.secrets)
+        file=file, base_dir=base_dir, data=data, marks=builder.marks, secrets=frozenset(builder.secrets),
+        text=text.removeprefix("\ufeff"), styles=builder.styles, interpolated=builder.interpolated,
     )
     return document, builder.problems()
 
@@ -308,6 +358,8 @@ class _Builder:
     env: Mapping[str, str]
     marks: dict[DocPath, Mark] = field(default_factory=dict)
     secrets: set[str] = field(default_factory=set)
+    styles: dict[DocPath, str | None] = field(default_factory=dict)
+    interpolated: dict[DocPath, str] = field(default_factory=dict)
     _problems: list[Problem] = field(default_factory=list)
     _constructor: SafeConstructor = field(default_factory=SafeConstructor)
 
@@ -390,6 +442,9 @@ class _Builder:
     def _scalar(self, node: _Node, path: DocPath) -> Any:
         text: str = node.value
         if node.tag == _STR:
+            self.styles[path] = node.style or None
+            if "${" in text:
+                self.interpolated[path] = text
             return self._interpolate(node, path)
         if node.tag in (_INT, _FLOAT, _BOOL, _NULL):
             construct = {
@@ -477,6 +532,15 @@ class _Builder:
 
 def _mark(mark: Any) -> Mark:
     return Mark(mark.line + 1, mark.column + 1)
+
+
+def _get(data: Any, path: DocPath) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
 
 
 def _mark_at(text: str, index: int) -> Mark:

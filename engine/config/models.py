@@ -23,7 +23,8 @@ from engine.durations import DURATION_PATTERN, parse_duration
 
 NAME_PATTERN = r"^[a-z_][a-z0-9_]*$"
 # Names the engine binds itself inside expressions; observations may not shadow them.
-RESERVED_NAMES = frozenset({"item", "params", "now", "prev", "key", "ticket", "entity", "env", "true", "false", "null"})
+RESERVED_NAMES = frozenset({"item", "params", "now", "prev", "vars", "key", "ticket", "entity", "env", "true", "false",
+                            "null"})
 
 
 def _duration(value: Any) -> float:
@@ -253,8 +254,9 @@ class Invariant(Strict):
     on_error: Literal["keep", "firing", "ok"] = Field(
         "keep",
         description=(
-            "When an observation it uses fails: keep the current state (default), "
-            "treat it as violated, or treat it as healthy."
+            "When an observation it reads fails (the entity is `unknown`) or its evaluation fails "
+            "(`error`: a missing field, a bad type, division by zero): keep the current state "
+            "(default: no timer moves, no ticket resolves), treat it as violated, or treat it as healthy."
         ),
     )
     labels: dict[str, str] = Field(
@@ -444,6 +446,67 @@ class Gate(Strict):
     approval_ttl: Duration = Field(900.0, description="A proposal waiting for approval expires after this.")
 
 
+# --------------------------------------------------------------------------- variables
+
+
+VarType = Literal["int", "double", "string", "bool", "duration"]
+
+
+class Var(Strict):
+    """A typed value expressions read as `vars.<name>`; never pasted into expression text."""
+
+    type: VarType = Field(
+        description="int, double, string, bool, or duration (a string such as 90s, seen in CEL as seconds, a double).",
+        examples=["int", "duration"],
+    )
+    value: str | int | float | bool = Field(
+        description="The value; `${ENV_VAR:-default}` takes it from the environment. Parsed once, at load, to `type`.",
+        examples=["${QUEUE_MAX_AGE:-60}"],
+    )
+    description: str = Field("", examples=["Oldest message age allowed, in seconds."])
+
+    def parsed(self) -> Any:
+        """The value as its type; ValueError("is not an int") when it does not parse."""
+        return parse_var(self.type, self.value)
+
+
+_TRUE, _FALSE = frozenset({"true", "yes", "on", "1"}), frozenset({"false", "no", "off", "0"})
+
+
+def parse_var(kind: str, value: Any) -> Any:
+    text = str(value).strip() if not isinstance(value, bool) else ""
+    if kind == "string":
+        return value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE
+        raise ValueError("is not a bool (true or false)")
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if re.fullmatch(r"[+-]?\d+", text) and -(2**63) <= int(text) < 2**63:
+            return int(text)
+        raise ValueError("is not an int")
+    if kind == "double":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError("is not a double (a number such as 0.5)") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError("is not a finite double")
+        return number
+    if isinstance(value, bool) or not isinstance(value, str):  # duration
+        raise ValueError("is not a duration (a string with a unit, such as 90s or 5m)")
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise ValueError("is not a duration (a string with a unit, such as 90s or 5m)") from None
+
+
 # --------------------------------------------------------------------------- the config
 
 
@@ -454,6 +517,11 @@ class Config(Strict):
     subject: Subject = Field(description="The system under watch.")
     targets: dict[Name, Target] = Field(min_length=1, description="Named endpoints.")
     interval: Duration = Field(10.0, description="Time between ticks.")
+    vars: dict[Name, Var] = Field(
+        default_factory=dict,
+        description="Typed values expressions read as `vars.<name>` (environment values reach expressions only through these).",
+        examples=[{"max_age_s": {"type": "int", "value": "${QUEUE_MAX_AGE:-60}", "description": "Oldest message age allowed."}}],
+    )
     observations: dict[Name, Observation] = Field(
         min_length=1, description="Named queries; each value is bound to its name in expressions."
     )
@@ -474,6 +542,10 @@ class Config(Strict):
         description="The subject's local lab: processes and chaos scenarios for `opctl lab` and `opctl demo`.",
         examples=["../subjects/ratelimiter/lab.yaml"],
     )
+
+    def variable_values(self) -> dict[str, Any]:
+        """`vars` as expressions see them (valid configs only: validation parsed every value)."""
+        return {name: var.parsed() for name, var in self.vars.items()}
 
     def action(self, name: str) -> Action | None:
         return next((a for a in self.actions if a.name == name), None)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from engine.config.checks import PartialConfig, run_checks
 from engine.config.schema_errors import schema_problems
 from engine.config.loader import load_document
-from engine.config.models import Action, Config, Diagnosis, Invariant, Observation, Prompts, Subject, Target
+from engine.config.models import Action, Config, Diagnosis, Invariant, Observation, Prompts, Subject, Target, Var
 from engine.config.problems import Problem, sort_key
 from engine.errors import ConfigError
 
@@ -55,8 +55,9 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Problem]
     return files, problems
 
 
-def validate_paths(paths: Iterable[str | Path], env: Mapping[str, str] | None = None) -> list[Problem]:
-    """All problems of all files; raises FileNotFoundError for a path that does not exist."""
+def validate_paths(paths: Iterable[str | Path], env: Mapping[str, str] | None = None, *, strict: bool = False) -> list[Problem]:
+    """All problems of all files; raises FileNotFoundError for a path that does not exist.
+    `strict`: an observation an expression reads must be typed (a `shape`, or a typed source)."""
     # Test files and lab files have validators of their own, which build on this module.
     from engine.lab.spec import validate_lab
     from engine.testing import is_test_document, validate_test_file
@@ -70,12 +71,12 @@ def validate_paths(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
         elif isinstance(data, dict) and "processes" in data and "subject" not in data:
             problems.extend(validate_lab(file, env))
         else:
-            problems.extend(validate_file(file, env))
+            problems.extend(validate_file(file, env, strict=strict))
     return problems
 
 
-def validate_file(path: str | Path, env: Mapping[str, str] | None = None) -> list[Problem]:
-    problems, _ = _validate(path, env)
+def validate_file(path: str | Path, env: Mapping[str, str] | None = None, *, strict: bool = False) -> list[Problem]:
+    problems, _ = _validate(path, env, strict)
     return problems
 
 
@@ -89,7 +90,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loade
     return loaded
 
 
-def _validate(path: str | Path, env: Mapping[str, str] | None) -> tuple[list[Problem], LoadedConfig | None]:
+def _validate(path: str | Path, env: Mapping[str, str] | None, strict: bool = False) -> tuple[list[Problem], LoadedConfig | None]:
     doc, problems = load_document(path, os.environ if env is None else env)
     if doc is None:
         return sorted(problems, key=sort_key), None
@@ -100,7 +101,7 @@ def _validate(path: str | Path, env: Mapping[str, str] | None) -> tuple[list[Pro
         config = Config.model_validate(doc.data)
     except ValidationError as exc:
         problems.extend(schema_problems(doc, exc, Config))
-    problems.extend(run_checks(doc, _partial(doc.data)))
+    problems.extend(run_checks(doc, _partial(doc.data), strict))
     # A place the loader already faulted (say, an unset ${VAR}) gets no follow-on problems.
     problems = problems[:loader_count] + [p for p in problems[loader_count:] if p.path not in located]
     problems = _unique(problems)
@@ -141,6 +142,9 @@ def _partial(data: Any) -> PartialConfig:
     partial.subject = _try(Subject, data.get("subject"))
     partial.prompts = _try(Prompts, data.get("prompts", {}))
     partial.diagnosis = _try(Diagnosis, data.get("diagnosis", {}))
+    variables = data.get("vars")
+    if isinstance(variables, dict):
+        partial.vars = {k: v for k, raw in variables.items() if isinstance(k, str) and (v := _try(Var, raw)) is not None}
     lab = data.get("lab")
     partial.lab = lab if isinstance(lab, str) and lab else None
     for section, model, into in (

@@ -4,7 +4,8 @@ It proposes the invariant's `runbook` entries in order, each entry's params eval
 the current observations, `item`, `key` and `now`. The summary is the ticket's message and the
 root cause the invariant's description: the runbook knows what its author wrote, nothing more,
 so its confidence is a fixed RUNBOOK_CONFIDENCE. An entry whose params cannot be evaluated is
-left out and the reason becomes evidence; it never raises.
+not proposed: it is in `unevaluated` (the actor records it as a refused proposal with the
+reason) and in the evidence; it never raises.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from typing import Any
 
 from engine.config.models import RunbookEntry
 from engine.config.validate import LoadedConfig
-from engine.diagnose.types import MAX_ACTIONS, MAX_ITEMS, MAX_TEXT, Diagnosis, DiagnosisRequest, RecommendedAction
+from engine.diagnose.types import (
+    MAX_ACTIONS,
+    MAX_ITEMS,
+    MAX_TEXT,
+    Diagnosis,
+    DiagnosisRequest,
+    RecommendedAction,
+    UnevaluatedAction,
+)
 from engine.errors import ExpressionError
 from engine.expr import compile_expr, to_python
 from engine.redact import Redactor
@@ -32,17 +41,20 @@ def runbook_diagnosis(
     invariant = request.invariant
     redactor = Redactor(loaded.secrets)
     env: dict[str, Any] = dict(request.observations)
-    env.update(item=request.item, key=request.key, now=now)
+    env.update(item=request.item, key=request.key, now=now, vars=loaded.config.variable_values())
     where = f"`{request.key}`" if request.key else "the whole cluster"
     evidence = [f"invariant `{invariant.name}` ({invariant.expr}) is false for {where}"]
     if request.item is not None:
         entity = json.dumps(trim(redactor.value(request.item), ENTITY_EVIDENCE_BUDGET), sort_keys=True, default=str)
         evidence.append(f"the entity as observed: {entity}")
     actions: list[RecommendedAction] = []
+    unevaluated: list[UnevaluatedAction] = []
     for index, entry in enumerate(invariant.runbook):
         params, problem = _params(entry, env)
         if problem is not None:
             evidence.append(f"runbook entry {index + 1} ({entry.action}) left out: {problem}")
+            unevaluated.append(UnevaluatedAction(action=entry.action, reason=_bounded(redactor.text(
+                f"runbook entry {index + 1}: {problem}"))))
             continue
         if len(actions) == MAX_ACTIONS:
             evidence.append(f"runbook entry {index + 1} ({entry.action}) left out: at most {MAX_ACTIONS} actions are proposed")
@@ -61,6 +73,7 @@ def runbook_diagnosis(
         provider="runbook",
         model=None,
         fallback_reason=fallback_reason,
+        unevaluated=unevaluated,
     )
 
 

@@ -50,6 +50,14 @@ class Submission(_Frozen):
     recommended_actions: list[RecommendedAction] = Field(max_length=MAX_ACTIONS)
 
 
+class UnevaluatedAction(_Frozen):
+    """A runbook entry whose params could not be evaluated on this ticket's data: recorded as a
+    refused proposal (gate `params`) with the reason, never silently dropped."""
+
+    action: str = Field(min_length=1, max_length=128)
+    reason: str = Field(max_length=MAX_TEXT)
+
+
 class Diagnosis(Submission):
     """The one output type of every provider.
 
@@ -60,6 +68,7 @@ class Diagnosis(Submission):
         input_tokens / output_tokens / tool_calls: spent on this diagnosis, failed attempts
             included (tokens spent before a fallback are still spent).
         fallback_reason: why the configured provider did not answer, when it did not.
+        unevaluated: runbook entries whose params failed to evaluate (runbook provider only).
     """
 
     provider: Literal["claude", "runbook", "replay"]
@@ -68,6 +77,7 @@ class Diagnosis(Submission):
     output_tokens: int = Field(0, ge=0)
     tool_calls: int = Field(0, ge=0)
     fallback_reason: str | None = None
+    unevaluated: list[UnevaluatedAction] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ class Observer:
         self._clock = clock
         self._wall_clock = wall_clock
         self._selects: dict[str, CompiledExpr] = {}
+        self._vars = self._config.variable_values()
         for name, obs in self._config.observations.items():
             self._target(name, obs)  # an undeclared target is a config error, found before any tick
             if obs.select is not None:
@@ -145,11 +146,11 @@ class Observer:
                 raise http_source.status_error(raw)
             if select is None:
                 return raw.body
-            env = {"body": raw.body, "status": raw.status, "headers": raw.headers, "now": now}
+            env = {"body": raw.body, "status": raw.status, "headers": raw.headers, "now": now, "vars": self._vars}
         elif select is None:
             return raw
         else:
-            env = {"value": raw, "now": now}
+            env = {"value": raw, "now": now, "vars": self._vars}
         try:
             return to_python(select.evaluate(env))
         except ExpressionEvalError as exc:

@@ -22,6 +22,7 @@ from engine.testing.counters import parse_selector, read_counter
 from engine.testing.model import ActionExpect, Expect, TicketExpect
 
 _RANK = {"ok": 0, "pending": 1, "firing": 2}
+_SAMPLES = ("error", "unknown")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Observed:
     """What the engine had done by the case's tick."""
 
     states: Mapping[tuple[str, str], EntityState]
+    samples: Mapping[tuple[str, str], str]  # (invariant, key) -> "error" | "unknown": this tick's sample
     invariant_names: Sequence[str]
     tickets: Sequence[Ticket]
     observations: Mapping[str, ObservationResult]
@@ -56,17 +58,35 @@ def _entity_states(observed: Observed, invariant: str) -> dict[str, str]:
     return {key: state.status for (inv, key), state in observed.states.items() if inv == invariant}
 
 
+def _samples(observed: Observed, invariant: str) -> dict[str, str]:
+    return {key: sample for (inv, key), sample in observed.samples.items() if inv == invariant}
+
+
 def _invariants(expect: Expect, observed: Observed) -> list[str]:
+    """`error` and `unknown` are this tick's sample of an entity (its evaluation failed, an
+    observation it reads failed); ok, pending and firing are its status (held through errors)."""
     out = []
     for name, wanted in expect.invariants.items():
         states = _entity_states(observed, name)
+        samples = _samples(observed, name)
         if isinstance(wanted, str):
+            if wanted in _SAMPLES:
+                if wanted not in samples.values():
+                    out.append(f"invariants.{name}: expected an entity in state {wanted}, got none"
+                               f"{_listing(samples or states)}")
+                continue
             actual = max(states.values(), key=_RANK.__getitem__, default="ok")
             if actual != wanted:
                 out.append(f"invariants.{name}: expected {wanted}, got {actual}{_listing(states)}")
             continue
         wanted_text = {str(k): v for k, v in wanted.items()}
         for key, status in wanted_text.items():
+            if status in _SAMPLES:
+                got = samples.get(key)
+                if got != status:
+                    out.append(f"invariants.{name}[{key!r}]: expected {status}, got {got or states.get(key, 'ok')}"
+                               f"{_listing(samples or states)}")
+                continue
             actual = states.get(key, "ok")
             if actual != status:
                 absent = "" if key in states else " (no such entity: absent counts as ok)"

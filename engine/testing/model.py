@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine.config.models import Duration
 
-Status = Literal["ok", "pending", "firing"]
+Status = Literal["ok", "pending", "firing", "error", "unknown"]  # error/unknown: this tick's sample
 # `open` is every status but resolved; verifying (an action ran) and escalated (humans decide) are finer
 TicketStatus = Literal["open", "verifying", "escalated", "resolved"]
 ActionStatus = Literal[
@@ -89,7 +89,11 @@ class ActionExpect(_Strict):
 class Expect(_Strict):
     invariants: dict[str, Status | dict[str | int, Status]] = Field(
         default_factory=dict,
-        description="Per invariant: its overall status (the worst entity), or a map of entity key to status.",
+        description=(
+            "Per invariant: its overall status (the worst entity), or a map of entity key to status. "
+            "`error` (the expression failed to evaluate) and `unknown` (an observation it reads failed) "
+            "are what the entity's evaluation gave this tick; ok, pending and firing its held status."
+        ),
     )
     tickets: list[TicketExpect] | None = Field(
         None, description="Every ticket so far (open and resolved); `[]` asserts there is none."

@@ -46,6 +46,7 @@ class PropertyCheck:
         assert invariant is not None  # the loader checked the name
         self.invariant: Invariant = invariant
         self.prop = prop
+        self.variables = config.variable_values()
         self.fires_iff: CompiledExpr = compile_expr(prop.fires_iff)
         self.assume: CompiledExpr | None = compile_expr(prop.assume) if prop.assume else None
         self.evaluator = Evaluator(config.model_copy(update={"invariants": [invariant]}))
@@ -59,7 +60,7 @@ class PropertyCheck:
     def verdict(self, values: Mapping[str, Any]) -> Verdict:
         inv = self.invariant
         times = [0.0] if inv.hold <= 0 else [0.0, inv.hold]
-        env = {**values, "now": times[-1]}
+        env = {**values, "now": times[-1], "vars": self.variables}
         if self.assume is not None and _truth(self.assume, env) is not True:
             return Verdict(None, {})
         results = {name: ObservationResult(name, True, value, None, 0.0, "generated") for name, value in values.items()}

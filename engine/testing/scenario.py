@@ -101,6 +101,8 @@ async def _run(
             try:
                 observed = Observed(
                     states=dict(monitor.states),
+                    samples={(name, key): kind for name, rep in monitor.last_reports.items()
+                             for kind, keys in (("error", rep.errors), ("unknown", rep.unknown)) for key in keys},
                     invariant_names=[inv.name for inv in test.loaded.config.invariants],
                     tickets=sorted(store.tickets(limit=1_000_000), key=lambda t: t.id),
                     observations=observer.last,

@@ -92,9 +92,9 @@ def _bounds(schema: Mapping[str, Any], *, integer: bool) -> tuple[Any, Any]:
         low = schema["exclusiveMinimum"] + (1 if integer else 0)
     if "exclusiveMaximum" in schema:
         high = schema["exclusiveMaximum"] - (1 if integer else 0)
-    if integer:
-        low = None if low is None else int(-(-low // 1))
-        high = None if high is None else int(high // 1)
+    if integer:  # CEL ints are 64-bit: a bigger JSON integer is no value an expression can read
+        low = -(2**63) if low is None else max(int(-(-low // 1)), -(2**63))
+        high = 2**63 - 1 if high is None else min(int(high // 1), 2**63 - 1)
     return low, high
 
 

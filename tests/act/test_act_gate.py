@@ -214,3 +214,25 @@ def test_prompt_injection_reaches_the_prompt_but_no_undeclared_request_is_sent(m
     assert not any("policies" in path.replace("%2F", "") and method == "DELETE" for method, path in sent)
     [(_, _, _, body)] = [r for r in server.requests if r[0] == "POST"]
     assert body == b'{"node": "../../v1/policies/default"}'
+
+
+def test_a_runbook_param_that_cannot_evaluate_is_a_refused_proposal_shown_by_tickets_show(  # type: ignore[no-untyped-def]
+    make, server: JsonServer
+) -> None:
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    data = config_data(server.url, diagnosis={"provider": "runbook"})
+    data["invariants"][0]["runbook"] = [{"action": "deregister_node", "params": {"node_id": "item.host"}}]  # no such field
+    engine = make(data)
+    engine.tick()
+    ticket = engine.only_ticket()
+    [(gate, detail)] = refused(engine, ticket.id)
+    assert gate == "params" and detail is not None and "param 'node_id' (item.host)" in detail and "no key 'host'" in detail
+    assert ticket.status == "escalated"  # nothing safe to run: a human looks, and knows why
+    assert requests_other_than_observation(server) == []
+    shown = CliRunner().invoke(main, ["tickets", "show", "--config", str(engine.loaded.file), str(ticket.id)],
+                               env={"API_TOKEN": SECRET, "COLUMNS": "400"})
+    assert shown.exit_code == 0, shown.output
+    assert "params" in shown.output and "no key 'host'" in shown.output.replace("\n", "")

@@ -128,7 +128,7 @@ def test_cel_unknown_observation(tmp_path: Path) -> None:
             11,
             "invariants.1.expr",
             "unknown name 'memroy' in expr of invariant 'memory_ok'; did you mean 'memory'? "
-            "names declared here: memory, nodes, now, prev",
+            "names declared here: memory, nodes, now, prev, vars",
         )
     ]
 
@@ -138,7 +138,7 @@ def test_cel_item_outside_for_each(tmp_path: Path) -> None:
     [problem] = problems_of(tmp_path, text)
     assert problem[2:] == (
         "invariants.1.expr",
-        "unknown name 'item' in expr of invariant 'memory_ok'; names declared here: memory, nodes, now, prev",
+        "unknown name 'item' in expr of invariant 'memory_ok'; names declared here: memory, nodes, now, prev, vars",
     )
 
 
@@ -147,10 +147,10 @@ def test_cel_guard_names(tmp_path: Path) -> None:
     [problem] = problems_of(tmp_path, text)
     assert problem == (
         line_of(text, "param.node_id"),
-        11,
+        text.splitlines()[line_of(text, "param.node_id") - 1].index("param.node_id") + 1,  # at the name
         "actions.0.when",
         "unknown name 'param' in the guard of action 'drop_node'; did you mean 'params'? "
-        "names declared here: memory, nodes, now, params, prev",
+        "names declared here: memory, nodes, now, params, prev, vars",
     )
 
 
@@ -200,7 +200,8 @@ def test_runbook_params_rejected_by_schema(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, text)
     line = line_of(text, "force:")
     assert problems == [
-        (line, 27, "invariants.0.runbook.0.params.node_id", "param 'node_id' = 42 is rejected by action 'drop_node': 42 is not of type 'string'"),
+        (line, 28, "invariants.0.runbook.0.params.node_id",
+         "param 'node_id' gives an int, but action 'drop_node' takes a string for it (its params schema)"),
         (line, 33, "invariants.0.runbook.0.params.force", "action 'drop_node' has no param 'force' (its params: node_id)"),
     ]
 
@@ -389,9 +390,9 @@ def test_a_revert_and_an_effect_check_are_valid(tmp_path: Path) -> None:
         ("params: {node_id: params.node_id}", "params: {}", "revert:", "actions.0.revert.params",
          "action 'add_node' requires param 'node_id', which this revert does not give"),
         ("when: 'now > 0.0'", "when: 'item.id == params.node_id'", "revert:", "actions.0.revert.when",
-         "unknown name 'item' in the `when` of the revert of action 'drop_node'; names declared here: memory, nodes, now, params"),
+         "unknown name 'item' in the `when` of the revert of action 'drop_node'; names declared here: memory, nodes, now, params, vars"),
         ("expr: '!nodes.exists(n, n.id == params.node_id)'", "expr: 'prev.nodes == nodes'", "verify:", "actions.0.verify.expr",
-         "unknown name 'prev' in the effect check (verify.expr) of action 'drop_node'; names declared here: memory, nodes, now, params"),
+         "unknown name 'prev' in the effect check (verify.expr) of action 'drop_node'; names declared here: memory, nodes, now, params, vars"),
     ],
 )  # fmt: skip
 def test_revert_and_effect_check_problems_are_located(tmp_path: Path, old: str, new: str, fragment: str, path: str, message: str) -> None:

@@ -188,3 +188,57 @@ def test_junit_records_failures(tmp_path: Path) -> None:
     assert result.exit_code == 1
     failures = list(ET.parse(junit).getroot().iter("failure"))
     assert failures and "expected pending, got firing" in failures[0].get("message", "")
+
+
+def test_cases_can_expect_error_and_unknown(tmp_path: Path) -> None:
+    config = _write(tmp_path / "c.yaml", """\
+version: 1
+subject: {name: shares}
+targets: {api: {url: "http://127.0.0.1:9"}}
+observations:
+  shares:
+    http: {target: api, path: /shares}
+    shape:
+      type: array
+      items: {type: object, required: [id, used, quota], properties: {id: {type: string}, used: {type: integer}, quota: {type: integer}}}
+  ping:
+    http: {target: api, path: /ping}
+    shape: {type: object, required: [up], properties: {up: {type: boolean}}}
+invariants:
+  - name: under_quota
+    for_each: shares
+    key: item.id
+    expr: 100 * item.used / item.quota < 90
+  - name: api_up
+    expr: ping.up
+""")
+    file = _write(tmp_path / "t.yaml", f"""\
+config: {config}
+tick: 2s
+fixtures:
+  shares:
+    - {{from: 0s, value: [{{id: a, used: 1, quota: 10}}, {{id: b, used: 1, quota: 0}}]}}
+  ping:
+    - {{from: 0s, value: {{up: true}}}}
+    - {{from: 2s, error: connection refused}}
+cases:
+  - name: a quota of zero cannot be evaluated; the other share is judged
+    at: 0s
+    expect:
+      invariants: {{under_quota: {{a: ok, b: error}}, api_up: ok}}
+  - name: a failed observation leaves nothing to judge
+    at: 2s
+    expect:
+      invariants: {{under_quota: error, api_up: unknown}}
+  - name: a wrong expectation fails
+    at: 2s
+    expect:
+      invariants: {{under_quota: {{a: error}}, api_up: error}}
+""")
+    result = run_tests([file])
+    report = result.report_text()
+    assert result.exit_code == 1, report
+    assert "a wrong expectation fails" in report
+    assert "invariants.under_quota['a']: expected error, got ok" in report
+    assert "invariants.api_up: expected an entity in state error, got none" in report
+    assert report.count("FAIL") == 1, report

@@ -146,7 +146,8 @@ def test_a_new_invariant_written_only_in_yaml_fires(tmp_path: Path) -> None:
         lab.run(10)
         # Four stores share 60 regions x 3 replicas: 45 each, under the limit.
         assert [s["status"]["region_count"] for s in lab.value("stores")] == [45, 45, 45, 45]
-        assert lab.reports[-1].invariants["store_region_count"] == {"health": "ok", "error": None, "ok": 4, "pending": 0, "firing": 0}
+        assert lab.reports[-1].invariants["store_region_count"]["counts"] == {"ok": 4, "pending": 0, "firing": 0, "unknown": 0, "error": 0}
+        assert lab.reports[-1].invariants["store_region_count"]["health"] == "ok"
         # Taking store 4 out (the declared action, for real) pushes its replicas onto the others.
         assert lab.send("set_store_offline", {"store_id": 4}).status_code == 200
         lab.run(60, step=4)

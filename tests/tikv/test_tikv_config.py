@@ -311,9 +311,12 @@ def test_leader_imbalance_without_balance_scheduler_fires_and_resolves(lab: Tikv
     _, user = lab.prompts(ticket)
     assert "for the whole cluster" in user and "balance-leader-scheduler is running" in user
     assert "## evicted_stores\n{}" in user and "## schedulers" in user
-    # No evict-leader scheduler to remove: the runbook has nothing to propose; a human decides.
+    # No evict-leader scheduler to remove: the runbook's param finds no store, so its entry is a
+    # refused proposal that says why; nothing runs and a human decides.
     lab.run(2)
-    assert lab.proposals(ticket) == []
+    [refused] = lab.proposals(ticket)
+    assert (refused.action, refused.status, refused.gate) == ("remove_evict_leader", "refused", "params")
+    assert "param 'store_id'" in (refused.detail or "") and "out of range" in (refused.detail or "")
     created = lab.pd_request("POST", "/pd/api/v1/schedulers", {"name": "balance-leader-scheduler"})
     assert created.status_code == 200
     lab.run_until("leader_balance", "", "ok", limit=40)
