@@ -16,7 +16,8 @@ from engine.store import Event
 
 ACTION_KINDS = (
     "proposed", "refused", "awaiting_approval", "approved", "rejected", "expired", "cancelled", "succeeded", "failed",
-    "verified", "escalated", "verification_failed",
+    "verified", "recovered", "effect_confirmed", "revert_armed", "revert_waiting", "reverted", "revert_given_up",
+    "escalated", "verification_failed",
 )  # fmt: skip
 
 
@@ -61,7 +62,19 @@ def describe(event: Event) -> tuple[str, str] | None:
         case "verifying":
             described = ("verifying", f"{subject}: waiting for the invariant to hold after {action}")
         case "verified":
-            described = ("verified", f"{subject} holds again, credited to {action} {proposal}")
+            described = ("verified", f"{subject} holds again after {action} {proposal}, whose effect is confirmed: credited")
+        case "recovered":
+            described = ("recovered", f"{subject} holds again after {action} {proposal}, whose effect was not confirmed: not credited")
+        case "effect_confirmed":
+            described = ("effect", f"{subject}: {action} {proposal} did what it is for ({data.get('expr')})")
+        case "revert_armed":
+            described = ("revert", f"{subject}: {action}{_params(data)} is undone once the ticket resolves")
+        case "revert_waiting":
+            described = ("revert", f"{subject}: the undoing of {action} waits: {data.get('reason', '')}")
+        case "reverted":
+            described = ("reverted", f"{subject}: {action}{_params(data)} undone: {data.get('reason', '')}")
+        case "revert_given_up":
+            described = ("no revert", f"{subject}: {action}{_params(data)} is not undone: {data.get('reason', '')}")
         case "escalated" | "verification_failed" | "no_action" | "parked" | "diagnosis_failed":
             described = (event.kind.replace("_", " "), f"{subject}: {data.get('reason', '')}")
         case "observation_error":
@@ -71,7 +84,6 @@ def describe(event: Event) -> tuple[str, str] | None:
         case _:
             described = None
     return described
-
 
 
 def _subject(event: Event) -> str:

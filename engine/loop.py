@@ -109,6 +109,8 @@ class Monitor:
         started = time.monotonic()
         results = await self.observer.observe_all()
         now = self.clock()
+        # before the tick is stored: a ticket that resolves now is credited on what it saw
+        self.actor.confirm_effects({name: r.value for name, r in results.items() if r.ok}, now)
         evaluation = self.evaluator.evaluate(results, self.previous, self.states, now)
         messages = self._messages(evaluation, results, now)
         snapshot = self._snapshot(evaluation, results)

@@ -1,19 +1,25 @@
-"""Shared fixtures: a real redis-server on a free loopback port, a clean environment; and the
-turns that let a test marked `alone` run while the other xdist workers wait."""
+"""Shared fixtures: a real redis-server on a free loopback port, a real Prometheus, a clean
+environment; and the turns that let a test marked `alone` run while the other xdist workers wait."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import subprocess
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
+from engine.errors import LabError
+from engine.lab.prometheus_server import command as prometheus_command
+from engine.lab.prometheus_server import find_prometheus, write_config
 from engine.lab.redis_server import RedisServer
 from tests.ports import free_port
+from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="session")
@@ -113,3 +119,33 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
     with turns.alone() if item.get_closest_marker("alone") else turns.shared():
         return (yield)
+
+
+@pytest.fixture(scope="session")
+def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus with nothing to scrape, for what only needs its query engine; skipped
+    (with the reason) where Debian's `prometheus` package is not installed."""
+    try:
+        binary = find_prometheus()
+    except LabError as exc:
+        pytest.skip(str(exc))
+    home = tmp_path_factory.mktemp("prometheus")
+    config = write_config({"global": {"scrape_interval": "1m"}, "scrape_configs": []}, home / "prometheus.yml")
+    port = free_port()
+    with (home / "log").open("wb") as log:
+        process = subprocess.Popen(prometheus_command(binary, config, home / "data", port), stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ready(url, process), timeout=30)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _ready(url: str, process: subprocess.Popen[bytes]) -> bool:
+    assert process.poll() is None, "prometheus exited while starting"
+    try:
+        return httpx.get(f"{url}/-/ready", timeout=0.5).is_success
+    except httpx.HTTPError:
+        return False

@@ -11,10 +11,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from engine.store import Store
 from tests.json_server import JsonServer
+from tests.ports import free_port
+from tests.promtool import metrics_lint, requires_promtool
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,9 +46,9 @@ def opctl(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=ROOT, timeout=60, **kwargs)  # type: ignore[call-overload]
 
 
-def start_run(config: Path) -> subprocess.Popen[str]:
+def start_run(config: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", str(config), "--json"],
+        [sys.executable, "-m", "engine", "run", str(config), "--json", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
 
@@ -128,6 +131,28 @@ def test_sigterm_stops_after_the_current_tick(tmp_path: Path, api: JsonServer) -
     assert "Traceback" not in err
     for line in out.splitlines():
         json.loads(line)  # every line is a whole JSON object: no tick cut in half
+
+
+@requires_promtool
+def test_metrics_port_serves_what_promtool_accepts(tmp_path: Path, api: JsonServer) -> None:
+    config = tmp_path / "demo.yaml"
+    config.write_text(CONFIG.format(api=api.url, hold="200ms"))
+    port = free_port()
+    proc = start_run(config, "--metrics-port", str(port))
+    try:
+        # Once a ticket is open every family has samples (ticks, the tick histogram, tickets).
+        text = wait_for(lambda: (t := _metrics(port)) and "opctl_tickets_opened_total{" in t and t)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert metrics_lint(text) == []
+
+
+def _metrics(port: int) -> str | None:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
+    except httpx.TransportError:
+        return None
 
 
 def test_run_shipped_config_with_nothing_listening(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "compose"
 STACKS = {"ratelimiter": COMPOSE / "ratelimiter" / "compose.yaml", "tikv": COMPOSE / "tikv" / "compose.yaml"}
 DASHBOARDS = sorted((COMPOSE / "grafana" / "dashboards").glob("*.json"))
-DATASOURCES = COMPOSE / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+DATASOURCE_TARGET = "/etc/grafana/provisioning/datasources/prometheus.yml"
 # What a user exports before `docker compose up`; the files themselves carry no secret.
 SAMPLE_ENV = {"RATELIMITER_TOKEN": "sample-token", "GRAFANA_ADMIN_PASSWORD": "sample-password"}
 SECRET_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|API_KEY", re.IGNORECASE)
@@ -230,13 +230,18 @@ def promql_metric_names(expr: str) -> set[str]:
     return {name for name in _IDENTIFIER.findall(text) if name.lower() not in _PROMQL_WORDS}
 
 
-def grafana_query_metric_names(query: str) -> set[str]:
-    """Metric names in a Grafana Prometheus variable query (`label_values(m, l)`, `query_result(...)`)."""
+def grafana_variable_expression(query: str) -> str:
+    """The PromQL inside a Grafana Prometheus variable query (`label_values(m, l)`, `query_result(...)`)."""
     label_values = re.fullmatch(r"\s*label_values\(\s*(.*),\s*[A-Za-z_][A-Za-z0-9_]*\s*\)\s*", query)
     if label_values:
-        return promql_metric_names(label_values[1])
+        return label_values[1]
     query_result = re.fullmatch(r"\s*query_result\((.*)\)\s*", query)
-    return promql_metric_names(query_result[1] if query_result else query)
+    return query_result[1] if query_result else query
+
+
+def grafana_query_metric_names(query: str) -> set[str]:
+    """Metric names in a Grafana Prometheus variable query."""
+    return promql_metric_names(grafana_variable_expression(query))
 
 
 def exported_metric_names() -> set[str]:
@@ -255,8 +260,8 @@ def exported_metric_names() -> set[str]:
     return names
 
 
-def dashboard_queries(dashboard: Mapping[str, Any]) -> Iterator[tuple[str, set[str]]]:
-    """(where, metric names) for every panel target and templating variable of a dashboard."""
+def dashboard_expressions(dashboard: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(where, PromQL) for every panel target and templating variable of a dashboard."""
 
     def panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for panel in items:
@@ -265,12 +270,18 @@ def dashboard_queries(dashboard: Mapping[str, Any]) -> Iterator[tuple[str, set[s
 
     for panel in panels(dashboard.get("panels", [])):
         for target in panel.get("targets", []):
-            yield f"panel {panel.get('title')!r} target {target.get('refId')}", promql_metric_names(target["expr"])
+            yield f"panel {panel.get('title')!r} target {target.get('refId')}", target["expr"]
     for variable in dashboard.get("templating", {}).get("list", []):
         if variable.get("type") == "query":
             query = variable["query"]
             text = query["query"] if isinstance(query, dict) else query
-            yield f"variable {variable['name']!r}", grafana_query_metric_names(text)
+            yield f"variable {variable['name']!r}", grafana_variable_expression(text)
+
+
+def dashboard_queries(dashboard: Mapping[str, Any]) -> Iterator[tuple[str, set[str]]]:
+    """(where, metric names) for every panel target and templating variable of a dashboard."""
+    for where, expr in dashboard_expressions(dashboard):
+        yield where, promql_metric_names(expr)
 
 
 # ----------------------------------------------------------------------------- tests: the helpers
@@ -656,12 +667,22 @@ def test_dashboards_cover_the_brief() -> None:
         assert name in exprs["opctl"]
 
 
+def provisioned_datasource(stack: str) -> dict[str, Any]:
+    """The Grafana datasource a stack mounts (each stack its own: its own scrape interval)."""
+    [source] = [s for s, t in bind_mounts(services(stack)["grafana"]) if t == DATASOURCE_TARGET]
+    [datasource] = yaml.safe_load((STACKS[stack].parent / source).read_text())["datasources"]
+    return dict(datasource)
+
+
 def test_dashboards_use_the_provisioned_datasource_and_are_mounted() -> None:
-    [datasource] = yaml.safe_load(DATASOURCES.read_text())["datasources"]
+    uids = set()
     for stack in STACKS:
+        datasource = provisioned_datasource(stack)
+        uids.add(datasource["uid"])
         all_services = services(stack)
         host, port = host_port(datasource["url"])
         assert host in all_services and port in listening_ports(all_services[host])
+    [uid] = uids  # the dashboards are shared: every stack names its datasource alike
     mounted = {
         (STACKS[stack].parent / source).resolve()
         for stack in STACKS
@@ -671,4 +692,4 @@ def test_dashboards_use_the_provisioned_datasource_and_are_mounted() -> None:
         assert path.resolve() in mounted, f"{path.name} is mounted by no stack"
         dashboard = json.loads(path.read_text())
         for panel in dashboard["panels"]:
-            assert panel["datasource"]["uid"] == datasource["uid"], f"{path.name}: panel {panel['title']!r}"
+            assert panel["datasource"]["uid"] == uid, f"{path.name}: panel {panel['title']!r}"

@@ -5,13 +5,17 @@
 1. proposals waiting for approval past `gate.approval_ttl` expire (their tickets escalate);
 2. verifying tickets past their deadline: a new attempt after the action's cooldown while its
    attempts remain, else escalated (the `resolved` transition itself, which credits the action
-   with a `verified` event, is written by `Store.apply_tick`);
+   with a `verified` event when its effect was confirmed, is written by `Store.apply_tick`);
 3. approved proposals (from any process) run, after every gate is checked again;
 4. due tickets (open, not held, not parked, without a live proposal) are diagnosed; each
    recommended action becomes a proposal, is gated, and then by mode: `observe` records it,
    `approve` (or `approval: required`) waits for a human, `execute` runs it now. When nothing
    could be proposed: a temporary refusal (cooldown, budget) schedules a new attempt, the kill
-   switch parks the ticket until `opctl resume`, anything else escalates it.
+   switch parks the ticket until `opctl resume`, anything else escalates it;
+5. armed reverts of resolved tickets run once their `when` holds (engine.act.revert).
+
+Before the tick is stored, `confirm_effects` checks the `verify.expr` of actions whose tickets
+verify (engine.act.effects): a recovery credits an action only when its effect was confirmed.
 
 Every step is an event on the ticket; values from models and systems are redacted first.
 """
@@ -23,9 +27,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.act.executor import ExecutionOutcome, Executor
+from engine.act.effects import EffectCheck
+from engine.act.executor import Executor
 from engine.act.gate import ActionGate, Cleared, Observe, Refusal
+from engine.act.modes import by_mode
 from engine.act.records import StoreDiagnosisCache
+from engine.act.revert import Reverter
+from engine.act.running import Runner
 from engine.config.validate import LoadedConfig
 from engine.diagnose import Diagnoser, Diagnosis, DiagnosisRequest
 from engine.evaluate import Entity, EntityState
@@ -35,6 +43,7 @@ from engine.store import (
     ESCALATED,
     PARKED_NO_ACTION,
     PARKED_OBSERVE,
+    REVERT_SOURCE,
     VERIFYING,
     Proposal,
     Store,
@@ -76,6 +85,9 @@ class Actor:
         self.clock = clock
         self.gate = ActionGate(self.config, store, observe)
         self.redactor = Redactor(loaded.secrets)
+        self.runner = Runner(store, executor, self.redactor, clock)
+        self.effects = EffectCheck(self.config, store)
+        self.reverter = Reverter(self.config, store, self.gate, self.runner, self.redactor, clock)
 
     def mode(self) -> str:
         return self.store.mode_override() or self.config.mode
@@ -94,11 +106,18 @@ class Actor:
             report.add(proposal)
         self._verification_deadlines(now)
         for proposal in reversed(self.store.proposals(status="approved", limit=10_000)):
-            await self._run_approved(proposal, now, states, previous, report)
+            if proposal.source != REVERT_SOURCE:  # a revert's gates differ: the reverter runs it
+                await self._run_approved(proposal, now, states, previous, report)
         mode = self.mode()
         for ticket in self.store.due_tickets(now):
             await self._attempt(ticket, mode, now, states, entities, values, previous, report)
+        await self.reverter.step(now=now, mode=mode, values=values, previous=previous, report=report)
         return report
+
+    def confirm_effects(self, observed: Mapping[str, Any], now: float) -> None:
+        """Before a tick is stored: which actions of verifying tickets did what they are for,
+        on what the tick observed (see engine.act.effects)."""
+        self.effects.confirm(observed, now)
 
     # ------------------------------------------------------------------ verification
 
@@ -212,16 +231,12 @@ class Actor:
                 report.add(refused, gate=decision.gate, reason=refused.detail)
                 continue
             proposed += 1
-            if mode == "observe":
-                report.add(self.store.add_proposal(ticket.id, status="proposed", detail="observe mode: recorded only", **common))
-            elif mode == "approve" or decision.action.approval == "required":
-                why = "approve mode" if mode == "approve" else f"action {decision.action.name} requires approval"
-                waiting = self.store.add_proposal(ticket.id, status="awaiting_approval", detail=why,
-                                                  expires_at=now + self.config.gate.approval_ttl, **common)
-                report.add(waiting)
+            decided = by_mode(mode, decision.action, approval_ttl=self.config.gate.approval_ttl, now=now)
+            added = self.store.add_proposal(ticket.id, status=decided.status, detail=decided.detail, expires_at=decided.expires_at, **common)
+            if added.status == "approved":
+                await self._execute(added, decision, current, report)
             else:
-                approved = self.store.add_proposal(ticket.id, status="approved", detail="execute mode", **common)
-                await self._execute(approved, decision, current, report)
+                report.add(added)
         if mode == "observe" and proposed:
             self.store.update_ticket_act(ticket.id, TicketAct(parked=PARKED_OBSERVE), kind="observing", actor="engine", at=now,
                                          data={"reason": "observe mode: proposals recorded, nothing runs until the mode changes"})
@@ -246,14 +261,8 @@ class Actor:
 
     async def _execute(self, proposal: Proposal, cleared: Cleared, ticket: Ticket, report: ActReport) -> None:
         action, request = cleared.action, cleared.request
-        execution = self.store.begin_execution(proposal.id, request=self.redactor.value(request.as_json()), at=self.clock())
-        started = time.monotonic()
-        try:
-            outcome = await self.executor.execute(request)
-        except Exception as exc:  # an executor defect is this execution's failure, not the tick's
-            outcome = ExecutionOutcome(False, "executor failed", "", error=f"{type(exc).__name__}: {one_line(str(exc))}")
-        duration = time.monotonic() - started
-        finished = self.clock()
+        run = await self.runner.run(proposal, request)
+        outcome, finished = run.outcome, run.finished_at
         if outcome.ok:
             deadline = finished + action.verify.within
             change = TicketAct(status=VERIFYING, verify_deadline=deadline, verify_proposal_id=proposal.id, next_attempt_at=None)
@@ -267,11 +276,7 @@ class Actor:
             else:
                 change = TicketAct(status=ESCALATED)
                 event = ("escalated", {"reason": f"{action.name} failed and no attempt is left", "attempts": attempts})
-        self.store.finish_execution(
-            execution.id, ok=outcome.ok, duration_s=duration, response=self.redactor.text(outcome.response),
-            error=None if outcome.error is None else self.redactor.text(outcome.error), at=finished, ticket=change,
-            ticket_event=event, details=self.redactor.value({"status": outcome.status, "endpoints": [r.as_json() for r in outcome.results]}),
-        )
+        self.runner.finish(run, ticket=change, ticket_event=event, arm_revert=action.revert is not None)
         done = self.store.proposal(proposal.id)
         assert done is not None
         report.add(done, request=request.line, outcome=outcome.status)

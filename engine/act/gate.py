@@ -3,7 +3,8 @@
 Gates, in this order (the first refusal wins and is recorded with its reason):
 
 1. kill_switch  the persisted kill switch is off (read from the store every time);
-2. firing       the ticket is open and its entity is firing right now;
+2. firing       the ticket is open and its entity is firing right now (for a revert: the
+                ticket has resolved);
 3. declared     the action is declared in the config;
 4. params       the params are valid against the action's JSON Schema, and fill its request;
 5. guard        its `when` is true on FRESH observations (re-run now), with `params`, `now`, `prev`;
@@ -20,25 +21,21 @@ cooldown and budget give the time from which a new attempt may pass.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 
+from engine.act.fresh import Observe, on_fresh
 from engine.act.request import ActionRequest, render_request
 from engine.config.models import Action, Config
 from engine.durations import format_duration
-from engine.errors import ActionRefused, ExpressionError
-from engine.expr import compile_expr, to_python
-from engine.observe import ObservationResult
+from engine.errors import ActionRefused
 from engine.store import OPEN, PARKED_KILLED, VERIFYING, Store, Ticket
 
 GATES = ("kill_switch", "firing", "declared", "params", "guard", "cooldown", "budget", "in_flight", "attempts")
 HOUR = 3600.0
-
-Observe = Callable[[str], Awaitable[ObservationResult]]
 
 
 @dataclass(frozen=True)
@@ -77,21 +74,28 @@ class ActionGate:
         now: float,
         prev: Mapping[str, Any],
         proposal_id: int | None = None,
+        revert: bool = False,
     ) -> Cleared | Refusal:
+        """`revert`: the action undoes one that ran for this ticket, whose gate 2 is then the
+        opposite: the ticket has resolved (and gate 8 only asks for no other live proposal)."""
         try:
-            return await self._check(ticket, firing, action_name, params, now, prev, proposal_id)
+            return await self._check(ticket, firing, action_name, params, now, prev, proposal_id, revert)
         except _Refused as refused:
             return refused.refusal
 
     async def _check(
-        self, ticket: Ticket, firing: bool, name: str, params: Mapping[str, Any], now: float, prev: Mapping[str, Any], proposal_id: int | None
-    ) -> Cleared:
+        self, ticket: Ticket, firing: bool, name: str, params: Mapping[str, Any], now: float, prev: Mapping[str, Any],
+        proposal_id: int | None, revert: bool,
+    ) -> Cleared:  # fmt: skip
         killed = self.store.killed()
         if killed is not None:
             refuse("kill_switch", f"the kill switch is on (turned on by {killed['actor']})", park=PARKED_KILLED)
-        if not ticket.is_open:
+        if revert:
+            if ticket.is_open:
+                refuse("firing", f"ticket #{ticket.id} is {ticket.status}: a revert runs only once it has resolved")
+        elif not ticket.is_open:
             refuse("firing", f"ticket #{ticket.id} is resolved; nothing to fix")
-        if not firing:
+        elif not firing:
             refuse("firing", f"the invariant {ticket.invariant} no longer fires for {ticket.entity_key or 'the cluster'!r}")
         action = self.config.action(name)
         if action is None:
@@ -105,7 +109,7 @@ class ActionGate:
             refuse("cooldown", f"{action.name} ran for {ticket.entity_key or 'the cluster'!r} {format_duration(now - last)} ago; "
                    f"its cooldown is {format_duration(action.cooldown)}", retry_at=last + action.cooldown)
         self._budget(action, now)
-        self._in_flight(ticket, proposal_id)
+        self._in_flight(ticket, proposal_id, revert)
         attempts = self.store.attempts(ticket.id, action.name)
         if attempts >= action.max_attempts:
             refuse("attempts", f"{action.name} already ran {attempts} time(s) for ticket #{ticket.id}; max_attempts is {action.max_attempts}")
@@ -128,20 +132,11 @@ class ActionGate:
     async def _guard(self, action: Action, params: Mapping[str, Any], now: float, prev: Mapping[str, Any]) -> None:
         if action.when is None:
             return
-        compiled = compile_expr(action.when)
-        names = [n for n in self.config.observations if n in compiled.names]
-        results = await asyncio.gather(*(self.observe(n) for n in names))
-        failed = [r for r in results if not r.ok]
-        if failed:
-            refuse("guard", "; ".join(f"observation {r.name} failed when re-run for the guard: {r.error}" for r in failed))
-        env: dict[str, Any] = {r.name: r.value for r in results}
-        env.update(params=dict(params), now=now, prev=dict(prev), vars=self.config.variable_values())
-        try:
-            verdict = to_python(compiled.evaluate(env))
-        except ExpressionError as exc:
-            refuse("guard", f"the guard of {action.name} ({action.when}) could not be evaluated: {exc}")
-        if verdict is not True:
-            refuse("guard", f"the guard of {action.name} ({action.when}) is {verdict!r} on fresh observations")
+        verdict = await on_fresh(self.config, self.observe, action.when, params=params, now=now, prev=prev)
+        if verdict.failure is not None:
+            refuse("guard", f"the guard of {action.name}: {verdict.failure}")
+        if not verdict.holds:
+            refuse("guard", f"the guard of {action.name} ({action.when}) is {verdict.value!r} on fresh observations")
 
     def _budget(self, action: Action, now: float) -> None:
         if action.budget_per_hour is not None:
@@ -155,10 +150,10 @@ class ActionGate:
             refuse("budget", f"{len(times)} action(s) ran in the last hour; gate.budget_per_hour is {limit}",
                    retry_at=times[len(times) - limit] + HOUR)
 
-    def _in_flight(self, ticket: Ticket, proposal_id: int | None) -> None:
-        if ticket.status == VERIFYING:
+    def _in_flight(self, ticket: Ticket, proposal_id: int | None, revert: bool) -> None:
+        if not revert and ticket.status == VERIFYING:
             refuse("in_flight", f"ticket #{ticket.id} is verifying proposal #{ticket.verify_proposal_id}")
-        if ticket.status != OPEN:
+        if not revert and ticket.status != OPEN:
             refuse("in_flight", f"ticket #{ticket.id} is {ticket.status}: a human decides what happens next")
         others = [p for p in self.store.live_proposals(ticket.id) if p.id != proposal_id]
         if others:

@@ -298,9 +298,14 @@ class Checker:
             for i, entry in enumerate(inv.runbook):
                 self.runbook_entry(base + ("runbook", i), entry.action, entry.params, scope | {"key": ct.STRING}, what)
 
-    def runbook_entry(self, path: DocPath, action_name: str, params: dict[str, str], scope: dict[str, ct.T], what: str) -> None:
+    def runbook_entry(
+        self, path: DocPath, action_name: str, params: dict[str, str], scope: dict[str, ct.T], what: str,
+        entry: str = "runbook entry", owner: str = "runbook",
+    ) -> None:  # fmt: skip
+        """An action named with CEL params (a runbook entry, a revert): the action exists and the
+        params fit its schema as far as can be seen without observations."""
         if action_name not in self.cfg.action_names:
-            self.report(path + ("action",), f"runbook of {what} names unknown action '{action_name}'; {_names_hint(action_name, self.cfg.action_names, 'actions')}")
+            self.report(path + ("action",), f"{owner} of {what} names unknown action '{action_name}'; {_names_hint(action_name, self.cfg.action_names, 'actions')}")
             return
         action = next((a for _, a in self.cfg.actions if a.name == action_name), None)
         schema_ok = action is not None and _is_valid_schema(action.params)
@@ -310,7 +315,7 @@ class Checker:
             where = path + ("params", pname)
             bare = source.strip()
             hints = {bare: f"to pass the text '{bare}', quote it: \"'{bare}'\" (a param is a CEL expression)"} if bare.isidentifier() else None
-            compiled, value = self.cel(where, source, scope, f"param '{pname}' of a runbook entry of {what}", hints)
+            compiled, value = self.cel(where, source, scope, f"param '{pname}' of {'a runbook entry' if entry == 'runbook entry' else 'the ' + entry} of {what}", hints)
             subschema = properties.get(pname)
             wanted = ct.from_schema(subschema) if isinstance(subschema, dict) else ct.DYN
             if wanted is not ct.DYN and not _fits(value, wanted):
@@ -325,7 +330,7 @@ class Checker:
         if action is None or not schema_ok:
             return
         for missing in sorted(set(action.params.get("required", [])) - set(params)):
-            self.report(path + ("params",), f"action '{action_name}' requires param '{missing}', which this runbook entry does not give")
+            self.report(path + ("params",), f"action '{action_name}' requires param '{missing}', which this {entry} does not give")
         if action.params.get("additionalProperties") is False:
             for extra in sorted(set(params) - set(properties)):
                 self.report(path + ("params", extra), f"action '{action_name}' has no param '{extra}' (its params: {', '.join(sorted(properties)) or 'none'})", key=True)
@@ -345,10 +350,17 @@ class Checker:
             if schema_ok and action.params.get("type") != "object":
                 self.report(base + ("params",), f"the params schema of {what} must have `type: object`")
             declared = set(action.params.get("properties", {})) if schema_ok and isinstance(action.params.get("properties"), dict) else None
+            scope = self.base_scope() | {"params": ct.from_schema(action.params) if schema_ok else ct.DYN}
             if action.when is not None:
-                scope = self.base_scope() | {"params": ct.from_schema(action.params) if schema_ok else ct.DYN}
                 _, value = self.cel(base + ("when",), action.when, scope, f"the guard of {what}", {"item": GUARD_ITEM_HINT})
                 self.expect(base + ("when",), value, ("bool",), f"the guard of {what}", "a bool")
+            # The effect check and the revert read a tick's observations, without a `prev` of their own.
+            after = {name: t for name, t in scope.items() if name != "prev"}
+            if action.verify.expr is not None:
+                _, value = self.cel(base + ("verify", "expr"), action.verify.expr, after, f"the effect check (verify.expr) of {what}")
+                self.expect(base + ("verify", "expr"), value, ("bool",), f"the effect check (verify.expr) of {what}", "a bool")
+            if action.revert is not None:
+                self.revert(base + ("revert",), action, after, what)
             if action.http is not None:
                 self.target(base + ("http", "target"), action.http.target, "http", what)
                 for sub, value in _http_template_fields(action):
@@ -363,6 +375,20 @@ class Checker:
                     )
                 for i, arg in enumerate(action.redis.command):
                     self.placeholders(base + ("redis", "command", i), arg, declared, what)
+
+    def revert(self, path: DocPath, action: Action, scope: dict[str, ct.T], what: str) -> None:
+        revert = action.revert
+        assert revert is not None
+        if revert.action == action.name:
+            self.report(path + ("action",), f"{what} cannot revert itself; name the action that undoes it")
+            return
+        undoing = next((a for _, a in self.cfg.actions if a.name == revert.action), None)
+        if undoing is not None and undoing.revert is not None:
+            self.report(path + ("action",), f"the revert of {what} is action '{revert.action}', which declares a revert itself; reverts do not chain")
+        self.runbook_entry(path, revert.action, revert.params, scope, what, entry="revert", owner="the revert")
+        if revert.when is not None:
+            _, value = self.cel(path + ("when",), revert.when, scope, f"the `when` of the revert of {what}")
+            self.expect(path + ("when",), value, ("bool",), f"the `when` of the revert of {what}", "a bool")
 
     def placeholders(self, path: DocPath, value: Any, declared: set[str] | None, what: str) -> None:
         if declared is None:

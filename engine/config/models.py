@@ -302,6 +302,36 @@ class RedisRequest(Strict):
 
 class Verify(Strict):
     within: Duration = Field(60.0, description="The invariant must hold again within this time, or escalate.")
+    expr: Cel | None = Field(
+        None,
+        description=(
+            "The action's own effect: CEL over fresh observations, `params` and `now` that holds once the "
+            "action did what it is for. Checked after it runs and while its ticket verifies; only a "
+            "confirmed effect credits the action with the recovery, else the ticket says the invariant "
+            "holds again and the action's effect was not confirmed."
+        ),
+        examples=["!registry.exists(n, n.id == params.node_id)"],
+    )
+
+
+class Revert(Strict):
+    """What undoes an action, run after its ticket resolves so the system ends as it was before
+    the operator touched it: another declared action, once, through every gate, in the current
+    mode, recorded on the same ticket."""
+
+    action: Name = Field(description="The declared action that undoes this one.")
+    params: dict[str, Cel] = Field(
+        default_factory=dict,
+        description="Its params: CEL over `params` (this action's), observations and `now`.",
+        examples=[{"node_id": "params.node_id"}],
+    )
+    when: Cel | None = Field(
+        None,
+        description=(
+            "Run it once this holds: CEL over the tick's observations, `params` (this action's) and `now`. "
+            "Default: as soon as the ticket resolves."
+        ),
+    )
 
 
 class Action(Strict):
@@ -326,6 +356,7 @@ class Action(Strict):
     budget_per_hour: int | None = Field(None, ge=1, description="At most this many runs per hour.")
     verify: Verify = Field(default_factory=Verify)
     max_attempts: int = Field(1, ge=1, le=10, description="Runs per ticket at most.", examples=[2])
+    revert: Revert | None = Field(None, description="What undoes this action once its ticket has resolved.")
 
     @model_validator(mode="after")
     def _one_request(self) -> Action:

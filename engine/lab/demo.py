@@ -15,7 +15,8 @@ failure or Ctrl-C).
 Expectations by mode:
 - `execute` / `approve`: detected, then recovered within the scenario's timeout: the fault's
   steps are over, the expected action (if the scenario names one) executed successfully, the
-  recovered invariant has no pending or firing entity, and the scenario's checks pass. Actions that need approval (`approval: required`,
+  recovered invariant has no pending or firing entity, every revert the operator armed has run
+  (when the scenario expects `reverts_done`), and the scenario's checks pass. Actions that need approval (`approval: required`,
   or every action in `approve` mode) are approved by the demo itself, standing in for the human,
   through the same store call `opctl actions approve` makes; the timeline says so. Only proposals
   for the scenario's own invariant are approved; anything else waits (and expires) as it would
@@ -348,6 +349,8 @@ class _DemoRun:
             return self.progress.diagnosed and self._expected_proposals_recorded()
         if not injected or (self.expect.action is not None and self.expect.action not in self._actions()):
             return False
+        if self.expect.reverts_done and self._armed_reverts():
+            return False
         recovered = self.expect.recovered_invariant
         return not any(inv == recovered for inv, _ in self._violated(monitor))
 
@@ -363,6 +366,10 @@ class _DemoRun:
         self._note("RECOVERED", f"{self.expect.recovered_invariant} holds again"
                                 + (" and the recovery checks pass" if self.expect.recovered.check else ""))
         return True
+
+    def _armed_reverts(self) -> list[str]:
+        """The actions whose revert has not run yet."""
+        return [r.action for r in self.store.reverts() if r.status == "armed"]
 
     def _actions(self) -> list[str]:
         wanted = "proposed" if self.mode == "observe" else "succeeded"
@@ -386,6 +393,8 @@ class _DemoRun:
                 reasons.append(f"{self.expect.recovered_invariant} did not recover")
             if self.expect.action is not None and self.expect.action not in self._actions():
                 reasons.append(f"{self.expect.action} was not executed")
+            if self.expect.reverts_done and self._armed_reverts():
+                reasons.append(f"the revert of {', '.join(self._armed_reverts())} did not run")
         return reasons
 
     def result(self, reasons: list[str]) -> DemoResult:

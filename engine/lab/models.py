@@ -89,11 +89,36 @@ class RedisProcess(Strict):
     args: list[Text] = Field(default_factory=list, description="Extra arguments, e.g. [--maxmemory, 64mb].")
 
 
+class LabTarget(Strict):
+    """A scrape target with labels of its own, e.g. the deployment's `instance` name."""
+
+    target: Text = Field(description="host:port, e.g. 127.0.0.1:12180.")
+    labels: EnvMap = Field(default_factory=dict, examples=[{"instance": "app1:8080"}])
+
+
+class PrometheusProcess(Strict):
+    """A real Prometheus on 127.0.0.1 (Debian's `prometheus` package), configured from a deployment's
+    own config: its jobs, relabelling and rules; only the targets and the scrape interval differ.
+    The generated config and the data live in the state dir (data starts empty on `lab up`)."""
+
+    port: Port
+    config: str = Field(description="The deployment's prometheus.yml, relative to the lab file.")
+    targets: dict[str, list[Text | LabTarget]] = Field(
+        description=(
+            "host:port targets for every job of `config` ([] scrapes nothing), e.g. {app: ['127.0.0.1:18080']}; "
+            "a `{target, labels}` entry gets labels of its own."
+        )
+    )
+    scrape_interval: Duration = Field(1.0, description="How often every job scrapes in the lab, e.g. 1s.")
+
+
 class Process(Strict):
-    """One process of the lab: a built-in `redis`, or a `command`."""
+    """One process of the lab: a built-in `redis` or `prometheus`, or a `command`.
+    A `prometheus` process is ready once it has scraped every target (unless `ready` says otherwise)."""
 
     name: Name
     redis: RedisProcess | None = None
+    prometheus: PrometheusProcess | None = None
     command: list[Text] | None = Field(
         None, min_length=1, description="argv; `{python}` is replaced by the running Python interpreter."
     )
@@ -109,8 +134,8 @@ class Process(Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Process:
-        if (self.redis is None) == (self.command is None):
-            raise ValueError(f"process '{self.name}' needs exactly one of `redis` or `command`")
+        if sum(kind is not None for kind in (self.redis, self.prometheus, self.command)) != 1:
+            raise ValueError(f"process '{self.name}' needs exactly one of `redis`, `prometheus` or `command`")
         return self
 
     def listen_ports(self) -> list[int]:
@@ -118,6 +143,8 @@ class Process(Strict):
         found: list[int] = []
         if self.redis is not None:
             found.append(self.redis.port)
+        if self.prometheus is not None:
+            found.append(self.prometheus.port)
         if self.ready is not None and self.ready.tcp is not None:
             found.append(int(self.ready.tcp.rpartition(":")[2]))
         if self.ready is not None and self.ready.http is not None:
@@ -132,6 +159,8 @@ class Process(Strict):
             return self.endpoint
         if self.redis is not None:
             return f"redis://127.0.0.1:{self.redis.port}/0"
+        if self.prometheus is not None:
+            return f"http://127.0.0.1:{self.prometheus.port}"
         if self.ready is not None and self.ready.http is not None:
             match = _HTTP_URL.match(self.ready.http)
             return match.group(1) if match else None
@@ -289,6 +318,10 @@ class Expect(Strict):
     key: str | None = Field(None, description="The entity key that must fire (e.g. node2); any when absent.")
     action: Name | None = Field(None, description="The action expected to remediate; none when the fault heals itself.")
     recovered: Recovered = Field(default_factory=Recovered)
+    reverts_done: bool = Field(
+        False,
+        description="Recovered also means every revert the operator armed has run: the system ends as it was before it acted.",
+    )
 
     @property
     def recovered_invariant(self) -> str:

@@ -23,6 +23,7 @@ from engine.config.schema_errors import schema_problems
 from engine.config.validate import LoadedConfig
 from engine.errors import ConfigError
 from engine.lab.models import Lab, Process, Scenario, Step
+from engine.lab.prometheus_server import lab_config
 
 DEFAULT_STATE_DIR = "../../.opctl/lab/{name}"
 
@@ -216,6 +217,12 @@ def _semantic_problems(doc: LoadedDocument, spec: LabSpec) -> list[Problem]:
                 later = any(p.name == dep for p in lab.processes)
                 hint = "processes start in the order listed; move it above" if later else "no such process"
                 report(base + ("after", j), f"process '{process.name}' starts after '{dep}': {hint}")
+        if process.prometheus is not None:
+            settings = process.prometheus
+            try:
+                lab_config(spec.base_dir / settings.config, settings.targets, settings.scrape_interval)
+            except ValueError as exc:
+                report(base + ("prometheus",), str(exc))
         cwd = spec.cwd_of(process)
         if not cwd.is_dir():
             report(base + ("cwd",) if process.cwd else ("cwd",), f"working directory {cwd} of process '{process.name}' does not exist")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 import redis
 
+from engine.lab import prometheus_server
 from engine.lab.models import LabError, Process
 from engine.lab.redis_server import RedisServer
 from engine.lab.spec import LabSpec
@@ -106,6 +108,9 @@ def up(spec: LabSpec, *, env: Mapping[str, str] | None = None, clock: Clock = ti
         )
     for process in spec.lab.processes:
         _check_ports_free(process)
+        if process.prometheus is not None:
+            prometheus_server.find_prometheus()  # refuse before anything starts
+            shutil.rmtree(_prometheus_dir(spec, process) / "data", ignore_errors=True)  # no series of a previous run
     spec.log_dir.mkdir(parents=True, exist_ok=True)
     records: list[ProcessRecord] = []
     try:
@@ -239,8 +244,22 @@ def command_of(spec: LabSpec, process: Process) -> list[str]:
         # `--set-proc-title no` keeps /proc/<pid>/cmdline equal to this argv (ownership check).
         extra = ["--set-proc-title", "no", *process.redis.args]
         return RedisServer(process.redis.port, workdir=workdir, extra_args=extra).command()
+    if process.prometheus is not None:
+        settings = process.prometheus
+        try:
+            config = prometheus_server.lab_config(spec.base_dir / settings.config, settings.targets, settings.scrape_interval)
+        except ValueError as exc:
+            raise LabError(f"process '{process.name}': {exc}") from None
+        home = _prometheus_dir(spec, process)
+        config_file = prometheus_server.write_config(config, home / "prometheus.yml")
+        return prometheus_server.command(prometheus_server.find_prometheus(), config_file, home / "data", settings.port)
     assert process.command is not None
     return [part.replace("{python}", sys.executable) for part in process.command]
+
+
+def _prometheus_dir(spec: LabSpec, process: Process) -> Path:
+    """Where a `prometheus` process keeps its generated config and its data."""
+    return spec.state_dir / process.name
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -346,6 +365,9 @@ def _probe(spec: LabSpec, process: Process, log_offset: int) -> bool:
             return False
         finally:
             client.close()
+    if process.prometheus is not None and ready is None:
+        expected = sum(len(targets) for targets in process.prometheus.targets.values())
+        return prometheus_server.scraped_every_target(f"http://127.0.0.1:{process.prometheus.port}", expected)
     if ready is None:
         return True
     if ready.http is not None:
@@ -373,6 +395,8 @@ def _probe(spec: LabSpec, process: Process, log_offset: int) -> bool:
 def _describe_probe(process: Process) -> str:
     ready = process.ready
     if ready is None:
+        if process.prometheus is not None:
+            return "Prometheus was not ready, or had not scraped every target once"
         return "redis PING" if process.redis is not None else "no probe"
     if ready.http is not None:
         return f"GET {ready.http} never answered 2xx"

@@ -155,8 +155,10 @@ def bucket_increase(now: Buckets, before: Buckets | None) -> Buckets:
 
 def histogram_quantile(q: float, buckets: Buckets) -> float | None:
     """Prometheus' `histogram_quantile` (linear interpolation inside the bucket holding the
-    rank); None where Prometheus gives NaN (no +Inf bucket, fewer than two buckets, no
-    observations)."""
+    rank); None where Prometheus gives NaN or an infinity (q outside [0, 1], no +Inf bucket,
+    fewer than two buckets, no observations, q = 0 with an empty first bucket)."""
+    if math.isnan(q) or q < 0 or q > 1:  # Prometheus: NaN, -Inf, +Inf; none of them a value
+        return None
     if not buckets or not math.isinf(buckets[-1][0]) or len(buckets) < 2:
         return None
     observations = buckets[-1][1]
@@ -174,4 +176,6 @@ def histogram_quantile(q: float, buckets: Buckets) -> float | None:
         start = buckets[b - 1][0]
         count -= buckets[b - 1][1]
         rank -= buckets[b - 1][1]
+    if count == 0:  # only for rank 0 (q = 0) in an empty first bucket: Prometheus' 0/0 is NaN
+        return None
     return finite_or_none(start + (end - start) * (rank / count))

@@ -19,6 +19,14 @@ token spend (the DiagnosisCache / TokenLedger of engine.diagnose, see engine.act
 switches (the kill switch and the mode override), which a running loop reads every tick, so
 `opctl kill` from another process takes effect within one tick. Each of these changes writes its
 audit event in the same transaction.
+
+Reverts (schema v4): an action that declares a `revert` arms it when it succeeds, in the
+execution's own transaction; once the ticket resolves the engine proposes and runs the revert on
+the same ticket (engine.act.revert). A revert is `armed`, then `done` or `given_up`.
+
+Credit: a verifying ticket that resolves gets `verified` (the action is credited) only when an
+`effect_confirmed` event (its `verify.expr` held on fresh observations) exists for the proposal
+that ran; otherwise `recovered`: the invariant holds again, the action's effect was not confirmed.
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ from __future__ import annotations
 from engine.store.base import BUSY_TIMEOUT_S
 from engine.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from engine.store.migrations import _statements as _statements  # tests split migrations with it
-from engine.store.records import Event, Execution, Proposal, TickChanges, Ticket, TicketAct
+from engine.store.records import ArmedRevert, Event, Execution, Proposal, TickChanges, Ticket, TicketAct
+from engine.store.reverting import REVERT_SOURCE
 from engine.store.statuses import (
     ESCALATED,
     EXECUTION_STATUSES,
@@ -45,6 +54,7 @@ from engine.store.statuses import (
 from engine.store.store import Store
 
 __all__ = [
+    "ArmedRevert",
     "BUSY_TIMEOUT_S",
     "ESCALATED",
     "EXECUTION_STATUSES",
@@ -61,6 +71,7 @@ __all__ = [
     "PROPOSAL_STATUSES",
     "Proposal",
     "RESOLVED",
+    "REVERT_SOURCE",
     "SCHEMA_VERSION",
     "Store",
     "TICKET_STATUSES",

@@ -118,27 +118,48 @@ class ActingStore(StoreBase):
         actor: str = "engine",
     ) -> Proposal:
         """Record a proposal with the gate's decision, and its event (kind = the status)."""
+        with self._transaction() as conn:
+            return self._insert_proposal(
+                conn, ticket_id, action=action, params=params, reason=reason, source=source, status=status, at=at,
+                gate=gate, detail=detail, expires_at=expires_at, actor=actor,
+            )  # fmt: skip
+
+    def _insert_proposal(
+        self,
+        conn: sqlite3.Connection,
+        ticket_id: int,
+        *,
+        action: str,
+        params: Mapping[str, Any],
+        reason: str,
+        source: str,
+        status: str,
+        at: float,
+        gate: str | None,
+        detail: str | None,
+        expires_at: float | None,
+        actor: str,
+    ) -> Proposal:
         if status not in PROPOSAL_STATUSES:
             raise StoreError(f"unknown proposal status {status!r}")
-        with self._transaction() as conn:
-            ticket = self._require(conn, ticket_id, "propose an action for")
-            cursor = conn.execute(
-                "INSERT INTO proposals (ticket_id, action, params, reason, source, status, gate, detail, created_at, "
-                "updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (ticket_id, action, _dumps(dict(params)), reason, source, status, gate, detail, at, at, expires_at),
-            )
-            proposal_id = int(cursor.lastrowid)  # type: ignore[arg-type]
-            data: dict[str, Any] = {"proposal": proposal_id, "action": action, "params": dict(params), "source": source}
-            if reason:
-                data["reason"] = reason
-            if gate is not None:
-                data["gate"] = gate
-            if detail is not None:
-                data["detail"] = detail
-            if expires_at is not None:
-                data["expires_at"] = expires_at
-            self._insert_event(conn, status, ticket_id, ticket.invariant, ticket.entity_key, actor, at, data)
-            return self._proposal(conn, proposal_id)  # type: ignore[return-value]
+        ticket = self._require(conn, ticket_id, "propose an action for")
+        cursor = conn.execute(
+            "INSERT INTO proposals (ticket_id, action, params, reason, source, status, gate, detail, created_at, "
+            "updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ticket_id, action, _dumps(dict(params)), reason, source, status, gate, detail, at, at, expires_at),
+        )
+        proposal_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+        data: dict[str, Any] = {"proposal": proposal_id, "action": action, "params": dict(params), "source": source}
+        if reason:
+            data["reason"] = reason
+        if gate is not None:
+            data["gate"] = gate
+        if detail is not None:
+            data["detail"] = detail
+        if expires_at is not None:
+            data["expires_at"] = expires_at
+        self._insert_event(conn, status, ticket_id, ticket.invariant, ticket.entity_key, actor, at, data)
+        return self._proposal(conn, proposal_id)  # type: ignore[return-value]
 
     def set_proposal_status(
         self,
@@ -310,9 +331,11 @@ class ActingStore(StoreBase):
         ticket_event: tuple[str, Mapping[str, Any]] | None = None,
         details: Mapping[str, Any] | None = None,
         actor: str = "engine",
+        arm_revert: bool = False,
     ) -> Execution:
         """Record how an execution ended; its proposal becomes succeeded/failed (event with the
-        status, duration and response excerpt) and the ticket's acting state changes with it."""
+        status, duration and response excerpt) and the ticket's acting state changes with it.
+        `arm_revert`: the action declares a revert; a success arms it in the same transaction."""
         with self._transaction() as conn:
             execution = self._execution(conn, execution_id)
             if execution is None:
@@ -339,7 +362,20 @@ class ActingStore(StoreBase):
                 assert row is not None
                 kind, event = ticket_event
                 self._insert_event(conn, kind, row.id, row.invariant, row.entity_key, actor, at, event)
+            if ok and arm_revert:
+                self._arm_revert(conn, execution, proposal, at, actor)
             return self._execution(conn, execution_id)  # type: ignore[return-value]
+
+    def _arm_revert(self, conn: sqlite3.Connection, execution: Execution, proposal: Proposal, at: float, actor: str) -> None:
+        """What undoes this execution waits for its ticket to resolve (engine.store.reverting)."""
+        cursor = conn.execute(
+            "INSERT INTO reverts (ticket_id, execution_id, action, params, status, created_at) VALUES (?, ?, ?, ?, 'armed', ?)",
+            (execution.ticket_id, execution.id, proposal.action, _dumps(proposal.params), at),
+        )
+        ticket = self._ticket(conn, execution.ticket_id)
+        assert ticket is not None
+        data = {"revert": cursor.lastrowid, "execution": execution.id, "action": proposal.action, "params": proposal.params}
+        self._insert_event(conn, "revert_armed", ticket.id, ticket.invariant, ticket.entity_key, actor, at, data)
 
     def interrupted_executions(self, now: float, *, actor: str = "engine") -> list[Execution]:
         """On start: executions a crash left `executing` become `unknown`; their proposals fail and

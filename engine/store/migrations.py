@@ -124,6 +124,23 @@ MIGRATIONS: tuple[str, ...] = (
         at REAL NOT NULL
     );
     """,
+    # v4: reverts: armed with the execution of an action that declares one (same transaction),
+    # run after its ticket resolves; `proposal_id` is the revert's current proposal
+    """
+    CREATE TABLE reverts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        execution_id INTEGER NOT NULL UNIQUE REFERENCES executions(id),
+        action TEXT NOT NULL,
+        params TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL CHECK (status IN ('armed', 'done', 'given_up')),
+        proposal_id INTEGER REFERENCES proposals(id),
+        waiting TEXT,
+        created_at REAL NOT NULL,
+        closed_at REAL
+    );
+    CREATE INDEX reverts_by_status ON reverts(status, id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -132,6 +132,31 @@ class Execution:
 
 
 @dataclass(frozen=True)
+class ArmedRevert:
+    """What undoes one execution of an action that declares a `revert`.
+
+    Attributes:
+        action / params: the action that ran and its params (its `revert` says what undoes it).
+        status: `armed` (waits for its ticket to resolve, its `when`, the gates), `done` (the
+            revert ran) or `given_up` (it cannot run: refused, failed, rejected...; see the events).
+        proposal_id: the revert's current proposal (None until one is made, or again after a
+            proposal that may be made again: observe mode, cancelled by the kill switch).
+        waiting: the last reason recorded for waiting (each reason is written once).
+    """
+
+    id: int
+    ticket_id: int
+    execution_id: int
+    action: str
+    params: dict[str, Any]
+    status: str
+    proposal_id: int | None
+    waiting: str | None
+    created_at: float
+    closed_at: float | None
+
+
+@dataclass(frozen=True)
 class TicketAct:
     """A change of a ticket's acting state, written with the event that explains it.
 
@@ -154,6 +179,7 @@ _EVENT_COLUMNS = "id, ticket_id, invariant, entity_key, kind, actor, at, data"
 _PROPOSAL_COLUMNS = (
     "id, ticket_id, action, params, reason, source, status, gate, detail, created_at, updated_at, expires_at, decided_by"
 )
+_REVERT_COLUMNS = "id, ticket_id, execution_id, action, params, status, proposal_id, waiting, created_at, closed_at"
 _EXECUTION_COLUMNS = (
     "id, proposal_id, ticket_id, action, entity_key, status, request, started_at, finished_at, duration_s, response, error"
 )
@@ -192,3 +218,7 @@ def _proposal_from_row(r: tuple[Any, ...]) -> Proposal:
 
 def _execution_from_row(r: tuple[Any, ...]) -> Execution:
     return Execution(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10], r[11])
+
+
+def _revert_from_row(r: tuple[Any, ...]) -> ArmedRevert:
+    return ArmedRevert(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7], r[8], r[9])

@@ -1,4 +1,4 @@
-"""`Store`: the ticketing and acting parts over one shared connection (see engine.store)."""
+"""`Store`: the ticketing, acting and reverting parts over one shared connection (see engine.store)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.evaluate import EntityState
-from engine.store.acting import ActingStore
 from engine.store.base import BUSY_TIMEOUT_S
+from engine.store.reverting import RevertingStore
 from engine.store.ticketing import TicketingStore
 
 
-class Store(TicketingStore, ActingStore):
+class Store(TicketingStore, RevertingStore):
     """The SQLite ticket store of one subject. Not shared between processes that both write
     ticks: one engine per file (readers such as `opctl tickets` are fine)."""
 

@@ -1,6 +1,6 @@
 """The Store's ticketing: invariant states, the tick transaction, tickets (with manual resolve
 and hold), the append-only event log, and crediting the action that ran when a verifying
-ticket resolves.
+ticket resolves (only when its effect was confirmed).
 """
 
 from __future__ import annotations
@@ -331,12 +331,19 @@ class TicketingStore(StoreBase):
     # ------------------------------------------------------------------ acting: verification credit
 
     def _credit(self, conn: sqlite3.Connection, ticket_id: int, proposal_id: int | None, t: Transition, actor: str) -> None:
-        """The invariant holds again while the ticket was verifying: credit the action that ran."""
+        """The invariant holds again while the ticket was verifying after an action: the action is
+        credited (`verified`) only when its own effect was confirmed (an `effect_confirmed` event
+        for its proposal); otherwise `recovered` says it held again and the effect was not confirmed."""
         proposal = None if proposal_id is None else self._proposal(conn, proposal_id)
         data: dict[str, Any] = {"proposal": proposal_id}
         if proposal is not None:
             data.update(action=proposal.action, params=proposal.params)
+        confirmed = proposal_id is not None and conn.execute(
+            "SELECT 1 FROM events WHERE ticket_id = ? AND kind = 'effect_confirmed' AND json_extract(data, '$.proposal') = ?",
+            (ticket_id, proposal_id),
+        ).fetchone() is not None
+        data["effect_confirmed"] = confirmed
         conn.execute(
             "UPDATE tickets SET verify_deadline = NULL, next_attempt_at = NULL, parked = NULL WHERE id = ?", (ticket_id,)
         )
-        self._insert_event(conn, "verified", ticket_id, t.invariant, t.key, actor, t.at, data)
+        self._insert_event(conn, "verified" if confirmed else "recovered", ticket_id, t.invariant, t.key, actor, t.at, data)

@@ -80,7 +80,7 @@ def config_data(url: str, **overrides: Any) -> dict[str, Any]:
                 "when": 'nodes.exists(n, n.id == params.node_id && n.state == "down")',
                 "http": {"target": "api", "method": "DELETE", "path": "/v1/nodes/{node_id}"},
                 "cooldown": "10m",
-                "verify": {"within": "30s"},
+                "verify": {"within": "30s", "expr": "!nodes.exists(n, n.id == params.node_id)"},
             },
             {
                 "name": "restart_node",

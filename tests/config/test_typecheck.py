@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def copy_of(tmp_path: Path, name: str) -> Path:
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
     shutil.copytree(ROOT / "subjects", tmp_path / "subjects")
+    shutil.copytree(ROOT / "compose", tmp_path / "compose")  # the TiKV lab's Prometheus config
     return tmp_path / "configs" / f"{name}.yaml"
 
 

@@ -358,3 +358,55 @@ def test_cli_ten_megabyte_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 1
     assert "Traceback" not in result.output
+
+
+REVERTED = BASE.replace(
+    '    http: {target: api, method: DELETE, path: "/v1/nodes/{node_id}"}\n',
+    '    http: {target: api, method: DELETE, path: "/v1/nodes/{node_id}"}\n'
+    "    verify: {within: 1m, expr: '!nodes.exists(n, n.id == params.node_id)'}\n"
+    "    revert: {action: add_node, params: {node_id: params.node_id}, when: 'now > 0.0'}\n"
+    "  - name: add_node\n"
+    "    description: Put a node back.\n"
+    "    params: {type: object, required: [node_id], additionalProperties: false, properties: {node_id: {type: string}}}\n"
+    '    http: {target: api, method: PUT, path: "/v1/nodes/{node_id}"}\n',
+)
+
+
+def test_a_revert_and_an_effect_check_are_valid(tmp_path: Path) -> None:
+    assert problems_of(tmp_path, REVERTED) == []
+    drop = load_config(write(tmp_path, REVERTED), env={}).config.action("drop_node")
+    assert drop is not None and drop.revert is not None and drop.verify.expr is not None
+    assert (drop.revert.action, drop.revert.params, drop.revert.when) == ("add_node", {"node_id": "params.node_id"}, "now > 0.0")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragment", "path", "message"),
+    [
+        ("revert: {action: add_node,", "revert: {action: add_nod,", "add_nod,", "actions.0.revert.action",
+         "the revert of action 'drop_node' names unknown action 'add_nod'; did you mean 'add_node'? actions: add_node, drop_node"),
+        ("revert: {action: add_node,", "revert: {action: drop_node,", "revert:", "actions.0.revert.action",
+         "action 'drop_node' cannot revert itself; name the action that undoes it"),
+        ("params: {node_id: params.node_id}", "params: {node_id: params.node_id, force: 'true'}", "force:", "actions.0.revert.params.force",
+         "action 'add_node' has no param 'force' (its params: node_id)"),
+        ("params: {node_id: params.node_id}", "params: {}", "revert:", "actions.0.revert.params",
+         "action 'add_node' requires param 'node_id', which this revert does not give"),
+        ("when: 'now > 0.0'", "when: 'item.id == params.node_id'", "revert:", "actions.0.revert.when",
+         "unknown name 'item' in the `when` of the revert of action 'drop_node'; names declared here: memory, nodes, now, params, vars"),
+        ("expr: '!nodes.exists(n, n.id == params.node_id)'", "expr: 'prev.nodes == nodes'", "verify:", "actions.0.verify.expr",
+         "unknown name 'prev' in the effect check (verify.expr) of action 'drop_node'; names declared here: memory, nodes, now, params, vars"),
+    ],
+)  # fmt: skip
+def test_revert_and_effect_check_problems_are_located(tmp_path: Path, old: str, new: str, fragment: str, path: str, message: str) -> None:
+    text = REVERTED.replace(old, new)
+    [(line, _, where, found)] = problems_of(tmp_path, text)
+    assert (line, where, found) == (line_of(text, fragment), path, message)
+
+
+def test_reverts_do_not_chain(tmp_path: Path) -> None:
+    text = REVERTED.replace(
+        '    http: {target: api, method: PUT, path: "/v1/nodes/{node_id}"}\n',
+        '    http: {target: api, method: PUT, path: "/v1/nodes/{node_id}"}\n'
+        "    revert: {action: drop_node, params: {node_id: params.node_id}}\n",
+    )
+    messages = [m for _, _, _, m in problems_of(tmp_path, text)]
+    assert "the revert of action 'drop_node' is action 'add_node', which declares a revert itself; reverts do not chain" in messages

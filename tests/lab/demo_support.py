@@ -25,7 +25,10 @@ def lab_env(config: Path, state_dir: Path) -> dict[str, str]:
     """The environment that puts the config's lab on free ports with its state in `state_dir`."""
     names = {
         RATELIMITER: ["OPCTL_LAB_REDIS_PORT", "OPCTL_LAB_RL_PORT_1", "OPCTL_LAB_RL_PORT_2", "OPCTL_LAB_RL_PORT_3"],
-        TIKV: ["OPCTL_LAB_PD_PORT_1", "OPCTL_LAB_PD_PORT_2", "OPCTL_LAB_PD_PORT_3", "OPCTL_LAB_PROM_PORT"],
+        TIKV: [
+            "OPCTL_LAB_PD_PORT_1", "OPCTL_LAB_PD_PORT_2", "OPCTL_LAB_PD_PORT_3",
+            "OPCTL_LAB_TIKV_PORT_1", "OPCTL_LAB_TIKV_PORT_2", "OPCTL_LAB_TIKV_PORT_3", "OPCTL_LAB_PROM_PORT",
+        ],  # fmt: skip
     }[config]
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}  # offline: the runbook provider
     env.update({name: str(free_port()) for name in names})

@@ -1,5 +1,5 @@
 """`opctl lab up|status|down --json`, `opctl demo --list`, and how the demo fails: as real
-subprocesses, on the TiKV lab (one simulator process, up in about a second) on free ports."""
+subprocesses, on the TiKV lab (the simulator and a real Prometheus, up in about a second) on free ports."""
 
 from __future__ import annotations
 
@@ -52,19 +52,23 @@ def test_lab_up_status_down_json_and_a_demo_refused_while_it_runs(tmp_path: Path
         status = json.loads(up.stdout)
         pd1 = f"http://127.0.0.1:{env['OPCTL_LAB_PD_PORT_1']}"
         assert status["healthy"] and status["state_dir"] == str(state)
-        assert status["endpoints"] == {"pdsim": pd1}
+        prometheus = f"http://127.0.0.1:{env['OPCTL_LAB_PROM_PORT']}"
+        assert status["endpoints"] == {"pdsim": pd1, "prometheus": prometheus}
         assert status["exports"] == {
             "PD_URL_1": pd1,
             "PD_URL_2": f"http://127.0.0.1:{env['OPCTL_LAB_PD_PORT_2']}",
             "PD_URL_3": f"http://127.0.0.1:{env['OPCTL_LAB_PD_PORT_3']}",
-            "PROMETHEUS_URL": f"http://127.0.0.1:{env['OPCTL_LAB_PROM_PORT']}",
+            "PROMETHEUS_URL": prometheus,
         }
         assert httpx.get(f"{pd1}/pd/api/v1/stores").json()["count"] == 3
-        [pid] = recorded_pids(state)
-        assert pid_alive(pid)
+        # Ready means scraped: Prometheus already holds every TiKV's series.
+        up = httpx.get(f"{prometheus}/api/v1/query", params={"query": 'up{job="tikv"} == 1'}).json()
+        assert len(up["data"]["result"]) == 3
+        pids = recorded_pids(state)
+        assert len(pids) == 2 and all(pid_alive(pid) for pid in pids)
 
         again = opctl("lab", "status", str(TIKV), "--json", env=env)
-        assert again.returncode == 0 and json.loads(again.stdout)["processes"][0]["pid"] == pid
+        assert again.returncode == 0 and [p["pid"] for p in json.loads(again.stdout)["processes"]] == pids
 
         # A second `up`, and a demo, refuse while the lab runs; the demo still ends with its result line.
         twice = opctl("lab", "up", str(TIKV), env=env)
@@ -74,14 +78,14 @@ def test_lab_up_status_down_json_and_a_demo_refused_while_it_runs(tmp_path: Path
         assert last_json_line(demo.stdout) == {
             "scenario": "disk_full", "ok": False, "detected_s": None, "recovered_s": None, "actions": [], "mode": "execute",
         }  # fmt: skip
-        assert pid_alive(pid)  # the refused demo did not touch the running lab
+        assert all(pid_alive(pid) for pid in pids)  # the refused demo did not touch the running lab
     finally:
         down = opctl("lab", "down", str(TIKV), "--json", env=env)
-    assert down.returncode == 0 and json.loads(down.stdout) == {"stopped": ["pdsim"]}
-    assert not pid_alive(pid) and not (state / "lab.json").exists()
+    assert down.returncode == 0 and json.loads(down.stdout) == {"stopped": ["prometheus", "pdsim"]}
+    assert not any(pid_alive(pid) for pid in pids) and not (state / "lab.json").exists()
     assert json.loads(opctl("lab", "down", str(TIKV), "--json", env=env).stdout) == {"stopped": []}  # harmless twice
     after = json.loads(opctl("lab", "status", str(TIKV), "--json", env=env).stdout)
-    assert not after["running"] and after["processes"][0]["pid"] is None
+    assert not after["running"] and [p["pid"] for p in after["processes"]] == [None, None]
 
 
 def test_unknown_scenario_and_missing_scenario_are_clear_errors(tmp_path: Path) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import math
 
+import httpx
 import pytest
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -186,6 +187,14 @@ def test_quantile_matches_prometheus_on_known_buckets() -> None:
     assert histogram_quantile(0.1, ((-1.0, 5.0), (0.0, 6.0), (math.inf, 6.0))) == -1.0
 
 
+def test_quantile_edges_are_no_data_as_in_prometheus() -> None:
+    empty_first: Buckets = ((0.1, 0.0), (0.5, 2.0), (math.inf, 2.0))
+    assert histogram_quantile(0.0, empty_first) is None  # Prometheus: 0/0, NaN (no ZeroDivisionError)
+    assert histogram_quantile(0.0, ((0.1, 1.0), (math.inf, 2.0))) == 0.0
+    for q in (-0.5, 1.5, math.nan):  # Prometheus: -Inf, +Inf, NaN
+        assert histogram_quantile(q, empty_first) is None
+
+
 @st.composite
 def histograms(draw: st.DrawFn) -> Buckets:
     bounds = sorted(set(draw(st.lists(st.floats(0.001, 1000, allow_nan=False), min_size=1, max_size=8))))
@@ -221,3 +230,32 @@ def test_increase_recovers_what_was_added(before: Buckets, added: list[int]) -> 
     if before[-1][1] > 0:
         shrunk = tuple((bound, 0.0) for bound, _ in before)
         assert bucket_increase(shrunk, before) == shrunk
+
+
+def promql_histogram(buckets: Buckets) -> str:
+    """The buckets as an instant vector literal of `le`-labelled samples."""
+    return " or ".join(
+        f'label_replace(vector({count!r}), "le", "{"+Inf" if math.isinf(le) else repr(le)}", "", "")' for le, count in buckets
+    )
+
+
+def prometheus_value(url: str, expr: str) -> float | None:
+    reply = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10).json()
+    assert reply["status"] == "success", reply
+    [sample] = reply["data"]["result"]
+    value = float(sample["value"][1])
+    return value if math.isfinite(value) else None
+
+
+QUANTILES = st.sampled_from([0.0, 1.0, -0.5, 1.5]) | st.floats(0.0, 1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(buckets=histograms(), q=QUANTILES)
+def test_quantile_agrees_with_a_real_prometheus(prometheus_url: str, buckets: Buckets, q: float) -> None:
+    expected = prometheus_value(prometheus_url, f"histogram_quantile({q!r}, {promql_histogram(buckets)})")
+    ours = histogram_quantile(q, buckets)
+    if expected is None:
+        assert ours is None
+    else:
+        assert ours == pytest.approx(expected, rel=1e-9, abs=1e-12)

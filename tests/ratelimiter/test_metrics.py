@@ -15,6 +15,7 @@ from prometheus_client.samples import Sample
 
 from nodes import AUTH, TOKEN, NodeGroup, raw_request
 from ratelimiter_service.metrics import Metrics
+from tests.promtool import metrics_lint, requires_promtool
 from waiting import wait_for
 
 pytestmark = pytest.mark.redis
@@ -27,14 +28,18 @@ SCRAPES = 5
 # ----------------------------------------------------------------------------- helpers
 
 
-def scrape(url: str) -> list[Sample]:
+def scrape_text(url: str) -> str:
     async def get() -> str:
         async with asyncio.timeout(10):
             response = await raw_request(url, "GET", "/metrics")  # a connection of its own
         assert response.status == 200, response.body
         return response.body.decode()
 
-    return [sample for family in text_string_to_metric_families(asyncio.run(get())) for sample in family.samples]
+    return asyncio.run(get())
+
+
+def scrape(url: str) -> list[Sample]:
+    return [sample for family in text_string_to_metric_families(scrape_text(url)) for sample in family.samples]
 
 
 def total(samples: list[Sample], name: str) -> float:
@@ -138,6 +143,15 @@ def test_a_single_process_node_writes_no_metric_files(redis_url: str, dirs: tupl
         assert only(samples, "ratelimiter_node_info").labels == {"node": "single-0"}
     tmpdir, preset = dirs
     assert list(tmpdir.iterdir()) == [] and list(preset.iterdir()) == []
+
+
+@pytest.mark.slow
+@requires_promtool
+@pytest.mark.parametrize("workers", ["1", "2"], ids=["one-process", "merged-workers"])
+def test_promtool_accepts_a_live_scrape(redis_url: str, dirs: tuple[Path, Path], workers: str) -> None:
+    with NodeGroup(redis_url, count=1, env=node_env(dirs, workers=workers), id_prefix="lint") as nodes:
+        send_checks(nodes[0].url, 0)  # every family has samples, the histogram included
+        assert metrics_lint(scrape_text(nodes[0].url)) == []
 
 
 # ----------------------------------------------------------------------------- worker processes

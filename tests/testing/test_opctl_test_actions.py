@@ -5,7 +5,6 @@ approvals in a case's `then:`, and the guarantee that nothing is sent anywhere."
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,20 +20,13 @@ from engine.testing import run_tests, validate_test_file
 from engine.testing.diagnoses import REPLAY_FILE, offline_config, replay_entries
 from engine.testing.expect import _value_differences
 from engine.testing.model import RecordedDiagnosis
+from tests.testing.subject_copy import copy_subject
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBMISSION = {
     "summary": "s", "root_cause": "r", "confidence": 0.5, "evidence": [], "alternatives_considered": [],
     "recommended_actions": [{"action": "reset_key", "params": {"policy": "api", "key": "user-7"}, "reason": "x"}],
 }
-
-
-def _copy_subject(tmp_path: Path, subject: str) -> tuple[Path, Path]:
-    (tmp_path / "configs").mkdir()
-    config = tmp_path / "configs" / f"{subject}.yaml"
-    shutil.copy(ROOT / "configs" / f"{subject}.yaml", config)
-    shutil.copytree(ROOT / "subjects" / subject, tmp_path / "subjects" / subject)
-    return config, tmp_path / "subjects" / subject / "tests"
 
 
 def _edit(path: Path, old: str, new: str) -> None:
@@ -47,7 +39,7 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 
 def test_a_wrong_request_fails_with_the_closest_action_and_the_actual_list(tmp_path: Path) -> None:
-    _, tests = _copy_subject(tmp_path, "ratelimiter")
+    _, tests = copy_subject(tmp_path, "ratelimiter")
     file = tests / "actions.yaml"
     _edit(file, "request: {method: DELETE, path: /v1/nodes/n2, target: api}", "request: {method: DELETE, path: /v1/nodes/n9, target: api}")
     result = run_tests([file])
@@ -65,7 +57,7 @@ def test_a_wrong_request_fails_with_the_closest_action_and_the_actual_list(tmp_p
 
 
 def test_a_guard_that_lets_everything_through_fails_the_refused_suite(tmp_path: Path) -> None:
-    config, tests = _copy_subject(tmp_path, "ratelimiter")
+    config, tests = copy_subject(tmp_path, "ratelimiter")
     _edit(config, 'when: registry.exists(n, n.id == params.node_id && n.state == "down")',
           'when: registry.exists(n, n.id == params.node_id && n.state != "up")')
     report = run_tests([tests / "refused.yaml"]).report_text()
@@ -76,7 +68,7 @@ def test_a_guard_that_lets_everything_through_fails_the_refused_suite(tmp_path: 
 
 
 def test_observe_mode_proposes_and_not_actions_fails_when_something_was_proposed(tmp_path: Path) -> None:
-    _, tests = _copy_subject(tmp_path, "ratelimiter")
+    _, tests = copy_subject(tmp_path, "ratelimiter")
     file = tests / "actions.yaml"
     _edit(file, "    expect: {actions: [], tickets: []}\n", "    expect: {actions: [], tickets: []}\n  - name: extra\n    at: 10s\n    expect: {not_actions: [reset_key, set_policy]}\n")
     report = run_tests([file]).report_text()
@@ -85,7 +77,7 @@ def test_observe_mode_proposes_and_not_actions_fails_when_something_was_proposed
 
 
 def test_exact_params_refuse_missing_and_extra_params(tmp_path: Path) -> None:
-    _, tests = _copy_subject(tmp_path, "ratelimiter")
+    _, tests = copy_subject(tmp_path, "ratelimiter")
     file = tests / "actions.yaml"
     _edit(file, "params: {name: api, limit: 100, window_ms: 1000, algorithm: gcra, failure_mode: closed}}",
           "params: {name: api, limit: 100, window_ms: 1000, burst: 5}}")
@@ -98,7 +90,7 @@ def test_exact_params_refuse_missing_and_extra_params(tmp_path: Path) -> None:
 
 
 def test_approving_an_action_that_does_not_wait_fails_the_case(tmp_path: Path) -> None:
-    _, tests = _copy_subject(tmp_path, "ratelimiter")
+    _, tests = copy_subject(tmp_path, "ratelimiter")
     file = tests / "actions.yaml"
     _edit(file, "then: {mode: execute}", "then: {mode: execute, approve: [set_policy]}")
     result = run_tests([file])
@@ -109,7 +101,7 @@ def test_approving_an_action_that_does_not_wait_fails_the_case(tmp_path: Path) -
 
 
 def test_without_approval_the_proposal_keeps_waiting(tmp_path: Path) -> None:
-    _, tests = _copy_subject(tmp_path, "tikv")
+    _, tests = copy_subject(tmp_path, "tikv")
     file = tests / "actions.yaml"
     _edit(file, "    then: {approve: [set_store_offline]}\n", "")
     report = run_tests([file]).report_text()
@@ -175,7 +167,7 @@ def test_recorded_diagnoses_become_a_replay_file_and_the_runbook_answers_otherwi
 
 
 def test_a_recording_for_another_key_leaves_the_ticket_to_the_runbook(tmp_path: Path) -> None:
-    _, tests = _copy_subject(tmp_path, "ratelimiter")
+    _, tests = copy_subject(tmp_path, "ratelimiter")
     file = tests / "actions.yaml"
     _edit(file, 'key: "http://127.0.0.1:18081"\n    model:', 'key: "http://127.0.0.1:18082"\n    model:')
     report = run_tests([file]).report_text()

@@ -3,13 +3,13 @@ strict loading (unknown names, unused fixtures, misaligned times), exit codes, -
 
 from __future__ import annotations
 
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from engine.testing import is_test_file, run_tests, validate_test_file
+from tests.testing.subject_copy import copy_subject
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITES = [ROOT / "subjects" / "ratelimiter" / "tests", ROOT / "subjects" / "tikv" / "tests"]
@@ -30,17 +30,8 @@ def test_shipped_test_files_validate_clean(suite: Path) -> None:
         assert validate_test_file(file) == [], file
 
 
-def _copy_subject(tmp_path: Path, subject: str) -> tuple[Path, Path]:
-    """A copy of configs/<subject>.yaml and subjects/<subject>/ with the same layout."""
-    (tmp_path / "configs").mkdir()
-    config = tmp_path / "configs" / f"{subject}.yaml"
-    shutil.copy(ROOT / "configs" / f"{subject}.yaml", config)
-    shutil.copytree(ROOT / "subjects" / subject, tmp_path / "subjects" / subject)
-    return config, tmp_path / "subjects" / subject / "tests"
-
-
 def test_a_broken_invariant_fails_its_suite_with_a_readable_diff(tmp_path: Path) -> None:
-    config, tests = _copy_subject(tmp_path, "ratelimiter")
+    config, tests = copy_subject(tmp_path, "ratelimiter")
     text = config.read_text()
     assert 'expr: item.state == "up"\n' in text
     config.write_text(text.replace('expr: item.state == "up"\n', 'expr: item.state == "up" || item.state == "down"\n'))
@@ -57,7 +48,7 @@ def test_a_broken_invariant_fails_its_suite_with_a_readable_diff(tmp_path: Path)
 
 
 def test_partial_ticket_match_shows_the_closest_ticket_and_exact_refuses_extras(tmp_path: Path) -> None:
-    _, tests = _copy_subject(tmp_path, "ratelimiter")
+    _, tests = copy_subject(tmp_path, "ratelimiter")
     file = tests / "node_heartbeat.yaml"
     text = file.read_text()
     text = text.replace(
@@ -190,7 +181,7 @@ def test_run_regex_selects_cases_and_junit_is_written(tmp_path: Path) -> None:
 
 
 def test_junit_records_failures(tmp_path: Path) -> None:
-    config, tests = _copy_subject(tmp_path, "ratelimiter")
+    config, tests = copy_subject(tmp_path, "ratelimiter")
     config.write_text(config.read_text().replace("for: 4s\n    keep_firing_for: 4s", "for: 2s\n    keep_firing_for: 4s", 1))
     junit = tmp_path / "out.xml"
     result = run_tests([tests / "node_heartbeat.yaml"], junit=junit)

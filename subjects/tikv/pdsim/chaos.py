@@ -7,7 +7,6 @@
     POST /sim/chaos/hot_store         {"store_id": 1, "latency_ms": 300, "slow_score": 90?}  (0 clears)
     POST /sim/chaos/leader_imbalance  {"store_id": 1}     move every leader it can onto the store
     POST /sim/pd/{name}/down | /up                        take a PD member away / back
-    POST /sim/advance                 {"seconds": 600}    jump the simulated clock, then tick
     POST /sim/tick                                        run one scheduling round now
     GET  /sim/state                                       a summary of the model
 """
@@ -15,7 +14,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -69,9 +68,7 @@ def state_summary(cluster: Cluster) -> dict[str, Any]:
     }
 
 
-def sim_routes(cluster: Cluster, advance: Callable[[float], None] | None = None) -> list[BaseRoute]:
-    """`advance(seconds)` moves the process clock forward; without it `/sim/advance` answers 400."""
-
+def sim_routes(cluster: Cluster) -> list[BaseRoute]:
     async def body_of(request: Request) -> dict[str, Any]:
         raw = await request.body()
         if not raw.strip():
@@ -125,19 +122,6 @@ def sim_routes(cluster: Cluster, advance: Callable[[float], None] | None = None)
             return _reply({"error": f"no PD member named {name!r}"}, 404)
         return _reply({"ok": True, "pd_leader": cluster.pd_leader})
 
-    async def do_advance(request: Request) -> Response:
-        if advance is None:
-            return _reply({"error": "this simulator's clock cannot be advanced"}, 400)
-        try:
-            seconds = _number(await body_of(request), "seconds") or 0.0
-        except ChaosInputError as exc:
-            return _reply({"error": str(exc)}, 400)
-        if seconds < 0:
-            return _reply({"error": "seconds must not be negative"}, 400)
-        advance(seconds)
-        cluster.tick()
-        return _reply({"ok": True, "now": cluster.now()})
-
     async def do_tick(request: Request) -> Response:
         cluster.tick()
         return _reply({"ok": True, "now": cluster.now()})
@@ -148,7 +132,6 @@ def sim_routes(cluster: Cluster, advance: Callable[[float], None] | None = None)
     return [
         Route("/sim/chaos/{action}", chaos, methods=["POST"]),
         Route("/sim/pd/{name}/{verb}", pd_member, methods=["POST"]),
-        Route("/sim/advance", do_advance, methods=["POST"]),
         Route("/sim/tick", do_tick, methods=["POST"]),
         Route("/sim/state", state, methods=["GET"]),
     ]

@@ -2,13 +2,12 @@
 
 Time comes only from the injected clock (unix seconds). `tick()` is one scheduling round: store
 heartbeats, raft leader failover, region health as leaders report it, operators, schedulers,
-replica checks, then a metrics scrape into the history that the Prometheus API queries.
+replica checks, then the gRPC traffic of the round (the counters each TiKV exports at `/metrics`).
 """
 
 from __future__ import annotations
 
 import random
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -24,7 +23,6 @@ from .constants import (
     STATE_UP,
 )
 from .formats import go_duration, go_time_string, parse_go_duration
-from .series import SeriesKey, scrape
 from .traffic import GrpcTraffic
 
 Clock = Callable[[], float]
@@ -142,7 +140,6 @@ class SimSettings:
     operator_record_ttl: float = 600.0
     replica_moves_per_tick: int = 4  # stands in for store limits when draining/replacing
     total_qps: float = 3000.0
-    history_seconds: float = 900.0
 
 
 @dataclass
@@ -168,6 +165,11 @@ class Store:
     alive: bool = True  # the TiKV process runs (heartbeats, raft, gRPC)
     forced_available: int | None = None  # disk_full chaos
     extra_latency: float = 0.0  # hot_store chaos, seconds added to every gRPC request
+
+    @property
+    def serving(self) -> bool:
+        """The TiKV process runs and its status port (`/metrics`) listens; a Tombstone's is stopped."""
+        return self.alive and self.state != STATE_TOMBSTONE
 
 
 @dataclass
@@ -283,7 +285,6 @@ class Cluster:
         self.operators: dict[int, Operator] = {}
         self.operator_records: dict[int, Operator] = {}
         self.traffic = GrpcTraffic(seed)
-        self.history: deque[tuple[float, dict[SeriesKey, float]]] = deque()
         self._last_tick = self._started_at
         self.members = self._make_members(pd_members, pd_client_urls or {})
         self.pd_leader: str | None = self.members[0].name
@@ -612,9 +613,7 @@ class Cluster:
             now = self.now()
             store.start_timestamp = int(now)
             store.last_heartbeat_ns = self._ns(now)
-            # A restarted TiKV process starts its counters from zero.
-            for key in [k for k in self.traffic.histograms if k[0] == store.status_address]:
-                del self.traffic.histograms[key]
+            self.traffic.reset(store.id)
 
     def set_available(self, store_id: int, available: int | None) -> None:
         store = self.store(store_id)
@@ -665,9 +664,6 @@ class Cluster:
             self._run_schedulers(now)
             self._drain_and_replace()
         self._generate_traffic(dt)
-        self.history.append((now, scrape(self)))
-        while self.history and self.history[0][0] < now - self.settings.history_seconds:
-            self.history.popleft()
 
     def _refresh_space(self, store: Store) -> None:
         stats = self.store_stats().get(store.id, StoreStats())
@@ -866,4 +862,4 @@ class Cluster:
             if not store.alive or store.state == STATE_TOMBSTONE:
                 continue
             share = stats[store.id].leader_count / total_leaders
-            self.traffic.advance(store.status_address, self.settings.total_qps * share, store.extra_latency, dt)
+            self.traffic.advance(store.id, self.settings.total_qps * share, store.extra_latency, dt)

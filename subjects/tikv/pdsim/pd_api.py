@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import views
 from .constants import ROLE_LEARNER
+from .exposition import metrics_response, pd_metrics
 from .formats import compact_json, go_duration_ns, indent_json, parse_go_duration_ns, rfc3339_nano
 from .model import EVICT_LEADER, GRANT_LEADER, REGION_CHECKS, Cluster, PDError
 
@@ -531,10 +532,15 @@ def pd_routes(cluster: Cluster) -> list[BaseRoute]:
 
 
 def create_pd_app(cluster: Cluster, member: str, extra_routes: list[BaseRoute] | None = None) -> ASGIApp:
-    """The HTTP front-end of PD member `member` (e.g. "pd1") over the shared cluster."""
+    """The HTTP front-end of PD member `member` (e.g. "pd1") over the shared cluster, with its
+    `/metrics` on the same (client) port as PD serves them."""
     cluster.member(member)
+
+    async def metrics(request: Request) -> Response:
+        return metrics_response(pd_metrics(cluster, cluster.member(member)))
+
     app = Starlette(
-        routes=pd_routes(cluster) + list(extra_routes or []),
+        routes=pd_routes(cluster) + [Route("/metrics", metrics, methods=["GET"])] + list(extra_routes or []),
         exception_handlers={404: _not_found, 405: _not_allowed},
     )
     return _Availability(app, cluster, member)

@@ -1,4 +1,4 @@
-"""Synthetic TiKV gRPC traffic: cumulative `tikv_grpc_msg_duration_seconds` histograms per instance.
+"""Synthetic TiKV gRPC traffic: cumulative `tikv_grpc_msg_duration_seconds` histograms per store.
 
 Latencies are log-normal around a per-type median plus an injected extra delay (hot store). Bucket
 counts come from the distribution's CDF, so counters are deterministic for a seed and cheap for any
@@ -48,15 +48,24 @@ class Histogram:
 
 
 class GrpcTraffic:
-    """Cumulative per-(instance, type) histograms advanced by `advance`."""
+    """Cumulative per-(store id, type) histograms advanced by `advance`."""
 
     def __init__(self, seed: int) -> None:
         self._rng = random.Random(seed)
-        self.histograms: dict[tuple[str, str], Histogram] = {}
+        self.histograms: dict[tuple[int, str], Histogram] = {}
 
-    def advance(self, instance: str, qps: float, extra_latency: float, dt: float) -> None:
+    def of_store(self, store_id: int) -> dict[str, Histogram]:
+        """The store's histograms by message type (none before it served a request)."""
+        return {kind: hist for (sid, kind), hist in self.histograms.items() if sid == store_id}
+
+    def reset(self, store_id: int) -> None:
+        """A restarted process starts its counters from zero."""
+        for key in [k for k in self.histograms if k[0] == store_id]:
+            del self.histograms[key]
+
+    def advance(self, store_id: int, qps: float, extra_latency: float, dt: float) -> None:
         for kind, (median, share) in GRPC_TYPES.items():
-            hist = self.histograms.setdefault((instance, kind), Histogram())
+            hist = self.histograms.setdefault((store_id, kind), Histogram())
             expected = qps * share * dt
             # Integer request counts; the random part keeps small rates from always rounding to 0.
             hist.add(int(expected + self._rng.random()), median, extra_latency)
