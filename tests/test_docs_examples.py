@@ -1,8 +1,9 @@
 """Every YAML example in the README and docs/ is valid. Each ```yaml block follows a marker that
 says what it is: `<!-- example: Model -->` (an entry of that model), `<!-- example: Model.key -->`
 (one field's value), `<!-- file: PATH -->` (a whole file at PATH in the repository: written
-into a copy of it and validated like `opctl validate` does) or `<!-- broken: NAME -->` (a config
-that shows mistakes: it must have problems). A block without a marker fails."""
+into a copy of it and validated like `opctl validate` does), `<!-- broken: NAME -->` (a config
+that shows mistakes: it must have problems) or `<!-- rls-config: NAME -->` (the limiter's Envoy
+descriptor configuration: loaded by the limiter). A block without a marker fails."""
 
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ from engine.docs import references
 from engine.documents import validate_paths
 from engine.lab.models import Lab
 from engine.testing.model import TestFile
+from ratelimiter_service.rls.config import load_rls_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"(?:<!-- (?P<marker>example|file|broken): (?P<what>\S+) -->\n)?```yaml\n(?P<body>.*?)```", re.DOTALL)
+BLOCK = re.compile(r"(?:<!-- (?P<marker>example|file|broken|rls-config): (?P<what>\S+) -->\n)?```yaml\n(?P<body>.*?)```", re.DOTALL)
 # a generated reference names the models of its own language (lab files and test files both have an `Expect`)
 ROOTS = {path: ref.root for path, ref in references().values()}
 
@@ -69,6 +71,11 @@ def test_every_yaml_example_is_valid(doc: Path, tmp_path: Path) -> None:
         assert marker is not None, f"{where} has no `<!-- example: ... -->` or `<!-- file: ... -->` marker"
         if marker == "example":
             check_example(models_for(doc), what, body, where)
+        elif marker == "rls-config":
+            rls = tmp_path / "rls" / what
+            rls.parent.mkdir(parents=True, exist_ok=True)
+            rls.write_text(body)
+            assert load_rls_config(str(rls), algorithm="sliding_window", failure_mode="open").domains, where
         elif marker == "broken":
             shown = tmp_path / "broken" / what
             shown.parent.mkdir(parents=True, exist_ok=True)
