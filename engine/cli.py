@@ -110,14 +110,20 @@ def schema(kind: str) -> None:
     "--metrics-host", default="127.0.0.1", show_default=True, envvar="OPCTL_METRICS_HOST",
     help="Address the metrics server binds (0.0.0.0 inside a container).",
 )
+@click.option(
+    "--replica-id", default=None, envvar="OPCTL_REPLICA_ID",
+    help="This replica's name in the leader lease (default hostname:pid); replicas on one store need distinct ones.",
+)
 @user_errors
 def run(
-    config: str, store: str | None, once: bool, interval: str | None, as_json: bool, metrics_port: int | None, metrics_host: str
-) -> None:
+    config: str, store: str | None, once: bool, interval: str | None, as_json: bool, metrics_port: int | None, metrics_host: str,
+    replica_id: str | None,
+) -> None:  # fmt: skip
     """Watch a subject: observe, evaluate invariants, keep tickets, act within the gates.
 
-    On a terminal: the live view (mode, kill switch, invariant states, open tickets with the
-    command that approves what waits, the last actions). Otherwise one JSON object per tick."""
+    On a terminal: the live view (mode, kill switch, leader, invariant states, open tickets with
+    the command that approves what waits, the last actions). Otherwise one JSON object per tick.
+    Replicas on one store: every one observes; only the holder of the leader lease acts."""
     import asyncio
     import signal
 
@@ -127,7 +133,7 @@ def run(
     from engine.cockpit import gather, mode_info
     from engine.durations import parse_duration
     from engine.runtime import open_monitor
-    from engine.view import live_view, mode_source
+    from engine.view import leader_text, live_view, mode_source
 
     period = None
     if interval is not None:
@@ -135,7 +141,9 @@ def run(
             period = parse_duration(interval)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--interval") from exc
-    monitor = open_monitor(config, store)
+    if replica_id is not None and not replica_id.strip():
+        raise click.BadParameter("a replica id cannot be empty", param_hint="--replica-id / OPCTL_REPLICA_ID")
+    monitor = open_monitor(config, store, replica=replica_id)
     mode = mode_info(monitor.store, monitor.config.mode)
     if mode.overridden:
         warn(f"acting mode is {mode.mode}, {mode_source(mode)}; `opctl mode --clear` returns to the config's")
@@ -152,7 +160,7 @@ def run(
             sys.stdout.flush()
         else:
             cockpit = gather(monitor.store, report, subject=monitor.config.subject.name, config_mode=monitor.config.mode,
-                             approve=approve)  # fmt: skip
+                             approve=approve, leader=leader_text(report.lease))  # fmt: skip
             live.update(live_view(cockpit, width=console.width, height=console.height), refresh=True)
 
     async def main_loop() -> None:
@@ -350,6 +358,29 @@ def resume(config: str | None, store: str | None, reason: str) -> None:
     with open_store(config, store) as opened:
         count = opened.resume(actor=actor_name(), reason=reason)
     click.echo(f"kill switch is OFF; {count} ticket(s) will be attempted again")
+
+
+@main.command()
+@config_argument()
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@user_errors
+def status(config: str | None, store: str | None, as_json: bool) -> None:
+    """Who leads (the replica holding the lease, its fencing token and lease expiry), the mode and
+    its source, the kill switch, open tickets and incidents, proposals awaiting approval."""
+    from engine.cockpit import store_status
+    from engine.config.validate import load_config
+    from engine.runtime import open_store
+    from engine.view import status_lines
+
+    loaded = load_config(config) if config is not None else None
+    with open_store(config, store, loaded=loaded) as opened:
+        found = store_status(opened, loaded.config.mode if loaded is not None else "unknown")
+    if as_json:
+        print_json(found.as_json())
+    else:
+        for line in status_lines(found):
+            echo_safe(line)
 
 
 @main.command()

@@ -4,6 +4,8 @@ the kill switch, open tickets with the proposals awaiting approval, the last act
     info = mode_info(store, config.mode)        # ModeInfo: mode, source (config | override), who, when
     cockpit = gather(store, report, subject=..., config_mode=..., approve="opctl actions approve C {id}")
 
+    status = store_status(store, config.mode)   # `opctl status`: leader, token, lease, what waits
+
 `engine.view.live_view(cockpit)` renders it; this module only reads.
 
 Mode precedence: a mode set with `opctl mode MODE` is persisted in the store and overrides the
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from engine.event_text import ACTION_KINDS
-from engine.store import Event, Proposal, Store, Ticket
+from engine.store import Event, Lease, Proposal, Store, Ticket
 
 if TYPE_CHECKING:
     from engine.loop import TickReport
@@ -103,4 +105,51 @@ def gather(
         recent=tuple(store.events(limit=RECENT_ACTIONS, kinds=ACTION_KINDS)),
         approve=approve,
         leader=leader,
+    )
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """What `opctl status` prints: who leads, the mode, the kill switch, what is open and waits."""
+
+    store: str
+    lease: Lease
+    mode: ModeInfo
+    kill: dict[str, Any] | None
+    open_tickets: dict[str, int]  # by status: open, verifying, escalated
+    firing: int  # open tickets whose entity still fires (incidents)
+    pending: tuple[Proposal, ...]  # awaiting approval, oldest first
+
+    def as_json(self) -> dict[str, Any]:
+        lease = self.lease
+        return {
+            "store": self.store,
+            "leader": lease.holder if lease.valid else None,
+            "token": lease.token,
+            "lease_holder": lease.holder,
+            "lease_expires_at": lease.expires_at,
+            "lease_expires_in_s": None if lease.expires_at is None else round(lease.expires_at - lease.now, 3),
+            "mode": self.mode.as_json(),
+            "kill_switch": self.kill,
+            "open_tickets": sum(self.open_tickets.values()),
+            "open_by_status": self.open_tickets,
+            "incidents": self.firing,
+            "pending_approvals": [{"proposal": p.id, "ticket": p.ticket_id, "action": p.action, "expires_at": p.expires_at} for p in self.pending],
+        }
+
+
+def store_status(store: Store, config_mode: str, *, limit: int = 1000) -> StoreStatus:
+    tickets = store.tickets(status="open", limit=limit)
+    by_status: dict[str, int] = {"open": 0, "verifying": 0, "escalated": 0}
+    for ticket in tickets:
+        by_status[ticket.status] = by_status.get(ticket.status, 0) + 1
+    firing = sum(1 for t in tickets if (s := store.entity_state(t.invariant, t.entity_key)) is not None and s == "firing")
+    return StoreStatus(
+        store=str(store.path),
+        lease=store.lease(),
+        mode=mode_info(store, config_mode),
+        kill=store.killed(),
+        open_tickets=by_status,
+        firing=firing,
+        pending=tuple(reversed(store.proposals(status="awaiting_approval", limit=limit))),
     )

@@ -7,6 +7,8 @@
      │    └── ExpressionEvalError    CEL evaluation failed (missing key, bad types, ÷0)
      ├── ObservationError            an observation could not be made
      ├── StoreError                  the ticket store failed
+     │    ├── StaleStatus            a compare-and-set found another status (another writer won)
+     │    └── NotLeader              a fenced write while this replica does not hold the lease
      ├── DiagnosisError              a diagnosis provider failed
      ├── ActionError
      │    ├── ActionRefused          a gate refused an action (reason recorded)
@@ -50,6 +52,20 @@ class ObservationError(OpctlError):
 
 class StoreError(OpctlError):
     """The SQLite ticket store failed."""
+
+
+class StaleStatus(StoreError):
+    """A compare-and-set on a proposal's or execution's status found another status: another
+    process (a human's reject, the kill switch, another replica) changed it first."""
+
+    def __init__(self, message: str, *, status: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotLeader(StoreError):
+    """A write of the engine was refused: this replica's fencing token is not the current
+    lease's (it never held it, or another replica took over while it was paused)."""
 
 
 class DiagnosisError(OpctlError):

@@ -7,6 +7,13 @@ Acting (engine.act) runs after the tick is stored: diagnose due tickets, gate pr
 approved or executable ones, check verification deadlines. Its collaborators are injectable:
 `executor=` (an `engine.act.Executor`; `RecordingExecutor` sends nothing, for `opctl test`) and
 `diagnoser=` (an `engine.diagnose.Diagnoser`, e.g. with a replayed Anthropic client).
+
+Replicas (`replica=`, what `opctl run` always gives): each tick first holds the store's leader
+lease (engine.store.leasing). Every replica observes and evaluates; only the holder writes the
+tick and acts. A replica that takes the lease continues from the store's states (the previous
+leader's timers and tickets) and marks the executions the previous leader left running
+`unknown` (never replayed). A store error (a lock held too long, a database restart) is reported
+in the tick and the replica writes nothing that tick; it acts again once the store answers.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import jinja2
 
 from engine import templates
 from engine.act import Actor, Executor, StoreDiagnosisCache, StoreTokenLedger, TargetExecutor
+from engine.act.actor import ActReport
 from engine.config.models import Invariant
 from engine.config.validate import LoadedConfig
 from engine.diagnose import Diagnoser
@@ -28,8 +36,9 @@ from engine.diagnose.prompt import referenced_observations
 from engine.evaluate import Entity, Evaluation, Evaluator, InvariantReport
 from engine.metrics import EngineMetrics
 from engine.observe import ObservationResult, Observer
+from engine.errors import NotLeader, StoreError
 from engine.redact import Redactor
-from engine.store import Store
+from engine.store import Lease, Store, TickChanges
 from engine.trim import trim
 
 SNAPSHOT_BUDGET = 16_000  # characters of observation data kept with a ticket
@@ -50,8 +59,19 @@ class TickReport:
     actions: list[dict[str, Any]] = field(default_factory=list)
     mode: str = "observe"
     killed: bool = False
+    lease: Lease | None = None  # with replicas: the lease as this replica held or saw it
+    store_error: str | None = None  # the store failed this tick: nothing was written
+
+    @property
+    def leading(self) -> bool:
+        return self.lease is None or self.lease.leading
 
     def as_json(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.lease is not None:
+            extra["leader"] = self.lease.as_json()
+        if self.store_error is not None:
+            extra["store_error"] = self.store_error
         return {
             "tick": self.tick,
             "at": round(self.at, 3),
@@ -64,6 +84,7 @@ class TickReport:
             "actions": self.actions,
             "mode": self.mode,
             "killed": self.killed,
+            **extra,
         }
 
 
@@ -80,6 +101,7 @@ class Monitor:
         metrics: EngineMetrics | None = None,
         executor: Executor | None = None,
         diagnoser: Diagnoser | None = None,
+        replica: str | None = None,
     ) -> None:
         self.loaded = loaded
         self.config = loaded.config
@@ -102,16 +124,87 @@ class Monitor:
             loaded, store=store, observe=self.observer.observe, diagnoser=self.diagnoser, executor=self.executor,
             cache=cache if diagnoser is None else None, clock=clock,
         )
-        # executions a crash left running are never replayed: their outcome is unknown
-        store.interrupted_executions(clock())
+        self.replica = replica  # None: the only engine on its store, no lease
+        self.lease: Lease | None = None
+        if replica is None:
+            # executions a crash left running are never replayed: their outcome is unknown
+            store.interrupted_executions(clock())
+
+    def _hold_lease(self) -> tuple[Lease | None, str | None]:
+        """Renew or take the lease (with replicas); a store error means following this tick."""
+        if self.replica is None:
+            return None, None
+        try:
+            lease = self.store.hold_lease(self.replica, ttl=self.config.lease_ttl)
+            if lease.acquired:
+                # the store is the truth: continue the previous leader's timers and tickets
+                self.states = self.store.load_states()
+                self.store.interrupted_executions(self.clock())
+        except StoreError as exc:
+            self.lease = self._lost(self.lease) or Lease(None, 0, None, 0.0, self.replica)
+            return self.lease, self.redactor.text(str(exc))
+        self.lease = lease
+        return lease, None
 
     async def tick(self) -> TickReport:
         started = time.monotonic()
+        lease, store_error = self._hold_lease()
+        leading = store_error is None and (lease is None or lease.leading)
         results = await self.observer.observe_all()
         now = self.clock()
+        evaluation = self.evaluator.evaluate(results, self.previous, self.states, now)
+        acted = ActReport()
+        changes = TickChanges(opened=(), resolved=(), updated=(), held=(), events=0)
+        if leading:
+            try:
+                changes, acted = await self._write_and_act(results, evaluation, now)
+            except NotLeader as exc:  # another replica took over while this one was paused
+                lease = self.lease = self._lost(lease)
+                store_error = str(exc)
+            except StoreError as exc:
+                if self.replica is None:
+                    raise  # the only engine on its store: a store that fails stops it, as it always did
+                store_error = self.redactor.text(str(exc))
+        else:
+            self.states = evaluation.states  # a follower stays warm; a takeover reloads the store's
+        self.last_reports = evaluation.reports
+        self.previous.update({name: r.value for name, r in results.items() if r.ok})
+        self.ticks += 1
+        report = TickReport(
+            tick=self.ticks,
+            at=now,
+            duration_s=time.monotonic() - started,
+            observations={name: _observation_summary(r) for name, r in sorted(results.items())},
+            invariants={name: invariant_summary(rep) for name, rep in sorted(evaluation.reports.items())},
+            opened=[_ticket_summary(t) for t in changes.opened],
+            resolved=[_ticket_summary(t) for t in changes.resolved],
+            open_tickets=self._read(self.store.open_ticket_count, 0),
+            actions=acted.entries,
+            mode=self._read(self.actor.mode, self.config.mode),
+            killed=self._read(lambda: self.store.killed() is not None, False),
+            lease=lease,
+            store_error=store_error,
+        )
+        self.metrics.record_tick(report, evaluation)
+        return report
+
+    @staticmethod
+    def _lost(lease: Lease | None) -> Lease | None:
+        """The same lease, no longer this replica's."""
+        return None if lease is None else Lease(lease.holder, lease.token, lease.expires_at, lease.now, lease.replica)
+
+    @staticmethod
+    def _read(read: Callable[[], Any], default: Any) -> Any:
+        try:
+            return read()
+        except StoreError:
+            return default
+
+    async def _write_and_act(self, results: Mapping[str, ObservationResult], evaluation: Evaluation, now: float) -> tuple[TickChanges, ActReport]:
+        """The leader's part of a tick: store it, then act. States advance only once stored, so
+        a tick the store refused is evaluated again from the same states (no transition lost)."""
         # before the tick is stored: a ticket that resolves now is credited on what it saw
         self.actor.confirm_effects({name: r.value for name, r in results.items() if r.ok}, now)
-        evaluation = self.evaluator.evaluate(results, self.previous, self.states, now)
         messages = self._messages(evaluation, results, now)
         snapshot = self._snapshot(evaluation, results)
         changes = self.store.apply_tick(
@@ -126,7 +219,6 @@ class Monitor:
         errors = {name: r.error or "failed" for name, r in results.items() if not r.ok}
         self.store.record_observation_errors(errors, now)
         self.states = evaluation.states
-        self.last_reports = evaluation.reports
         acted = await self.actor.step(
             now=now,
             states=evaluation.states,
@@ -134,24 +226,7 @@ class Monitor:
             values={name: r.value for name, r in results.items()},
             previous=self.previous,
         )
-        self.previous.update({name: r.value for name, r in results.items() if r.ok})
-        self.ticks += 1
-        open_count = self.store.open_ticket_count()
-        report = TickReport(
-            tick=self.ticks,
-            at=now,
-            duration_s=time.monotonic() - started,
-            observations={name: _observation_summary(r) for name, r in sorted(results.items())},
-            invariants={name: invariant_summary(rep) for name, rep in sorted(evaluation.reports.items())},
-            opened=[_ticket_summary(t) for t in changes.opened],
-            resolved=[_ticket_summary(t) for t in changes.resolved],
-            open_tickets=open_count,
-            actions=acted.entries,
-            mode=self.actor.mode(),
-            killed=self.store.killed() is not None,
-        )
-        self.metrics.record_tick(report, evaluation)
-        return report
+        return changes, acted
 
     async def run(
         self,
@@ -176,6 +251,11 @@ class Monitor:
                     pass
         finally:
             await self.aclose()
+            if self.replica is not None:
+                try:
+                    self.store.release_lease(self.replica)  # a clean stop hands over at once
+                except StoreError:
+                    pass  # the lease then lapses by its ttl
 
     async def aclose(self) -> None:
         """Close the connections of the observer, executor and diagnoser (in the tick's loop)."""

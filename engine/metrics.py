@@ -37,6 +37,10 @@ class EngineMetrics:
         self.open_tickets = Gauge("opctl_open_tickets", "Tickets open now.", registry=self.registry)
         self.tickets_opened = Counter("opctl_tickets_opened", "Tickets opened.", ["invariant"], registry=self.registry)
         self.tickets_resolved = Counter("opctl_tickets_resolved", "Tickets resolved.", ["invariant"], registry=self.registry)
+        self.leader = Gauge(
+            "opctl_leader", "1 while this replica holds the leader lease (it acts), 0 while it follows.", ["replica"],
+            registry=self.registry,
+        )
 
     def record_tick(self, report: TickReport, evaluation: Evaluation) -> None:
         self.ticks.inc()
@@ -53,6 +57,8 @@ class EngineMetrics:
             self.tickets_opened.labels(invariant=ticket["invariant"]).inc()
         for ticket in report.resolved:
             self.tickets_resolved.labels(invariant=ticket["invariant"]).inc()
+        if report.lease is not None and report.lease.replica is not None:
+            self.leader.labels(replica=report.lease.replica).set(1 if report.lease.leading else 0)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         """Expose /metrics on host:port in a background thread."""

@@ -44,13 +44,21 @@ def store_path(config_path: str | None, store: str | None = None, *, loaded: Loa
     return load_config(config_path).store_path
 
 
-def open_monitor(config_path: str, store: str | None = None) -> Monitor:
+def default_replica_id() -> str:
+    """hostname:pid: unique among the replicas of one store."""
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def open_monitor(config_path: str, store: str | None = None, *, replica: str | None = None) -> Monitor:
+    """The engine of `opctl run`: one replica, competing for the store's leader lease."""
     # imported here: the loop brings the observers, actors and their clients (redis, httpx),
     # about 0.3 s that the commands reading the store do not need
     from engine.loop import Monitor
 
     loaded = load_config(config_path)
-    return Monitor(loaded, store=Store(store_path(config_path, store, loaded=loaded)))
+    return Monitor(loaded, store=Store(store_path(config_path, store, loaded=loaded)), replica=replica or default_replica_id())
 
 
 @contextmanager

@@ -29,9 +29,9 @@ from engine.event_text import describe
 from engine.safe_text import plain, safe
 
 if TYPE_CHECKING:
-    from engine.cockpit import Cockpit, ModeInfo, OpenTicket
+    from engine.cockpit import Cockpit, ModeInfo, OpenTicket, StoreStatus
     from engine.loop import TickReport
-    from engine.store import Event, Execution, Proposal, Ticket
+    from engine.store import Event, Execution, Lease, Proposal, Ticket
 
 STATES = ("ok", "pending", "firing", "unknown", "error")  # the per-invariant counts of a tick
 _STATE_STYLE = {"ok": "green", "pending": "yellow", "firing": "bold red", "unknown": "magenta", "error": "red"}
@@ -500,3 +500,36 @@ def ticket_json(ticket: Ticket) -> dict[str, Any]:
     """A ticket without its snapshot (shown apart by `tickets show --json`)."""
     return record_json(ticket, omit=("snapshot",))
 
+
+
+def leader_text(lease: Lease | None) -> str | None:
+    """Who leads, for the live view: `this replica (a:1, token 3)` or `b:2 (token 4); following`."""
+    if lease is None:
+        return None
+    if lease.leading:
+        return f"this replica ({lease.replica}, token {lease.token})"
+    holder = f"{lease.holder} (token {lease.token})" if lease.valid and lease.holder else "nobody"
+    return f"{holder}; {lease.replica} follows"
+
+
+def status_lines(status: StoreStatus) -> list[str]:
+    """`opctl status` as text, one fact a line."""
+    lease = status.lease
+    if lease.holder is None:
+        leader = "leader: none (no replica has run on this store)"
+    elif lease.valid:
+        leader = f"leader: {lease.holder} (token {lease.token}; lease expires at {when(lease.expires_at)} UTC, in {lease.expires_at - lease.now:.1f}s)"  # type: ignore[operator]
+    else:
+        leader = f"leader: none (the lease of {lease.holder}, token {lease.token}, expired at {when(lease.expires_at)} UTC)"
+    kill = status.kill
+    by = status.open_tickets
+    lines = [
+        f"store: {status.store}",
+        leader,
+        f"mode: {status.mode.mode} ({mode_source(status.mode)})",
+        "kill switch: off" if kill is None else f"kill switch: ON (by {kill['actor']} at {when(kill['at'])} UTC: {kill['value']})",
+        f"open tickets: {sum(by.values())} ({', '.join(f'{n} {s}' for s, n in by.items())}); {status.firing} still firing",
+        f"pending approvals: {len(status.pending)}",
+    ]
+    lines += [f"  proposal #{p.id} ({p.action}) for ticket #{p.ticket_id}, expires {when(p.expires_at)} UTC" for p in status.pending]
+    return lines

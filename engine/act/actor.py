@@ -156,12 +156,14 @@ class Actor:
         )
         if isinstance(decision, Refusal):
             change = self._after_refusals(ticket, [decision], now)[0]
-            refused = self.store.set_proposal_status(
-                proposal.id, "refused", actor="engine", at=now, gate=decision.gate, detail=self.redactor.text(decision.reason), ticket=change,
-            )
-            report.add(refused, gate=decision.gate, reason=refused.detail)
+            refusal = Refusal(decision.gate, self.redactor.text(decision.reason), decision.retry_at, decision.park)
+            refused = self.store.refuse_proposal(proposal.id, refusal, at=now, ticket=change)
+            report.add(refused, gate=decision.gate, reason=refusal.reason)
             return
-        await self._execute(proposal, decision, ticket, report)
+        refusal = await self._execute(proposal, decision, ticket, report)
+        if refusal is not None and self._refused(proposal):
+            change, kind, data = self._after_refusals(ticket, [refusal], now)
+            self.store.update_ticket_act(ticket.id, change, kind=kind, data=data, actor="engine", at=now)
 
     # ------------------------------------------------------------------ one attempt at a ticket
 
@@ -233,8 +235,15 @@ class Actor:
             proposed += 1
             decided = by_mode(mode, decision.action, approval_ttl=self.config.gate.approval_ttl, now=now)
             added = self.store.add_proposal(ticket.id, status=decided.status, detail=decided.detail, expires_at=decided.expires_at, **common)
-            if added.status == "approved":
-                await self._execute(added, decision, current, report)
+            if added.status == "refused":  # another process left a live proposal first (in-flight, atomically)
+                proposed -= 1
+                refusals.append(Refusal(added.gate or "in_flight", added.detail or ""))
+                report.add(added, gate=added.gate, reason=added.detail)
+            elif added.status == "approved":
+                refusal = await self._execute(added, decision, current, report)
+                if refusal is not None and self._refused(added):  # refused at start: as a gate's refusal
+                    proposed -= 1
+                    refusals.append(refusal)
             else:
                 report.add(added)
         if mode == "observe" and proposed:
@@ -259,9 +268,15 @@ class Actor:
 
     # ------------------------------------------------------------------ execution
 
-    async def _execute(self, proposal: Proposal, cleared: Cleared, ticket: Ticket, report: ActReport) -> None:
+    async def _execute(self, proposal: Proposal, cleared: Cleared, ticket: Ticket, report: ActReport) -> Refusal | None:
+        """Run it; the refusal when the start's last check refused it (nothing was sent)."""
         action, request = cleared.action, cleared.request
-        run = await self.runner.run(proposal, request)
+        run = await self.runner.run(proposal, cleared)
+        if isinstance(run, Refusal):
+            current = self.store.proposal(proposal.id)
+            assert current is not None
+            report.add(current, gate=run.gate, reason=self.redactor.text(run.reason))
+            return run
         outcome, finished = run.outcome, run.finished_at
         if outcome.ok:
             deadline = finished + action.verify.within
@@ -280,6 +295,13 @@ class Actor:
         done = self.store.proposal(proposal.id)
         assert done is not None
         report.add(done, request=request.line, outcome=outcome.status)
+        return None
+
+    def _refused(self, proposal: Proposal) -> bool:
+        """Did the start's last check refuse it itself? (Else another process moved it first, a
+        reject or the kill switch or another loop, and its ticket is that process's business.)"""
+        current = self.store.proposal(proposal.id)
+        return current is not None and current.status == "refused"
 
 
 def _firing(ticket: Ticket, states: Mapping[tuple[str, str], EntityState]) -> bool:

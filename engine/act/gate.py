@@ -17,6 +17,12 @@ Gates, in this order (the first refusal wins and is recorded with its reason):
 
 A refusal says whether it is temporary: the kill switch parks the ticket until `opctl resume`;
 cooldown and budget give the time from which a new attempt may pass.
+
+Gates 6-9 are the store's (engine.store.limits), and the last word is the store's too:
+`Store.begin_execution` checks the kill switch, the proposal's and ticket's status and gates 6-9
+again in the transaction that starts the execution, after the guard's I/O, so a reject or the
+kill switch during a slow guard always wins. The guard's observations have their own deadline
+(`gate.guard_timeout`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import asyncio
+
 import jsonschema
 
 from engine.act.fresh import Observe, on_fresh
@@ -32,28 +40,17 @@ from engine.act.request import ActionRequest, render_request
 from engine.config.models import Action, Config
 from engine.durations import format_duration
 from engine.errors import ActionRefused
-from engine.store import OPEN, PARKED_KILLED, VERIFYING, Store, Ticket
+from engine.store import PARKED_KILLED, Refusal, StartRule, Store, Ticket
 
 GATES = ("kill_switch", "firing", "declared", "params", "guard", "cooldown", "budget", "in_flight", "attempts")
-HOUR = 3600.0
-
-
-@dataclass(frozen=True)
-class Refusal:
-    gate: str
-    reason: str
-    retry_at: float | None = None  # cooldown / budget: a new attempt may pass from then
-    park: str | None = None  # kill switch: wait until resumed
-
-    @property
-    def temporary(self) -> bool:
-        return self.retry_at is not None or self.park is not None
+__all__ = ["GATES", "ActionGate", "Cleared", "Refusal", "refuse"]
 
 
 @dataclass(frozen=True)
 class Cleared:
     action: Action
     request: ActionRequest
+    rule: StartRule  # what the start re-checks, in its own transaction
 
 
 class ActionGate:
@@ -104,16 +101,11 @@ class ActionGate:
         assert action is not None
         request = self._params(action, params)
         await self._guard(action, params, now, prev)
-        last = self.store.last_execution_at(action.name, ticket.entity_key)
-        if last is not None and now - last < action.cooldown:
-            refuse("cooldown", f"{action.name} ran for {ticket.entity_key or 'the cluster'!r} {format_duration(now - last)} ago; "
-                   f"its cooldown is {format_duration(action.cooldown)}", retry_at=last + action.cooldown)
-        self._budget(action, now)
-        self._in_flight(ticket, proposal_id, revert)
-        attempts = self.store.attempts(ticket.id, action.name)
-        if attempts >= action.max_attempts:
-            refuse("attempts", f"{action.name} already ran {attempts} time(s) for ticket #{ticket.id}; max_attempts is {action.max_attempts}")
-        return Cleared(action, request)
+        rule = StartRule.of(action, ticket.entity_key, total_budget_per_hour=self.config.gate.budget_per_hour, revert=revert)
+        limited = self.store.limits(rule, ticket, proposal_id=proposal_id, now=now)
+        if limited is not None:
+            raise _Refused(limited)
+        return Cleared(action, request, rule)
 
     # ------------------------------------------------------------------ gates
 
@@ -132,33 +124,16 @@ class ActionGate:
     async def _guard(self, action: Action, params: Mapping[str, Any], now: float, prev: Mapping[str, Any]) -> None:
         if action.when is None:
             return
-        verdict = await on_fresh(self.config, self.observe, action.when, params=params, now=now, prev=prev)
+        deadline = self.config.gate.guard_timeout
+        try:
+            async with asyncio.timeout(deadline):
+                verdict = await on_fresh(self.config, self.observe, action.when, params=params, now=now, prev=prev)
+        except TimeoutError:
+            refuse("guard", f"the guard of {action.name}: its observations did not answer within gate.guard_timeout ({format_duration(deadline)})")
         if verdict.failure is not None:
             refuse("guard", f"the guard of {action.name}: {verdict.failure}")
         if not verdict.holds:
             refuse("guard", f"the guard of {action.name} ({action.when}) is {verdict.value!r} on fresh observations")
-
-    def _budget(self, action: Action, now: float) -> None:
-        if action.budget_per_hour is not None:
-            times = self.store.execution_times_since(now - HOUR, action.name)
-            if len(times) >= action.budget_per_hour:
-                refuse("budget", f"{action.name} ran {len(times)} time(s) in the last hour; its budget_per_hour is {action.budget_per_hour}",
-                       retry_at=times[len(times) - action.budget_per_hour] + HOUR)
-        limit = self.config.gate.budget_per_hour
-        times = self.store.execution_times_since(now - HOUR)
-        if len(times) >= limit:
-            refuse("budget", f"{len(times)} action(s) ran in the last hour; gate.budget_per_hour is {limit}",
-                   retry_at=times[len(times) - limit] + HOUR)
-
-    def _in_flight(self, ticket: Ticket, proposal_id: int | None, revert: bool) -> None:
-        if not revert and ticket.status == VERIFYING:
-            refuse("in_flight", f"ticket #{ticket.id} is verifying proposal #{ticket.verify_proposal_id}")
-        if not revert and ticket.status != OPEN:
-            refuse("in_flight", f"ticket #{ticket.id} is {ticket.status}: a human decides what happens next")
-        others = [p for p in self.store.live_proposals(ticket.id) if p.id != proposal_id]
-        if others:
-            p = others[0]
-            refuse("in_flight", f"ticket #{ticket.id} already has proposal #{p.id} ({p.action}) {p.status.replace('_', ' ')}")
 
 
 class _Refused(Exception):

@@ -119,18 +119,30 @@ class Reverter:
         )  # fmt: skip
         if isinstance(decision, Refusal):
             reason = self.redactor.text(decision.reason)
-            refused = self.store.set_proposal_status(proposal.id, "refused", actor="engine", at=now, gate=decision.gate, detail=reason)
+            refused = self.store.refuse_proposal(proposal.id, Refusal(decision.gate, reason, decision.retry_at, decision.park), at=now)
             report.add(refused, gate=decision.gate, reason=reason)
-            if decision.temporary:
-                self.store.rearm_revert(armed.id)  # a new proposal once the limit frees
-                self.store.revert_waits(armed.id, f"gate {decision.gate}: {reason}", at=now)
-            else:
-                self._close(armed, False, f"refused by gate {decision.gate}: {reason}", now)
+            if refused.status == "refused":
+                self._after_refusal(armed, decision, reason, now)
             return
         await self._execute(armed, proposal, decision, report)
 
+    def _after_refusal(self, armed: ArmedRevert, refusal: Refusal, reason: str, now: float) -> None:
+        if refusal.temporary:
+            self.store.rearm_revert(armed.id)  # a new proposal once the limit frees
+            self.store.revert_waits(armed.id, f"gate {refusal.gate}: {reason}", at=now)
+        else:
+            self._close(armed, False, f"refused by gate {refusal.gate}: {reason}", now)
+
     async def _execute(self, armed: ArmedRevert, proposal: Proposal, cleared: Cleared, report: ActReport) -> None:
-        run = await self.runner.run(proposal, cleared.request)
+        run = await self.runner.run(proposal, cleared)
+        if isinstance(run, Refusal):  # the start's last check: nothing was sent
+            current = self.store.proposal(proposal.id)
+            assert current is not None
+            reason = self.redactor.text(run.reason)
+            report.add(current, gate=run.gate, reason=reason)
+            if current.status == "refused":
+                self._after_refusal(armed, run, reason, self.clock())
+            return
         self.runner.finish(run)
         outcome = run.outcome
         reason = f"{proposal.action} #{proposal.id} ran: {outcome.status}" if outcome.ok else f"{proposal.action} #{proposal.id} failed: {outcome.error or outcome.status}"

@@ -1,6 +1,7 @@
 """Running one cleared proposal: its execution recorded before the request and after it.
 
-    run = await runner.run(proposal, request)        # begin_execution, then the executor
+    run = await runner.run(proposal, cleared)        # begin_execution, then the executor
+    if isinstance(run, Refusal): ...                 # the start's re-check refused: nothing was sent
     runner.finish(run, ticket=..., ticket_event=...) # finish_execution, values redacted
 
 The actor runs remediations with it and the reverter runs reverts; what each does with the
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.act.executor import ExecutionOutcome, Executor
-from engine.act.request import ActionRequest
+from engine.act.gate import Cleared
 from engine.observe.values import one_line
 from engine.redact import Redactor
-from engine.store import Execution, Proposal, Store, TicketAct
+from engine.store import Execution, Proposal, Refusal, Store, TicketAct
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,13 @@ class Runner:
         self.redactor = redactor
         self.clock = clock
 
-    async def run(self, proposal: Proposal, request: ActionRequest) -> Run:
-        execution = self.store.begin_execution(proposal.id, request=self.redactor.value(request.as_json()), at=self.clock())
+    async def run(self, proposal: Proposal, cleared: Cleared) -> Run | Refusal:
+        request = cleared.request
+        execution = self.store.begin_execution(
+            proposal.id, request=self.redactor.value(request.as_json()), at=self.clock(), rule=cleared.rule
+        )
+        if isinstance(execution, Refusal):
+            return execution
         started = time.monotonic()
         try:
             outcome = await self.executor.execute(request)

@@ -444,6 +444,21 @@ class Diagnosis(Strict):
 class Gate(Strict):
     budget_per_hour: int = Field(20, ge=1, description="Actions per hour across all actions.")
     approval_ttl: Duration = Field(900.0, description="A proposal waiting for approval expires after this.")
+    guard_timeout: Duration = Field(
+        5.0, description="How long the observations an action's guard (`when`) re-runs may take; slower is a refusal.",
+        examples=["5s"],
+    )
+
+
+class Lease(Strict):
+    """The leader lease of replicas sharing a store: only its holder acts."""
+
+    ttl: Duration | None = Field(
+        None,
+        description="How long the lease lasts unless renewed (every tick), by the store's clock; default 3 × interval. "
+        "A follower takes over at most ttl + one interval after the leader stopped.",
+        examples=["30s"],
+    )
 
 
 # --------------------------------------------------------------------------- variables
@@ -530,6 +545,9 @@ class Config(Strict):
     prompts: Prompts = Field(default_factory=Prompts, description="Diagnosis prompt templates.")
     diagnosis: Diagnosis = Field(default_factory=Diagnosis, description="Who diagnoses tickets.")
     gate: Gate = Field(default_factory=Gate, description="Global limits of the action gate.")
+    lease: Lease = Field(
+        default_factory=Lease, description="The leader lease of replicas sharing the store.", examples=[{"ttl": "30s"}]
+    )
     mode: Literal["observe", "approve", "execute"] = Field(
         "observe",
         description="observe: record proposals only. approve: wait for a human. execute: act within the gates.",
@@ -546,6 +564,10 @@ class Config(Strict):
     def variable_values(self) -> dict[str, Any]:
         """`vars` as expressions see them (valid configs only: validation parsed every value)."""
         return {name: var.parsed() for name, var in self.vars.items()}
+
+    @property
+    def lease_ttl(self) -> float:
+        return self.lease.ttl if self.lease.ttl is not None else 3 * self.interval
 
     def action(self, name: str) -> Action | None:
         return next((a for a in self.actions if a.name == name), None)

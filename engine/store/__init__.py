@@ -24,6 +24,12 @@ Reverts (schema v4): an action that declares a `revert` arms it when it succeeds
 execution's own transaction; once the ticket resolves the engine proposes and runs the revert on
 the same ticket (engine.act.revert). A revert is `armed`, then `done` or `given_up`.
 
+Leader lease (schema v5, engine.store.leasing): replicas sharing a store compete for one lease
+timed by the database's clock; only the holder writes, each write checking its fencing token in
+its own transaction. Every status change of a proposal or an execution is a compare-and-set, and
+an execution starts in one transaction that checks the gates that read the store once more
+(engine.store.limits), so two processes never run one proposal twice.
+
 Credit: a verifying ticket that resolves gets `verified` (the action is credited) only when an
 `effect_confirmed` event (its `verify.expr` held on fresh observations) exists for the proposal
 that ran; otherwise `recovered`: the invariant holds again, the action's effect was not confirmed.
@@ -32,6 +38,8 @@ that ran; otherwise `recovered`: the invariant holds again, the action's effect 
 from __future__ import annotations
 
 from engine.store.base import BUSY_TIMEOUT_S
+from engine.store.leasing import Lease
+from engine.store.limits import Refusal, StartRule
 from engine.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from engine.store.migrations import _statements as _statements  # tests split migrations with it
 from engine.store.records import ArmedRevert, Event, Execution, Proposal, TickChanges, Ticket, TicketAct
@@ -61,6 +69,7 @@ __all__ = [
     "Event",
     "Execution",
     "KILL_SWITCH",
+    "Lease",
     "LIVE_PROPOSALS",
     "MIGRATIONS",
     "MODE_SWITCH",
@@ -71,8 +80,10 @@ __all__ = [
     "PROPOSAL_STATUSES",
     "Proposal",
     "RESOLVED",
+    "Refusal",
     "REVERT_SOURCE",
     "SCHEMA_VERSION",
+    "StartRule",
     "Store",
     "TICKET_STATUSES",
     "TickChanges",

@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.durations import utc_text
-from engine.errors import StoreError
+from engine.errors import StaleStatus, StoreError
 from engine.store.base import StoreBase
+from engine.store.limits import Refusal, StartRule, store_refusal
 from engine.store.records import (
     _EXECUTION_COLUMNS,
     _PROPOSAL_COLUMNS,
@@ -28,6 +29,7 @@ from engine.store.statuses import (
     _LIVE,
     ESCALATED,
     KILL_SWITCH,
+    LIVE_PROPOSALS,
     MODE_SWITCH,
     OPEN,
     PARKED_KILLED,
@@ -143,6 +145,16 @@ class ActingStore(StoreBase):
         if status not in PROPOSAL_STATUSES:
             raise StoreError(f"unknown proposal status {status!r}")
         ticket = self._require(conn, ticket_id, "propose an action for")
+        if status in LIVE_PROPOSALS:
+            # the in-flight gate once more, atomically: two processes that both passed it for
+            # one ticket do not both leave a live proposal
+            other = conn.execute(
+                f"SELECT id, status FROM proposals WHERE ticket_id = ? AND status IN {_LIVE} ORDER BY id LIMIT 1", (ticket_id,)
+            ).fetchone()
+            if other is not None:
+                status, gate = "refused", "in_flight"
+                detail = f"ticket #{ticket_id} already has proposal #{other[0]} {other[1].replace('_', ' ')}"
+                expires_at = None
         cursor = conn.execute(
             "INSERT INTO proposals (ticket_id, action, params, reason, source, status, gate, detail, created_at, "
             "updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -199,12 +211,15 @@ class ActingStore(StoreBase):
             raise StoreError(f"there is no proposal #{proposal_id} in {self.path}")
         if expect is not None and proposal.status not in expect:
             wanted = " or ".join(expect)
-            raise StoreError(f"proposal #{proposal_id} is {proposal.status}, not {wanted}")
+            raise StaleStatus(f"proposal #{proposal_id} is {proposal.status}, not {wanted}", status=proposal.status)
         decided = actor if status in ("approved", "rejected", "cancelled", "expired") else proposal.decided_by
-        conn.execute(
-            "UPDATE proposals SET status = ?, gate = ?, detail = ?, updated_at = ?, decided_by = ? WHERE id = ?",
-            (status, gate if gate is not None else proposal.gate, detail if detail is not None else proposal.detail, at, decided, proposal_id),
-        )
+        moved = conn.execute(  # a compare-and-set: only from the status just read
+            "UPDATE proposals SET status = ?, gate = ?, detail = ?, updated_at = ?, decided_by = ? WHERE id = ? AND status = ?",
+            (status, gate if gate is not None else proposal.gate, detail if detail is not None else proposal.detail, at, decided,
+             proposal_id, proposal.status),
+        ).rowcount
+        if moved != 1:
+            raise StaleStatus(f"proposal #{proposal_id} changed while it was being moved to {status}", status="changed")
         row = self._ticket(conn, proposal.ticket_id)
         assert row is not None  # a foreign key
         if ticket is not None:
@@ -300,23 +315,63 @@ class ActingStore(StoreBase):
 
     # ------------------------------------------------------------------ acting: executions
 
-    def begin_execution(self, proposal_id: int, *, request: Mapping[str, Any], at: float, actor: str = "engine") -> Execution:
-        """Record that a proposal is about to run (BEFORE the request): a crash after this never
-        replays it, because `interrupted_executions` marks it `unknown` on the next start."""
+    def begin_execution(
+        self, proposal_id: int, *, request: Mapping[str, Any], at: float, rule: StartRule, actor: str = "engine"
+    ) -> Execution | Refusal:
+        """The gate's last word and the start, in ONE transaction, after all of the gate's I/O:
+        the kill switch, the proposal still `approved` (a compare-and-set to `executing`), its
+        ticket's status, cooldown, budgets, in-flight and attempts are checked again, and the
+        execution is recorded BEFORE the request runs (a crash after this never replays it:
+        `interrupted_executions` marks it `unknown`). A refusal is returned, not raised: a
+        proposal still approved becomes `refused`; one another process moved first (rejected,
+        cancelled by the kill switch, started by another loop) keeps its status, and a
+        `lost_race` event on its ticket says why it did not start."""
         with self._transaction() as conn:
             proposal = self._proposal(conn, proposal_id)
             if proposal is None:
                 raise StoreError(f"there is no proposal #{proposal_id} in {self.path}")
             ticket = self._ticket(conn, proposal.ticket_id)
             assert ticket is not None
+            if proposal.status != "approved":
+                refusal = Refusal("status", f"proposal #{proposal_id} is {proposal.status.replace('_', ' ')}, no longer approved")
+                self._insert_event(conn, "lost_race", ticket.id, ticket.invariant, ticket.entity_key, actor, at,
+                                   {"proposal": proposal_id, "action": proposal.action, "status": proposal.status, "reason": refusal.reason})
+                return refusal
+            refusal = store_refusal(conn, rule, ticket, proposal_id=proposal_id, now=at)
+            if refusal is not None:
+                self._move_proposal(conn, proposal_id, "refused", actor=actor, at=at, gate=refusal.gate, detail=refusal.reason,
+                                    expect=("approved",), data={"at_start": True})
+                return refusal
             cursor = conn.execute(
                 "INSERT INTO executions (proposal_id, ticket_id, action, entity_key, status, request, started_at) "
                 "VALUES (?, ?, ?, ?, 'executing', ?, ?)",
                 (proposal_id, ticket.id, proposal.action, ticket.entity_key, _dumps(dict(request)), at),
             )
             execution_id = int(cursor.lastrowid)  # type: ignore[arg-type]
-            self._move_proposal(conn, proposal_id, "executing", actor=actor, at=at, data={"execution": execution_id, "request": dict(request)})
+            self._move_proposal(conn, proposal_id, "executing", actor=actor, at=at, expect=("approved",),
+                                data={"execution": execution_id, "request": dict(request)})
             return self._execution(conn, execution_id)  # type: ignore[return-value]
+
+    def refuse_proposal(
+        self, proposal_id: int, refusal: Refusal, *, at: float, ticket: TicketAct | None = None, actor: str = "engine"
+    ) -> Proposal:
+        """An approved proposal the gate refused becomes `refused` (its ticket changes with it),
+        by a compare-and-set: when another process moved it first (a reject, the kill switch,
+        another loop that started it), its status stays and a `lost_race` event says so."""
+        with self._transaction() as conn:
+            try:
+                return self._move_proposal(conn, proposal_id, "refused", actor=actor, at=at, gate=refusal.gate,
+                                           detail=refusal.reason, expect=("approved",), ticket=ticket)
+            except StaleStatus:
+                proposal = self._proposal(conn, proposal_id)
+                assert proposal is not None
+                row = self._ticket(conn, proposal.ticket_id)
+                assert row is not None
+                self._insert_event(conn, "lost_race", row.id, row.invariant, row.entity_key, actor, at, {
+                    "proposal": proposal_id, "action": proposal.action, "status": proposal.status,
+                    "reason": f"refused by gate {refusal.gate} ({refusal.reason}), but it was {proposal.status} by then",
+                })  # fmt: skip
+                return proposal
 
     def finish_execution(
         self,
@@ -340,13 +395,22 @@ class ActingStore(StoreBase):
             execution = self._execution(conn, execution_id)
             if execution is None:
                 raise StoreError(f"there is no execution #{execution_id} in {self.path}")
-            if execution.status != "executing":
-                raise StoreError(f"execution #{execution_id} already finished ({execution.status})")
             status = "succeeded" if ok else "failed"
-            conn.execute(
-                "UPDATE executions SET status = ?, finished_at = ?, duration_s = ?, response = ?, error = ? WHERE id = ?",
-                (status, at, duration_s, response, error, execution_id),
-            )
+            moved = 0
+            if execution.status == "executing":
+                moved = conn.execute(  # a compare-and-set: never over another writer's outcome
+                    "UPDATE executions SET status = ?, finished_at = ?, duration_s = ?, response = ?, error = ? "
+                    "WHERE id = ? AND status = 'executing'",
+                    (status, at, duration_s, response, error, execution_id),
+                ).rowcount
+            if moved != 1:  # e.g. marked `unknown` by a replica that took over meanwhile
+                row = self._ticket(conn, execution.ticket_id)
+                assert row is not None
+                self._insert_event(conn, "late_outcome", row.id, row.invariant, row.entity_key, actor, at, {
+                    "execution": execution_id, "proposal": execution.proposal_id, "recorded": execution.status,
+                    "outcome": status, "response": response, **({"error": error} if error is not None else {}),
+                })  # fmt: skip
+                return execution
             data: dict[str, Any] = {
                 "execution": execution_id,
                 "request": execution.request.get("line"),
@@ -385,7 +449,7 @@ class ActingStore(StoreBase):
             out = []
             for execution_id in ids:
                 conn.execute(
-                    "UPDATE executions SET status = 'unknown', finished_at = ?, error = ? WHERE id = ?",
+                    "UPDATE executions SET status = 'unknown', finished_at = ?, error = ? WHERE id = ? AND status = 'executing'",
                     (now, "the engine stopped while this ran; its outcome is unknown", execution_id),
                 )
                 execution = self._execution(conn, execution_id)
@@ -418,15 +482,10 @@ class ActingStore(StoreBase):
             ).fetchone()
         return row[0]
 
-    def execution_times_since(self, since: float, action: str | None = None) -> list[float]:
-        """Start times of executions since `since` (of one action, or all), oldest first."""
-        query = "SELECT started_at FROM executions WHERE started_at > ?"
-        args: tuple[Any, ...] = (since,)
-        if action is not None:
-            query += " AND action = ?"
-            args += (action,)
+    def limits(self, rule: StartRule, ticket: Ticket, *, proposal_id: int | None, now: float) -> Refusal | None:
+        """The gates from cooldown on, as `begin_execution` checks them again (engine.store.limits)."""
         with self._reading() as conn:
-            return [r[0] for r in conn.execute(query + " ORDER BY started_at", args)]
+            return store_refusal(conn, rule, ticket, proposal_id=proposal_id, now=now, early=False)
 
     def attempts(self, ticket_id: int, action: str) -> int:
         """How many times `action` ran (or started) for this ticket."""

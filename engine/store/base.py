@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
-from engine.errors import StoreError
+from engine.errors import NotLeader, StoreError
 from engine.store.migrations import MIGRATIONS, SCHEMA_VERSION, _statements
 from engine.store.records import (
     _PROPOSAL_COLUMNS,
@@ -26,6 +26,7 @@ from engine.store.records import (
 )
 
 BUSY_TIMEOUT_S = 5.0
+LEADER = "leader"  # the name of the one lease the engines of a store compete for
 
 
 class StoreBase:
@@ -35,6 +36,17 @@ class StoreBase:
     _clock: Callable[[], float]
     _lock: threading.Lock
     _conn: sqlite3.Connection
+    # Fencing (engine.store.leasing): a store whose engine competes for the lease writes only
+    # while `_fence` is the current lease's token, checked inside each write transaction.
+    _fencing: bool = False
+    _fence: int | None = None
+
+    # The database's clock, in Unix seconds: the one expression every lease time comes from, so
+    # replicas never compare their own wall clocks. Another backend substitutes its own (now()).
+    DB_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+    # what locks the lease row against a takeover until the writing transaction ends; SQLite's
+    # BEGIN IMMEDIATE already holds the one write lock (a backend with row locks: " FOR SHARE")
+    FENCE_LOCK = ""
 
     # ------------------------------------------------------------------ opening
 
@@ -108,8 +120,10 @@ class StoreBase:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; the write lock is taken up front so it cannot fail half-way."""
+    def _transaction(self, *, fenced: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; the write lock is taken up front so it cannot fail half-way.
+        While fencing, it first checks that this replica's token is the current lease's (NotLeader
+        otherwise), so a write and the check are one atomic step; `fenced=False`: the lease itself."""
         with self._lock:
             conn = self._conn
             try:
@@ -117,6 +131,8 @@ class StoreBase:
             except sqlite3.Error as exc:
                 raise _store_error(self.path, exc) from None
             try:
+                if fenced and self._fencing:
+                    self._check_fence(conn)
                 yield conn
             except BaseException as exc:
                 _rollback(conn)
@@ -129,6 +145,23 @@ class StoreBase:
                 except sqlite3.Error as exc:
                     _rollback(conn)
                     raise _store_error(self.path, exc) from None
+
+    def _check_fence(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute(
+            f"SELECT holder, token, expires_at > {self.DB_NOW} FROM leases WHERE name = ?{self.FENCE_LOCK}", (LEADER,)
+        ).fetchone()
+        fence = self._fence
+        if fence is None or row is None or int(row[1]) != fence or not row[2]:
+            self._fence = None
+            if fence is None:
+                raise NotLeader("this replica does not hold the leader lease: it observes, another replica acts")
+            holder = "nobody (it expired)" if row is None or int(row[1]) == fence else f"{row[0]} (token {row[1]})"
+            raise NotLeader(f"this replica's lease (token {fence}) is no longer current; the lease is held by {holder}")
+
+    def db_now(self) -> float:
+        """The database's clock (Unix seconds): what lease times are measured by."""
+        with self._reading() as conn:
+            return float(conn.execute(f"SELECT {self.DB_NOW}").fetchone()[0])
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:

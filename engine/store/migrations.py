@@ -141,6 +141,18 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX reverts_by_status ON reverts(status, id);
     """,
+    # v5: the leader lease of replicas sharing a store (engine.store.leasing): one row per lease,
+    # timed by the database's clock; `token` only grows (the fencing token)
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        token INTEGER NOT NULL,
+        acquired_at REAL NOT NULL,
+        renewed_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

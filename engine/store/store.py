@@ -9,13 +9,14 @@ from pathlib import Path
 
 from engine.evaluate import EntityState
 from engine.store.base import BUSY_TIMEOUT_S
+from engine.store.leasing import LeasingStore
 from engine.store.reverting import RevertingStore
 from engine.store.ticketing import TicketingStore
 
 
-class Store(TicketingStore, RevertingStore):
-    """The SQLite ticket store of one subject. Not shared between processes that both write
-    ticks: one engine per file (readers such as `opctl tickets` are fine)."""
+class Store(TicketingStore, RevertingStore, LeasingStore):
+    """The SQLite ticket store of one subject. Engines sharing it compete for the leader lease
+    (engine.store.leasing): only the holder writes; readers such as `opctl tickets` are fine."""
 
     def __init__(
         self, path: Path, *, clock: Callable[[], float] = time.time, busy_timeout: float = BUSY_TIMEOUT_S

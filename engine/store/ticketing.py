@@ -243,6 +243,14 @@ class TicketingStore(StoreBase):
             row = conn.execute(f"SELECT COUNT(*) FROM tickets WHERE status != '{RESOLVED}'").fetchone()
         return int(row[0])
 
+    def entity_state(self, invariant: str, key: str) -> str | None:
+        """The stored state (pending, firing) of one entity; None: ok."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT status FROM entity_states WHERE invariant = ? AND entity_key = ?", (invariant, key)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def open_ticket_for(self, invariant: str, key: str) -> Ticket | None:
         with self._reading() as conn:
             row = conn.execute(

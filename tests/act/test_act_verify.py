@@ -11,7 +11,7 @@ import pytest
 from engine.act import RecordingExecutor
 from engine.diagnose import Diagnosis
 from engine.errors import StoreError
-from engine.store import Store
+from engine.store import Execution, StartRule, Store
 from tests.act.act_support import START, Engine, action, api, config_data, nodes, open_engine, requests_other_than_observation
 from tests.json_server import JsonServer
 
@@ -151,7 +151,9 @@ def test_a_crash_during_an_execution_never_replays_it(tmp_path: Path, server: Js
     [waiting] = engine.proposals()
     engine.store.approve(waiting.id, actor="cli:erin")
     # the engine wrote the execution row, then died before the request finished
-    execution = engine.store.begin_execution(waiting.id, request={"line": "DELETE /v1/nodes/n2"}, at=START + 1)
+    rule = StartRule.of(engine.monitor.config.action(waiting.action), "n2", total_budget_per_hour=20)
+    execution = engine.store.begin_execution(waiting.id, request={"line": "DELETE /v1/nodes/n2"}, at=START + 1, rule=rule)
+    assert isinstance(execution, Execution)
     engine.close()
     restarted = open_engine(tmp_path, runbook_config(server.url, mode="approve"))
     try:
