@@ -1,0 +1,154 @@
+"""Real `opctl run` replicas on one store, for the HA and race tests: each has its own config file
+(the same subject and store; its target sends `X-Replica: <id>` so the target's log says who sent
+what), writes its JSON tick lines to a file, and can be killed, paused and resumed by signal.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from engine.store import Lease, Store
+from tests.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE_ID = {"type": "string", "minLength": 1, "maxLength": 128}
+
+
+def registry_config(url: str, **overrides: Any) -> dict[str, Any]:
+    """A node registry's config: a node that is down is deregistered (guarded, verified)."""
+    data: dict[str, Any] = {
+        "version": 1,
+        "subject": {"name": "replicas", "description": "Nodes behind one registry, watched by two opctl replicas."},
+        "targets": {"api": {"url": url, "timeout": "20s"}},
+        "interval": "200ms",
+        "lease": {"ttl": "1s"},
+        "observations": {"nodes": {"http": {"target": "api", "path": "/v1/nodes"}, "select": "body.nodes"}},
+        "invariants": [{
+            "name": "node_up", "severity": "critical", "for_each": "nodes", "key": "item.id", "expr": 'item.state == "up"',
+            "runbook": [{"action": "deregister_node", "params": {"node_id": "item.id"}, "reason": "A dead node must leave."}],
+        }],
+        "actions": [{
+            "name": "deregister_node",
+            "description": "Remove a dead node from the registry.",
+            "params": {"type": "object", "required": ["node_id"], "additionalProperties": False, "properties": {"node_id": NODE_ID}},
+            "when": 'nodes.exists(n, n.id == params.node_id && n.state == "down")',
+            "http": {"target": "api", "method": "DELETE", "path": "/v1/nodes/{node_id}"},
+            "cooldown": "10m",
+            "verify": {"within": "30s", "expr": "!nodes.exists(n, n.id == params.node_id)"},
+        }],
+        "gate": {"budget_per_hour": 1000, "guard_timeout": "30s"},
+        "diagnosis": {"provider": "runbook"},
+        "mode": "execute",
+        "store": "state.db",
+    }  # fmt: skip
+    data.update(copy.deepcopy(overrides))
+    return data
+
+
+class Replica:
+    def __init__(self, directory: Path, name: str, data: dict[str, Any], command: list[str]) -> None:
+        self.name = name
+        self.config = directory / f"{name}.yaml"
+        mine = copy.deepcopy(data)
+        mine["targets"]["api"]["headers"] = {"X-Replica": name}
+        self.config.write_text(yaml.safe_dump(mine, sort_keys=False))
+        self.out = directory / f"{name}.{len(list(directory.glob(f'{name}.*.jsonl')))}.jsonl"
+        self.err = self.out.with_suffix(".err")
+        self.command = command
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Replica:
+        with self.out.open("wb") as out, self.err.open("wb") as err:
+            self.proc = subprocess.Popen([*self.command, str(self.config)], stdout=out, stderr=err, cwd=ROOT, env=dict(os.environ))
+        return self
+
+    def lines(self) -> list[dict[str, Any]]:
+        text = self.out.read_text() if self.out.exists() else ""
+        return [json.loads(line) for line in text.splitlines() if line.endswith("}")]
+
+    def leading(self) -> bool:
+        lines = self.lines()
+        return bool(lines) and bool(lines[-1].get("leader", {}).get("leading"))
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+
+
+class Replicas:
+    """Starts replicas of one config in one folder (one store); stops every one at the end."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.started: list[Replica] = []
+
+    @property
+    def store(self) -> Path:
+        return self.directory / "state.db"
+
+    def opctl_run(self, name: str, data: dict[str, Any]) -> Replica:
+        """`opctl run CONFIG --json --replica-id NAME`."""
+        command = [sys.executable, "-m", "engine", "run", "--json", "--replica-id", name]
+        replica = Replica(self.directory, name, data, command).start()
+        self.started.append(replica)
+        return replica
+
+    def unleased(self, name: str, data: dict[str, Any]) -> Replica:
+        """An engine loop WITHOUT the lease (tests/unleased_loop.py): what the store's own
+        compare-and-sets must make safe when two loops act at once."""
+        command = [sys.executable, "-m", "tests.unleased_loop"]
+        replica = Replica(self.directory, name, data, command).start()
+        self.started.append(replica)
+        return replica
+
+    def lease(self) -> Lease:
+        with Store(self.store) as store:
+            return store.lease()
+
+    def wait_leader(self, name: str, *, after_token: int = 0) -> Lease:
+        def led() -> Lease | None:
+            if not self.store.exists():
+                return None
+            lease = self.lease()
+            return lease if lease.holder == name and lease.valid and lease.token > after_token else None
+
+        return wait_for(led, timeout=60)
+
+    def stop(self) -> None:
+        for replica in self.started:
+            replica.stop()
+
+
+@pytest.fixture
+def replicas(tmp_path: Path) -> Iterator[Replicas]:
+    started = Replicas(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop()
