@@ -82,11 +82,14 @@ class NodeRegistry:
                     released.wait(120)
                 status, body = registry._route(self.command, self.path)
                 data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the engine that asked was killed meanwhile
 
             do_GET = do_POST = do_DELETE = _answer
 
