@@ -20,8 +20,10 @@ from engine.config.models import Config, Invariant
 from engine.errors import StoreError
 from engine.evaluate import Entity, EntityState, Evaluator, Transition, advance
 from engine.observe import ObservationResult
+from engine.lab.postgres_server import PostgresServer
 from engine.store import MIGRATIONS, SCHEMA_VERSION, Store, TickChanges
 from engine.store.postgres import _WRITER_LOCK
+from tests.ports import free_port
 from tests.store_support import RawDatabase
 
 INV = Invariant.model_validate(
@@ -399,3 +401,64 @@ def test_sigkill_mid_episode_keeps_the_ticket_and_its_state(store_at: Path | str
         d = Driver(s)
         assert d.tick(20, a="violated").opened == ()  # the same ticket continues
         assert [t.id for t in d.tick(30, a="healthy").resolved] == [ticket.id]
+
+
+# --------------------------------------------------------------------------- PostgreSQL only
+
+
+def test_postgres_restart_is_a_loud_error_then_the_store_reconnects_and_loses_nothing(own_postgres: PostgresServer) -> None:
+    url = own_postgres.create_database("restarts")
+    store = Store(url, clock=Clock())
+    d = Driver(store)
+    d.tick(0, a="violated")
+    d.tick(30, a="violated")  # firing: ticket 1
+    (first,) = store.tickets()
+    own_postgres.stop()
+    # while it is down: every call fails with one line naming the database, password masked
+    for call in (store.tickets, store.open_ticket_count, lambda: store.add_event("note", ticket_id=None, actor="a", data={}, at=31)):
+        with pytest.raises(StoreError) as down:
+            call()
+        message = str(down.value)
+        assert "postgresql://opctl:[REDACTED]@127.0.0.1:" in message and own_postgres.password not in message
+        assert "\n" not in message
+    # a tick while it is down is not written, and the Driver's next states were not saved
+    before = dict(d.states)
+    with pytest.raises(StoreError):
+        d.tick(40, a="violated", b="violated")
+    own_postgres.start()
+    d.states = before  # what the loop does: a failed tick's states are not kept (engine.loop)
+    d.tick(40, a="violated", b="violated")
+    d.tick(70, a="violated", b="violated")  # b fires now
+    assert [(t.entity_key, t.id == first.id) for t in store.tickets(status="open")] == [("b", False), ("a", True)]
+    assert store.ticket(first.id).occurrences == 3  # type: ignore[union-attr]
+    store.close()
+
+
+def test_a_connection_dropped_by_the_server_fails_that_call_only(postgres_url: str) -> None:
+    store = Store(postgres_url, clock=Clock())
+    store.add_event("note", ticket_id=None, actor="a", data={}, at=1)
+    raw = RawDatabase(postgres_url)
+    # the server ends every other session of the database (as a restart or a failover does)
+    raw.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid != pg_backend_pid()")
+    raw.close()
+    with pytest.raises(StoreError, match=r"dropped the connection .*nothing of this change was kept"):
+        store.add_event("lost", ticket_id=None, actor="a", data={}, at=2)
+    store.add_event("kept", ticket_id=None, actor="a", data={}, at=3)
+    assert [e.kind for e in store.events()] == ["note", "kept"]
+    store.close()
+
+
+@pytest.mark.parametrize("problem", ["unknown scheme", "unreachable host", "wrong password", "no such database"])
+def test_bad_store_urls_are_one_line_naming_the_url_without_its_password(problem: str, postgres_server: PostgresServer) -> None:
+    password = postgres_server.password
+    url, secret, expected = {
+        "unknown scheme": ("mysql://opctl:hunter22@127.0.0.1/opctl", "hunter22", "unknown scheme 'mysql'"),
+        "unreachable host": (f"postgresql://opctl:hunter22@127.0.0.1:{free_port()}/opctl", "hunter22", "Connection refused"),
+        "wrong password": (postgres_server.url(password="hunter22"), "hunter22", "password authentication failed"),
+        "no such database": (postgres_server.url("absent"), password, 'database "absent" does not exist'),
+    }[problem]
+    with pytest.raises(StoreError) as refused:
+        Store(url)
+    message = str(refused.value)
+    assert expected in message and secret not in message and "\n" not in message
+    assert url.replace(secret, "[REDACTED]") in message
