@@ -114,12 +114,13 @@ class TicketingStore(StoreBase):
                         )
                     else:
                         entity = entities.get(sk)
-                        ticket_id = self._open_ticket(
+                        ticket = self._open_ticket(
                             conn, t, invariants.get(t.invariant), entity.item if entity else None,
                             observations_snapshot, messages.get(sk), now,
                         )
+                        ticket_id = ticket.id
                         open_ids[sk] = (ticket_id, False)
-                        opened.append(self._ticket(conn, ticket_id))
+                        opened.append(ticket)
                         data["ticket"] = "opened"
                 elif t.kind == "resolved":
                     if sk in open_ids:
@@ -128,12 +129,13 @@ class TicketingStore(StoreBase):
                             data["ticket"] = "held"
                             held.append(ticket_id)
                         else:
-                            conn.execute(
-                                f"UPDATE tickets SET status = '{RESOLVED}', resolved_at = ?, last_seen = ? WHERE id = ?",
+                            row = conn.execute(
+                                f"UPDATE tickets SET status = '{RESOLVED}', resolved_at = ?, last_seen = ? WHERE id = ? "
+                                f"RETURNING {_TICKET_COLUMNS}",
                                 (now, now, ticket_id),
-                            )
+                            ).fetchone()
                             del open_ids[sk]
-                            resolved.append(self._ticket(conn, ticket_id))
+                            resolved.append(_ticket_from_row(row))
                             data["ticket"] = "resolved"
                             if ticket_id in verifying:
                                 self._credit(conn, ticket_id, verifying[ticket_id], t, actor)
@@ -171,16 +173,18 @@ class TicketingStore(StoreBase):
         observations_snapshot: Mapping[str, Any],
         message: str | None,
         now: float,
-    ) -> int:
+    ) -> Ticket:
+        """One statement (a round trip on PostgreSQL): the row, linked to the key's last ticket."""
         snapshot = dict(observations_snapshot)
         if item is not None:
             snapshot["item"] = item  # `item` is reserved, so it cannot shadow an observation
         if message is None:
             where = f" for {t.key!r}" if t.key else ""
             message = f"invariant '{t.invariant}' is violated{where}"
-        return int(conn.execute(
+        return _ticket_from_row(conn.execute(
             "INSERT INTO tickets (invariant, entity_key, labels, severity, status, held, first_seen, last_seen, "
-            "occurrences, message, snapshot, previous_ticket_id) VALUES (?, ?, ?, ?, ?, 0, ?, ?, 1, ?, ?, ?) RETURNING id",
+            "occurrences, message, snapshot, previous_ticket_id) VALUES (?, ?, ?, ?, ?, 0, ?, ?, 1, ?, ?, "
+            f"(SELECT MAX(id) FROM tickets WHERE invariant = ? AND entity_key = ?)) RETURNING {_TICKET_COLUMNS}",
             (
                 t.invariant,
                 t.key,
@@ -191,9 +195,10 @@ class TicketingStore(StoreBase):
                 now,
                 message,
                 _dumps(snapshot),
-                self._last_ticket_id(conn, t.invariant, t.key),
+                t.invariant,
+                t.key,
             ),
-        ).fetchone()[0])
+        ).fetchone())
 
     @staticmethod
     def _last_ticket_id(conn: Conn, invariant: str, key: str) -> int | None:
