@@ -397,7 +397,7 @@ def mode(args: tuple[str, ...], clear: bool, deprecated_config: str | None, stor
     Precedence: the mode set here, while set; else the config's `mode:` (observe by default)."""
     from engine.cockpit import mode_info
     from engine.config.validate import load_config
-    from engine.runtime import actor_name, open_store, store_path
+    from engine.runtime import actor_name, open_store, store_exists, store_name, store_path
     from engine.view import mode_source
 
     values = list(args)
@@ -416,18 +416,18 @@ def mode(args: tuple[str, ...], clear: bool, deprecated_config: str | None, stor
         return
     if clear:
         cleared = False
-        if path.exists():
+        if store_exists(path):
             with open_store(config, store, loaded=loaded) as opened:
                 cleared = opened.clear_mode(actor=actor_name(), then=config_mode)
         click.echo(f"mode is {config_mode or 'the config’s'} (from the config)" + ("" if cleared else "; there was no override"))
         return
-    if path.exists():
+    if store_exists(path):
         with open_store(config, store, loaded=loaded) as opened:
             info = mode_info(opened, config_mode or "unknown")
     else:
         info = mode_info(None, config_mode or "unknown")
     if as_json:
-        print_json({**info.as_json(), "config_mode": config_mode, "store": str(path)})
+        print_json({**info.as_json(), "config_mode": config_mode, "store": store_name(path)})
     elif config_mode is None and info.source == "config":
         click.echo("no mode override in this store: the config's `mode` applies (name the config to see it)")
     else:

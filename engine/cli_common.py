@@ -135,7 +135,7 @@ def store_option(func: F) -> F:
     """`--store PATH|URL`: the ticket store to read or write instead of the config's `store:`."""
     return click.option(  # type: ignore[no-any-return]
         "--store", "store", default=None, metavar="PATH|URL",
-        help="The ticket store (a path or sqlite:///PATH) instead of the config's `store:`; enough on its own.",
+        help="The ticket store (a path, sqlite:///PATH or postgresql://user:pass@host:port/db) instead of the config's `store:`; enough on its own.",
     )(func)
 
 

@@ -11,7 +11,7 @@ MASK = "[REDACTED]"
 # Shapes of secrets that may appear in observed data even when we never saw their value.
 _PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}"),
-    re.compile(r"(?i)((?:redis|rediss|https?)://[^:/@\s]*:)[^@\s]+(@)"),
+    re.compile(r"(?i)((?:redis|rediss|https?|postgresql|postgres)://[^:/@\s]*:)[^@\s]+(@)"),
     re.compile(r"(?i)((?:password|passwd|secret|token|api[_-]?key)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{4,}"),
 ]
 _SECRET_KEY = re.compile(r"(?i)(password|passwd|secret|token|api[_-]?key|authorization)")

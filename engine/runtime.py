@@ -14,34 +14,32 @@ from engine.cockpit import mode_info
 from engine.config.validate import LoadedConfig, load_config
 from engine.errors import ConfigError, StoreError
 from engine.store import Proposal, Store, Ticket
+from engine.store.location import redacted_url, store_location
 
 if TYPE_CHECKING:
     from engine.loop import Monitor
 
 
-STORE_SCHEMES = ("sqlite",)
-
-
-def store_location(text: str) -> Path:
-    """The store `--store` names: a path, or a `sqlite:///PATH` URL (relative to the current
-    directory). Other schemes are refused with a clear message."""
-    if "://" not in text:
-        return Path(text)
-    scheme, _, rest = text.partition("://")
-    if scheme not in STORE_SCHEMES:
-        raise StoreError(f"--store {text}: this opctl keeps its store in SQLite; give a path or sqlite:///PATH")
-    return Path(rest)
-
-
-def store_path(config_path: str | None, store: str | None = None, *, loaded: LoadedConfig | None = None) -> Path:
-    """Where the store is: `--store` when given, else the config's `store:`."""
+def store_path(config_path: str | None, store: str | None = None, *, loaded: LoadedConfig | None = None) -> Path | str:
+    """Where the store is: `--store` when given, else the config's `store:`; a SQLite file (a
+    Path) or a PostgreSQL URL (engine.store.location; an unknown scheme is a StoreError)."""
     if store is not None:
         return store_location(store)
-    if loaded is not None:
-        return loaded.store_path
-    if config_path is None:
-        raise ConfigError("no store given: name the config (or set OPCTL_CONFIG), or give --store PATH")
-    return load_config(config_path).store_path
+    if loaded is None:
+        if config_path is None:
+            raise ConfigError("no store given: name the config (or set OPCTL_CONFIG), or give --store PATH|URL")
+        loaded = load_config(config_path)
+    return store_location(loaded.store_path)
+
+
+def store_exists(at: Path | str) -> bool:
+    """A file exists or not; a database is there to connect to (opening it says when it is not)."""
+    return not isinstance(at, Path) or at.exists()
+
+
+def store_name(at: Path | str) -> str:
+    """The store as output shows it: the file, or the URL with its password masked."""
+    return str(at) if isinstance(at, Path) else redacted_url(at)
 
 
 def default_replica_id() -> str:
@@ -68,7 +66,7 @@ def open_store(
     """The store of `config_path` (or `--store`). Only commands that write switches create it: a
     command that reads finds one or says where it looked."""
     path = store_path(config_path, store, loaded=loaded)
-    if not create and not path.exists():
+    if not create and not store_exists(path):
         run = f"opctl run {config_path}" if config_path else "opctl run CONFIG"
         raise StoreError(f"no store at {path} yet: run `{run}` first")
     opened = Store(path)
@@ -81,14 +79,14 @@ def open_store(
 def require_ticket(store: Store, ticket_id: int) -> Ticket:
     ticket = store.ticket(ticket_id)
     if ticket is None:
-        raise StoreError(f"there is no ticket #{ticket_id} in {store.path}")
+        raise StoreError(f"there is no ticket #{ticket_id} in {store.location}")
     return ticket
 
 
 def require_proposal(store: Store, proposal_id: int) -> Proposal:
     proposal = store.proposal(proposal_id)
     if proposal is None:
-        raise StoreError(f"there is no proposal #{proposal_id} in {store.path}")
+        raise StoreError(f"there is no proposal #{proposal_id} in {store.location}")
     return proposal
 
 

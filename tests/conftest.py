@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import subprocess
 from collections.abc import Generator, Iterator
@@ -15,6 +16,7 @@ import pytest
 import redis
 
 from engine.errors import LabError
+from engine.lab.postgres_server import PostgresServer, find_postgres_bin
 from engine.lab.prometheus_server import command as prometheus_command
 from engine.lab.prometheus_server import find_prometheus, write_config
 from engine.lab.redis_server import RedisServer
@@ -149,3 +151,45 @@ def _ready(url: str, process: subprocess.Popen[bytes]) -> bool:
         return httpx.get(f"{url}/-/ready", timeout=0.5).is_success
     except httpx.HTTPError:
         return False
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _postgres(durable: bool = False) -> PostgresServer:
+    if find_postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (no initdb/postgres in /usr/lib/postgresql/*/bin or on PATH): apt-get install postgresql")
+    return PostgresServer(free_port(), durable=durable).start()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL cluster per session (per xdist worker), initdb'd in a temp dir."""
+    server = _postgres()
+    yield server
+    server.remove()
+
+
+_DATABASES = itertools.count(1)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL (with its password) of a fresh, empty database on the session's cluster."""
+    return postgres_server.create_database(f"t{os.getpid()}_{next(_DATABASES)}")
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster of the test's own, which it may stop and restart."""
+    server = _postgres()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_at(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a fresh store is, on each backend: a file in tmp_path, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "state" / "opctl.db"
+    return str(request.getfixturevalue("postgres_url"))

@@ -81,7 +81,7 @@ def test_usage_mistakes_exit_2_with_a_message_on_stderr(ran: Path) -> None:
     assert contradiction.exit_code == 2 and "contradict" in contradiction.stderr
     assert opctl("prompt", "--store", "x.db", "1").exit_code == 2  # a prompt needs the config's templates
     scheme = opctl("tickets", "list", "--store", "postgres://db/opctl")
-    assert scheme.exit_code == 1 and "SQLite" in scheme.stderr
+    assert scheme.exit_code == 1 and "unknown scheme 'postgres'" in scheme.stderr and "postgresql://" in scheme.stderr
 
 
 def test_the_old_spellings_work_with_a_deprecation_note(ran: Path) -> None:

@@ -693,3 +693,65 @@ def test_dashboards_use_the_provisioned_datasource_and_are_mounted() -> None:
         dashboard = json.loads(path.read_text())
         for panel in dashboard["panels"]:
             assert panel["datasource"]["uid"] == uid, f"{path.name}: panel {panel['title']!r}"
+
+
+# ----------------------------------------------------------------------------- tests: two replicas on PostgreSQL
+
+HA_OVERRIDE = COMPOSE / "ratelimiter" / "compose.ha.yaml"
+HA_ENV = {**SAMPLE_ENV, "OPCTL_PG_PASSWORD": "0123456789abcdef"}
+
+
+def merged(base: Any, override: Any) -> Any:
+    """`docker compose -f base -f override` for what compose.ha.yaml overrides: mappings merge
+    key by key (environment, depends_on, deploy, services, volumes); other values are replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {key: merged(base[key], value) if key in base else value for key, value in override.items()} | {
+            key: value for key, value in base.items() if key not in override
+        }
+    return override
+
+
+def ha_stack(env: Mapping[str, str] = HA_ENV, *, interpolated: bool = True) -> dict[str, Any]:
+    document = merged(raw_stack("ratelimiter"), yaml.safe_load(HA_OVERRIDE.read_text()))
+    result: dict[str, Any] = interpolate(document, env) if interpolated else document
+    return result
+
+
+def test_ha_override_matches_the_compose_spec(compose_schema: dict[str, Any]) -> None:
+    validator = jsonschema.Draft7Validator(compose_schema)
+    for document in (yaml.safe_load(HA_OVERRIDE.read_text()), ha_stack(interpolated=False), ha_stack()):
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+        assert not errors, "\n".join(errors)
+
+
+def test_ha_operator_is_two_replicas_on_the_stacks_postgres() -> None:
+    from engine.store.location import store_location
+
+    all_services = ha_stack()["services"]
+    op, postgres = all_services["operator"], all_services["postgres"]
+    assert op["deploy"]["replicas"] == 2 and "container_name" not in op
+    url = environment(op)["OPCTL_STORE"]
+    assert url is not None and isinstance(store_location(url), str)  # a PostgreSQL URL, not a file
+    parts = urlsplit(url)
+    pg_env = environment(postgres)
+    assert (parts.hostname, parts.port) == ("postgres", 5432)
+    assert (parts.username, parts.password, parts.path) == (pg_env["POSTGRES_USER"], HA_ENV["OPCTL_PG_PASSWORD"], f"/{pg_env['POSTGRES_DB']}")
+    assert pg_env["POSTGRES_PASSWORD"] == HA_ENV["OPCTL_PG_PASSWORD"]
+    assert depends_on(op)["postgres"] == "service_healthy" and "healthcheck" in postgres
+    assert re.fullmatch(r"postgres:\d+\.\d+-alpine", postgres["image"]) and not postgres.get("ports")
+    assert "/var/lib/postgresql/data" in named_volume_targets(postgres) and "postgres-data" in ha_stack()["volumes"]
+    # the rest of the operator is compose.yaml's: the same command and targets, and its config takes the URL
+    base = operator("ratelimiter")
+    assert op["command"] == base["command"] and depends_on(base).items() <= depends_on(op).items()
+    env = {name: value for name, value in environment(op).items() if value is not None}
+    config = operator_config_path("ratelimiter")
+    assert not validate_file(config, env)
+    assert load_config(config, env).store_path == url
+
+
+def test_ha_password_is_required_and_never_defaulted() -> None:
+    text = HA_OVERRIDE.read_text()
+    references = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)((?::?[-?+]).*?)?\}", text)
+    assert references and all(op.startswith(":?") for name, op in references if SECRET_NAME.search(name))
+    with pytest.raises(MissingVariable, match="OPCTL_PG_PASSWORD"):
+        ha_stack(SAMPLE_ENV)

@@ -1,21 +1,22 @@
-"""The leader lease and fencing of the store (engine.store.leasing), on real SQLite files shared
-by several Store objects (each its own connection, as two processes have): who leads, the token
-only grows, the database's clock times it, and a writer whose token is not current writes nothing."""
+"""The leader lease and fencing of the store (engine.store.leasing), on both backends (a real
+SQLite file, a real PostgreSQL: `store_at`) shared by several Store objects (each its own
+connection, as two processes have): who leads, the token only grows, the database's clock times
+it, and a writer whose token is not current writes nothing."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from engine.errors import NotLeader, StaleStatus
 from engine.store import Store
+from tests.store_support import RawDatabase
 from tests.waiting import wait_for
 
 
-def test_the_first_replica_leads_and_the_second_follows(tmp_path: Path) -> None:
-    with Store(tmp_path / "s.db") as a, Store(tmp_path / "s.db") as b:
+def test_the_first_replica_leads_and_the_second_follows(store_at: Path | str) -> None:
+    with Store(store_at) as a, Store(store_at) as b:
         first = a.hold_lease("a", ttl=60)
         assert first.leading and first.acquired and first.token == 1 and first.holder == "a"
         seen = b.hold_lease("b", ttl=60)
@@ -26,8 +27,8 @@ def test_the_first_replica_leads_and_the_second_follows(tmp_path: Path) -> None:
         assert b.lease().holder == "a"
 
 
-def test_a_lapsed_lease_is_taken_with_the_next_token_and_fences_the_old_holder(tmp_path: Path) -> None:
-    with Store(tmp_path / "s.db") as a, Store(tmp_path / "s.db") as b:
+def test_a_lapsed_lease_is_taken_with_the_next_token_and_fences_the_old_holder(store_at: Path | str) -> None:
+    with Store(store_at) as a, Store(store_at) as b:
         assert a.hold_lease("a", ttl=0.05).leading
         a.add_event("note", ticket_id=None, actor="a", at=1.0, data={})  # a leader writes
         taken = wait_for(lambda: (lease := b.hold_lease("b", ttl=60)).leading and lease)
@@ -47,8 +48,8 @@ def test_a_lapsed_lease_is_taken_with_the_next_token_and_fences_the_old_holder(t
         assert kinds == [("leader", 1), ("leader", 2)]
 
 
-def test_an_expired_lease_fences_even_before_anyone_takes_it(tmp_path: Path) -> None:
-    with Store(tmp_path / "s.db") as a:
+def test_an_expired_lease_fences_even_before_anyone_takes_it(store_at: Path | str) -> None:
+    with Store(store_at) as a:
         assert a.hold_lease("a", ttl=0.05).leading
         wait_for(lambda: not a.lease().valid)
         with pytest.raises(NotLeader):
@@ -59,27 +60,29 @@ def test_an_expired_lease_fences_even_before_anyone_takes_it(tmp_path: Path) -> 
         assert renewed.leading and renewed.acquired and renewed.token == 2
 
 
-def test_a_released_lease_is_taken_at_once_and_a_restart_under_the_same_id_gets_a_new_token(tmp_path: Path) -> None:
-    with Store(tmp_path / "s.db") as a, Store(tmp_path / "s.db") as b:
+def test_a_released_lease_is_taken_at_once_and_a_restart_under_the_same_id_gets_a_new_token(store_at: Path | str) -> None:
+    with Store(store_at) as a, Store(store_at) as b:
         assert a.hold_lease("a", ttl=60).token == 1
         a.release_lease("a")
         assert b.hold_lease("b", ttl=60).token == 2
-    with Store(tmp_path / "s.db") as b_restarted:
+    with Store(store_at) as b_restarted:
         # the same replica id in a new process does not inherit the token: it waits like any other
         assert not b_restarted.hold_lease("b", ttl=60).leading
 
 
-def test_lease_times_come_from_the_database_clock(tmp_path: Path) -> None:
+def test_lease_times_come_from_the_database_clock(store_at: Path | str) -> None:
     # a replica's own clock (here 40 years off) plays no part in the lease
-    with Store(tmp_path / "s.db", clock=lambda: 0.0) as a:
+    with Store(store_at, clock=lambda: 0.0) as a:
         lease = a.hold_lease("a", ttl=30)
         assert lease.expires_at is not None and abs(lease.expires_at - (a.db_now() + 30)) < 5
-        row = sqlite3.connect(tmp_path / "s.db").execute("SELECT expires_at - renewed_at FROM leases").fetchone()
-        assert row[0] == pytest.approx(30)
+        raw = RawDatabase(store_at)
+        [(held,)] = raw.sql("SELECT expires_at - renewed_at FROM leases")
+        raw.close()
+        assert held == pytest.approx(30)
 
 
-def test_the_token_only_grows_over_many_takeovers(tmp_path: Path) -> None:
-    stores = [Store(tmp_path / "s.db") for _ in range(3)]
+def test_the_token_only_grows_over_many_takeovers(store_at: Path | str) -> None:
+    stores = [Store(store_at) for _ in range(3)]
     try:
         tokens = []
         for round_ in range(6):
@@ -93,18 +96,18 @@ def test_the_token_only_grows_over_many_takeovers(tmp_path: Path) -> None:
             store.close()
 
 
-def test_a_store_without_a_lease_writes_as_before(tmp_path: Path) -> None:
-    with Store(tmp_path / "s.db") as cli:
+def test_a_store_without_a_lease_writes_as_before(store_at: Path | str) -> None:
+    with Store(store_at) as cli:
         cli.kill(actor="cli:ann")  # switches from the command line are never fenced
         assert cli.killed() is not None
 
 
-def test_a_proposal_moved_by_another_writer_is_a_stale_status(tmp_path: Path) -> None:
-    with Store(tmp_path / "s.db") as store:
+def test_a_proposal_moved_by_another_writer_is_a_stale_status(store_at: Path | str) -> None:
+    with Store(store_at) as store:
         store.add_event("x", ticket_id=None, actor="t", at=1.0, data={})
-        conn = sqlite3.connect(tmp_path / "s.db")
-        conn.execute("INSERT INTO tickets (invariant, entity_key, severity, status, first_seen, last_seen) VALUES ('i', 'k', 'warning', 'open', 1, 1)")
-        conn.commit()
+        raw = RawDatabase(store_at)
+        raw.sql("INSERT INTO tickets (invariant, entity_key, severity, status, first_seen, last_seen) VALUES ('i', 'k', 'warning', 'open', 1, 1)")
+        raw.close()
         proposal = store.add_proposal(1, action="a", params={}, reason="", source="t", status="awaiting_approval", at=1.0)
         store.reject(proposal.id, actor="cli:ann")
         with pytest.raises(StaleStatus, match="rejected, not awaiting_approval"):

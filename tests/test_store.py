@@ -1,4 +1,5 @@
-"""The SQLite ticket store, on real files in tmp_path."""
+"""The ticket store on both backends: real SQLite files in tmp_path, and a real PostgreSQL
+(tests/conftest.py starts one; a fresh database per test)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,11 @@ from engine.config.models import Config, Invariant
 from engine.errors import StoreError
 from engine.evaluate import Entity, EntityState, Evaluator, Transition, advance
 from engine.observe import ObservationResult
+from engine.lab.postgres_server import PostgresServer
 from engine.store import MIGRATIONS, SCHEMA_VERSION, Store, TickChanges
+from engine.store.postgres import _WRITER_LOCK
+from tests.ports import free_port
+from tests.store_support import RawDatabase
 
 INV = Invariant.model_validate(
     {"name": "node_up", "expr": "true", "severity": "critical", "labels": {"team": "storage"}, "for": "30s"}
@@ -64,10 +69,18 @@ class Driver:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "state" / "opctl.db", clock=Clock())
+def store(store_at: Path | str) -> Iterator[Store]:
+    """A fresh store on each backend (SQLite, PostgreSQL: tests/conftest.py `store_at`)."""
+    s = Store(store_at, clock=Clock())
     yield s
     s.close()
+
+
+@pytest.fixture
+def raw(store_at: Path | str) -> Iterator[RawDatabase]:
+    db = RawDatabase(store_at)
+    yield db
+    db.close()
 
 
 def test_file_is_created_0600_in_wal_mode(tmp_path: Path) -> None:
@@ -84,33 +97,34 @@ def test_schema_version_is_current(store: Store) -> None:
     assert store.schema_version() == SCHEMA_VERSION >= 2
 
 
-def test_a_v1_file_is_migrated_and_keeps_its_tickets(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at REAL NOT NULL)")
-    conn.executescript(MIGRATIONS[0])
-    conn.execute("INSERT INTO schema_version VALUES (1, 0)")
-    conn.execute(
+def test_a_v1_file_is_migrated_and_keeps_its_tickets(store_at: Path | str) -> None:
+    if isinstance(store_at, Path):
+        store_at.parent.mkdir(parents=True)
+    raw = RawDatabase(store_at)
+    raw.migration("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at REAL NOT NULL);")
+    raw.migration(MIGRATIONS[0])
+    raw.sql("INSERT INTO schema_version VALUES (1, 0)")
+    raw.sql(
         "INSERT INTO tickets (invariant, entity_key, severity, status, first_seen, last_seen) "
         "VALUES ('node_up', '3', 'critical', 'open', 10, 10)"
     )
-    conn.close()
-    with Store(path) as s:
+    raw.close()
+    with Store(store_at) as s:
         assert s.schema_version() == SCHEMA_VERSION
         assert s.open_ticket_for("node_up", "3") is not None
         s.record_observation_errors({"nodes": "timeout after 2s"}, now=20)  # needs the v2 table
         assert [e.kind for e in s.events()] == ["observation_error"]
 
 
-def test_a_file_from_a_newer_opctl_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "new.db"
-    with Store(path):
+def test_a_file_from_a_newer_opctl_is_refused(store_at: Path | str) -> None:
+    with Store(store_at):
         pass
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("INSERT INTO schema_version VALUES (?, 0)", (SCHEMA_VERSION + 1,))
-    conn.close()
-    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}.*upgrade opctl"):
-        Store(path)
+    raw = RawDatabase(store_at)
+    raw.sql("INSERT INTO schema_version VALUES (?, 0)", (SCHEMA_VERSION + 1,))
+    raw.close()
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}.*upgrade opctl") as refused:
+        Store(store_at)
+    assert "opctl-test-" not in str(refused.value)  # the password of the PostgreSQL URL
 
 
 def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
@@ -167,8 +181,8 @@ def test_new_episode_links_the_previous_ticket(store: Store) -> None:
     assert [t.id for t in store.tickets(status="resolved")] == [first.id]
 
 
-def test_states_survive_close_and_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "t.db"
+def test_states_survive_close_and_reopen(store_at: Path | str) -> None:
+    path = store_at
     with Store(path) as s:
         d = Driver(s)
         d.tick(0, a="violated", b="violated", c="healthy")
@@ -184,17 +198,15 @@ def test_states_survive_close_and_reopen(tmp_path: Path) -> None:
         assert s.load_states() == {}
 
 
-def test_only_changed_states_are_written(store: Store) -> None:
+def test_only_changed_states_are_written(store: Store, raw: RawDatabase) -> None:
     d = Driver(store)
     d.tick(0, a="violated")
     d.tick(10, a="violated")
-    conn = sqlite3.connect(store.path)
-    assert conn.execute("SELECT status, active_since FROM entity_states").fetchall() == [("pending", 0.0)]
+    assert raw.sql("SELECT status, active_since FROM entity_states") == [("pending", 0.0)]
     d.tick(30, a="violated")
-    assert conn.execute("SELECT status, fired_at FROM entity_states").fetchall() == [("firing", 30.0)]
+    assert raw.sql("SELECT status, fired_at FROM entity_states") == [("firing", 30.0)]
     d.tick(40, a="healthy")
-    assert conn.execute("SELECT COUNT(*) FROM entity_states").fetchone() == (0,)
-    conn.close()
+    assert raw.sql("SELECT COUNT(*) FROM entity_states") == [(0,)]
 
 
 def test_manual_resolve_while_firing_stays_resolved_until_next_episode(store: Store) -> None:
@@ -272,16 +284,17 @@ def test_wrong_status_is_a_clear_error(store: Store) -> None:
         store.hold(ticket.id, actor="a", reason="")
 
 
-def test_events_are_append_only(store: Store) -> None:
+def test_events_are_append_only(store: Store, raw: RawDatabase) -> None:
     event_id = store.add_event("note", ticket_id=None, actor="alice", data={"text": "hi"}, at=5, invariant="node_up")
     assert [(e.id, e.kind, e.invariant, e.data) for e in store.events()] == [(event_id, "note", "node_up", {"text": "hi"})]
     assert not [name for name in dir(Store) if "event" in name and name.split("_")[0] in ("update", "delete", "set", "edit")]
-    conn = sqlite3.connect(store.path)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("UPDATE events SET actor = 'mallory'")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("DELETE FROM events")
-    conn.close()
+    statements = ["UPDATE events SET actor = 'mallory'", "DELETE FROM events"]
+    if raw.is_postgres:
+        statements.append("TRUNCATE events")  # skips row triggers: refused by a statement trigger
+    for statement in statements:
+        with pytest.raises(raw.error, match="append-only"):
+            raw.sql(statement)
+    assert [e.actor for e in store.events()] == ["alice"]
 
 
 def test_observation_errors_are_recorded_once_per_change(store: Store) -> None:
@@ -298,13 +311,18 @@ def test_observation_errors_are_recorded_once_per_change(store: Store) -> None:
     ]
 
 
-def test_reader_is_not_blocked_by_a_writer_and_writer_waits_for_writer(tmp_path: Path) -> None:
-    path = tmp_path / "t.db"
+def test_reader_is_not_blocked_by_a_writer_and_writer_waits_for_writer(store_at: Path | str) -> None:
+    path = store_at
     store = Store(path)
     store.add_event("note", ticket_id=None, actor="a", data={}, at=1)
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    other.execute("INSERT INTO events (kind, actor, at) VALUES ('other', 'b', 2)")
+    other = RawDatabase(path)
+    # another process holds the write lock (PostgreSQL: the advisory lock every writer takes)
+    if other.is_postgres:
+        other.sql("BEGIN")
+        other.sql("SELECT pg_advisory_xact_lock(?)", (_WRITER_LOCK,))
+    else:
+        other.sql("BEGIN IMMEDIATE")
+    other.sql("INSERT INTO events (kind, actor, at) VALUES ('other', 'b', 2)")
     # a reader (e.g. `opctl tickets`) sees the last committed state without waiting
     with Store(path) as reader:
         assert [e.kind for e in reader.events()] == ["note"]
@@ -316,7 +334,7 @@ def test_reader_is_not_blocked_by_a_writer_and_writer_waits_for_writer(tmp_path:
     result: list[Any] = []
     writer = threading.Thread(target=lambda: result.append(store.add_event("late", ticket_id=None, actor="d", data={}, at=4)))
     writer.start()
-    other.execute("COMMIT")
+    other.sql("COMMIT")
     writer.join(timeout=10)
     assert not writer.is_alive() and len(result) == 1
     assert [e.kind for e in store.events()] == ["note", "other", "late"]
@@ -324,7 +342,7 @@ def test_reader_is_not_blocked_by_a_writer_and_writer_waits_for_writer(tmp_path:
     store.close()
 
 
-def test_evaluator_state_map_is_stored_without_its_ok_entities(tmp_path: Path) -> None:
+def test_evaluator_state_map_is_stored_without_its_ok_entities(store_at: Path | str) -> None:
     config = Config.model_validate(
         {
             "version": 1,
@@ -336,7 +354,7 @@ def test_evaluator_state_map_is_stored_without_its_ok_entities(tmp_path: Path) -
     )
     nodes = [{"id": i, "up": i != 7} for i in range(1000)]
     result = Evaluator(config).evaluate({"nodes": ObservationResult("nodes", True, nodes, None, 0.0, None)}, {}, {}, 5.0)
-    with Store(tmp_path / "t.db") as s:
+    with Store(store_at) as s:
         changes = s.apply_tick(
             states=result.states, transitions=result.transitions, entities=result.entities,
             observations_snapshot={}, invariants={"node_up": config.invariants[0]}, messages={}, now=5.0,
@@ -353,7 +371,7 @@ from engine.evaluate import Entity, advance
 from engine.store import Store
 
 inv = Invariant.model_validate({"name": "node_up", "expr": "true"})
-store = Store(Path(sys.argv[1]))
+store = Store(sys.argv[1])
 state, transition = advance(None, "violated", 10.0, inv, key="a")
 store.apply_tick(states={("node_up", "a"): state}, transitions=[transition],
                  entities={("node_up", "a"): Entity("node_up", "a", None)}, observations_snapshot={},
@@ -363,8 +381,8 @@ sys.stdin.read()  # block until killed
 """
 
 
-def test_sigkill_mid_episode_keeps_the_ticket_and_its_state(tmp_path: Path) -> None:
-    path = tmp_path / "t.db"
+def test_sigkill_mid_episode_keeps_the_ticket_and_its_state(store_at: Path | str) -> None:
+    path = store_at
     child = subprocess.Popen(
         [sys.executable, "-c", CRASHING_ENGINE, str(path)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent,
@@ -383,3 +401,64 @@ def test_sigkill_mid_episode_keeps_the_ticket_and_its_state(tmp_path: Path) -> N
         d = Driver(s)
         assert d.tick(20, a="violated").opened == ()  # the same ticket continues
         assert [t.id for t in d.tick(30, a="healthy").resolved] == [ticket.id]
+
+
+# --------------------------------------------------------------------------- PostgreSQL only
+
+
+def test_postgres_restart_is_a_loud_error_then_the_store_reconnects_and_loses_nothing(own_postgres: PostgresServer) -> None:
+    url = own_postgres.create_database("restarts")
+    store = Store(url, clock=Clock())
+    d = Driver(store)
+    d.tick(0, a="violated")
+    d.tick(30, a="violated")  # firing: ticket 1
+    (first,) = store.tickets()
+    own_postgres.stop()
+    # while it is down: every call fails with one line naming the database, password masked
+    for call in (store.tickets, store.open_ticket_count, lambda: store.add_event("note", ticket_id=None, actor="a", data={}, at=31)):
+        with pytest.raises(StoreError) as down:
+            call()
+        message = str(down.value)
+        assert "postgresql://opctl:[REDACTED]@127.0.0.1:" in message and own_postgres.password not in message
+        assert "\n" not in message
+    # a tick while it is down is not written, and the Driver's next states were not saved
+    before = dict(d.states)
+    with pytest.raises(StoreError):
+        d.tick(40, a="violated", b="violated")
+    own_postgres.start()
+    d.states = before  # what the loop does: a failed tick's states are not kept (engine.loop)
+    d.tick(40, a="violated", b="violated")
+    d.tick(70, a="violated", b="violated")  # b fires now
+    assert [(t.entity_key, t.id == first.id) for t in store.tickets(status="open")] == [("b", False), ("a", True)]
+    assert store.ticket(first.id).occurrences == 3  # type: ignore[union-attr]
+    store.close()
+
+
+def test_a_connection_dropped_by_the_server_fails_that_call_only(postgres_url: str) -> None:
+    store = Store(postgres_url, clock=Clock())
+    store.add_event("note", ticket_id=None, actor="a", data={}, at=1)
+    raw = RawDatabase(postgres_url)
+    # the server ends every other session of the database (as a restart or a failover does)
+    raw.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid != pg_backend_pid()")
+    raw.close()
+    with pytest.raises(StoreError, match=r"dropped the connection .*nothing of this change was kept"):
+        store.add_event("lost", ticket_id=None, actor="a", data={}, at=2)
+    store.add_event("kept", ticket_id=None, actor="a", data={}, at=3)
+    assert [e.kind for e in store.events()] == ["note", "kept"]
+    store.close()
+
+
+@pytest.mark.parametrize("problem", ["unknown scheme", "unreachable host", "wrong password", "no such database"])
+def test_bad_store_urls_are_one_line_naming_the_url_without_its_password(problem: str, postgres_server: PostgresServer) -> None:
+    password = postgres_server.password
+    url, secret, expected = {
+        "unknown scheme": ("mysql://opctl:hunter22@127.0.0.1/opctl", "hunter22", "unknown scheme 'mysql'"),
+        "unreachable host": (f"postgresql://opctl:hunter22@127.0.0.1:{free_port()}/opctl", "hunter22", "Connection refused"),
+        "wrong password": (postgres_server.url(password="hunter22"), "hunter22", "password authentication failed"),
+        "no such database": (postgres_server.url("absent"), password, 'database "absent" does not exist'),
+    }[problem]
+    with pytest.raises(StoreError) as refused:
+        Store(url)
+    message = str(refused.value)
+    assert expected in message and secret not in message and "\n" not in message
+    assert url.replace(secret, "[REDACTED]") in message

@@ -553,7 +553,9 @@ class Config(Strict):
         description="observe: record proposals only. approve: wait for a human. execute: act within the gates.",
     )
     store: RelPath | None = Field(
-        None, description="SQLite file for tickets and the audit log (default .opctl/<subject>.db)."
+        None,
+        description="Where tickets and the audit log are kept: a SQLite file (default .opctl/<subject>.db), "
+        "or a PostgreSQL database, postgresql://user:pass@host:port/db.",
     )
     lab: RelPath | None = Field(
         None,

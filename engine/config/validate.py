@@ -34,8 +34,11 @@ class LoadedConfig:
         return (self.base_dir / rel).resolve()
 
     @property
-    def store_path(self) -> Path:
-        return self.resolve(self.config.store or f".opctl/{self.config.subject.name}.db")
+    def store_path(self) -> Path | str:
+        """The store's file, resolved against the config's directory; a URL (postgresql://...,
+        sqlite:///...) as written (engine.store.location reads it)."""
+        store = self.config.store or f".opctl/{self.config.subject.name}.db"
+        return store if "://" in store else self.resolve(store)
 
 
 def validate_file(path: str | Path, env: Mapping[str, str] | None = None, *, strict: bool = False) -> list[Problem]:

@@ -1,7 +1,12 @@
-"""The durable record: tickets, the append-only event log and invariant states, in SQLite.
+"""The durable record: tickets, the append-only event log and invariant states, in SQLite or
+PostgreSQL.
 
-One file per subject, created 0600 (it holds observed values), in WAL mode so `opctl tickets`
-can read while the engine writes. Each tick is written in one transaction (states, tickets,
+`store:` (or `OPCTL_STORE`, `--store`) names a SQLite file, the default: one file per subject,
+created 0600 (it holds observed values), in WAL mode so `opctl tickets` can read while the engine
+writes (engine.store.sqlite_file); or a PostgreSQL database, `postgresql://user:pass@host:port/db`
+(engine.store.postgres), for replicas on more than one machine. Both have the same schema, made
+by the same migrations (engine.store.dialect translates them), the same transactions and the
+same append-only events; every message names the store with its password masked. Each tick is written in one transaction (states, tickets,
 events), so a crash leaves the previous tick or the new one, never half of it; pending and
 firing states are restored on start, so a restart neither re-opens nor loses tickets.
 

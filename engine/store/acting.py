@@ -4,13 +4,13 @@ diagnoses and token spend. Each change writes its audit event in the same transa
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from engine.durations import utc_text
 from engine.errors import StaleStatus, StoreError
-from engine.store.base import StoreBase
+from engine.store.base import Conn, StoreBase
+from engine.store.dialect import Dialect
 from engine.store.limits import Refusal, StartRule, store_refusal
 from engine.store.records import (
     _EXECUTION_COLUMNS,
@@ -39,6 +39,9 @@ from engine.store.statuses import (
     TICKET_STATUSES,
     VERIFYING,
 )
+
+_SWITCH_UPSERT = Dialect.upsert("switches", ("name", "value", "actor", "at"), ("name",))
+_DIAGNOSIS_UPSERT = Dialect.upsert("diagnoses", ("fingerprint", "at", "diagnosis"), ("fingerprint",))
 
 
 class ActingStore(StoreBase):
@@ -79,7 +82,7 @@ class ActingStore(StoreBase):
             return self._ticket(conn, ticket_id)  # type: ignore[return-value]
 
     @staticmethod
-    def _set_ticket_act(conn: sqlite3.Connection, ticket: Ticket, change: TicketAct) -> None:
+    def _set_ticket_act(conn: Conn, ticket: Ticket, change: TicketAct) -> None:
         if not ticket.is_open:
             return
         sets: list[str] = []
@@ -128,7 +131,7 @@ class ActingStore(StoreBase):
 
     def _insert_proposal(
         self,
-        conn: sqlite3.Connection,
+        conn: Conn,
         ticket_id: int,
         *,
         action: str,
@@ -155,12 +158,11 @@ class ActingStore(StoreBase):
                 status, gate = "refused", "in_flight"
                 detail = f"ticket #{ticket_id} already has proposal #{other[0]} {other[1].replace('_', ' ')}"
                 expires_at = None
-        cursor = conn.execute(
+        proposal_id = int(conn.execute(
             "INSERT INTO proposals (ticket_id, action, params, reason, source, status, gate, detail, created_at, "
-            "updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (ticket_id, action, _dumps(dict(params)), reason, source, status, gate, detail, at, at, expires_at),
-        )
-        proposal_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+        ).fetchone()[0])
         data: dict[str, Any] = {"proposal": proposal_id, "action": action, "params": dict(params), "source": source}
         if reason:
             data["reason"] = reason
@@ -192,7 +194,7 @@ class ActingStore(StoreBase):
 
     def _move_proposal(
         self,
-        conn: sqlite3.Connection,
+        conn: Conn,
         proposal_id: int,
         status: str,
         *,
@@ -208,7 +210,7 @@ class ActingStore(StoreBase):
             raise StoreError(f"unknown proposal status {status!r}")
         proposal = self._proposal(conn, proposal_id)
         if proposal is None:
-            raise StoreError(f"there is no proposal #{proposal_id} in {self.path}")
+            raise StoreError(f"there is no proposal #{proposal_id} in {self.location}")
         if expect is not None and proposal.status not in expect:
             wanted = " or ".join(expect)
             raise StaleStatus(f"proposal #{proposal_id} is {proposal.status}, not {wanted}", status=proposal.status)
@@ -239,7 +241,7 @@ class ActingStore(StoreBase):
         with self._transaction() as conn:
             proposal = self._proposal(conn, proposal_id)
             if proposal is None:
-                raise StoreError(f"there is no proposal #{proposal_id} in {self.path}")
+                raise StoreError(f"there is no proposal #{proposal_id} in {self.location}")
             if proposal.status != "awaiting_approval":
                 raise StoreError(f"cannot approve proposal #{proposal_id}: it is {proposal.status}, not awaiting approval")
             if self._switch(conn, KILL_SWITCH) is not None:
@@ -254,7 +256,7 @@ class ActingStore(StoreBase):
         with self._transaction() as conn:
             proposal = self._proposal(conn, proposal_id)
             if proposal is None:
-                raise StoreError(f"there is no proposal #{proposal_id} in {self.path}")
+                raise StoreError(f"there is no proposal #{proposal_id} in {self.location}")
             if proposal.status not in ("awaiting_approval", "approved"):
                 raise StoreError(f"cannot reject proposal #{proposal_id}: it is {proposal.status}")
             return self._move_proposal(
@@ -262,7 +264,7 @@ class ActingStore(StoreBase):
                 data={"reason": reason} if reason else None, ticket=TicketAct(status=ESCALATED),
             )
 
-    def _ticket_resolved(self, conn: sqlite3.Connection, ticket_id: int, *, actor: str, at: float) -> None:
+    def _ticket_resolved(self, conn: Conn, ticket_id: int, *, actor: str, at: float) -> None:
         """A proposal waiting for approval, or approved but not started, has nothing left to fix."""
         ids = [r[0] for r in conn.execute(
             "SELECT id FROM proposals WHERE ticket_id = ? AND status IN ('awaiting_approval', 'approved') ORDER BY id",
@@ -329,7 +331,7 @@ class ActingStore(StoreBase):
         with self._transaction() as conn:
             proposal = self._proposal(conn, proposal_id)
             if proposal is None:
-                raise StoreError(f"there is no proposal #{proposal_id} in {self.path}")
+                raise StoreError(f"there is no proposal #{proposal_id} in {self.location}")
             ticket = self._ticket(conn, proposal.ticket_id)
             assert ticket is not None
             if proposal.status != "approved":
@@ -342,12 +344,11 @@ class ActingStore(StoreBase):
                 self._move_proposal(conn, proposal_id, "refused", actor=actor, at=at, gate=refusal.gate, detail=refusal.reason,
                                     expect=("approved",), data={"at_start": True})
                 return refusal
-            cursor = conn.execute(
+            execution_id = int(conn.execute(
                 "INSERT INTO executions (proposal_id, ticket_id, action, entity_key, status, request, started_at) "
-                "VALUES (?, ?, ?, ?, 'executing', ?, ?)",
+                "VALUES (?, ?, ?, ?, 'executing', ?, ?) RETURNING id",
                 (proposal_id, ticket.id, proposal.action, ticket.entity_key, _dumps(dict(request)), at),
-            )
-            execution_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+            ).fetchone()[0])
             self._move_proposal(conn, proposal_id, "executing", actor=actor, at=at, expect=("approved",),
                                 data={"execution": execution_id, "request": dict(request)})
             return self._execution(conn, execution_id)  # type: ignore[return-value]
@@ -390,11 +391,13 @@ class ActingStore(StoreBase):
     ) -> Execution:
         """Record how an execution ended; its proposal becomes succeeded/failed (event with the
         status, duration and response excerpt) and the ticket's acting state changes with it.
-        `arm_revert`: the action declares a revert; a success arms it in the same transaction."""
-        with self._transaction() as conn:
+        `arm_revert`: the action declares a revert; a success arms it in the same transaction.
+        Not fenced: the request was sent, so its outcome is recorded even by a replica that lost
+        the lease meanwhile (unless the new leader already marked it `unknown`: `late_outcome`)."""
+        with self._transaction(fenced=False) as conn:
             execution = self._execution(conn, execution_id)
             if execution is None:
-                raise StoreError(f"there is no execution #{execution_id} in {self.path}")
+                raise StoreError(f"there is no execution #{execution_id} in {self.location}")
             status = "succeeded" if ok else "failed"
             moved = 0
             if execution.status == "executing":
@@ -430,15 +433,15 @@ class ActingStore(StoreBase):
                 self._arm_revert(conn, execution, proposal, at, actor)
             return self._execution(conn, execution_id)  # type: ignore[return-value]
 
-    def _arm_revert(self, conn: sqlite3.Connection, execution: Execution, proposal: Proposal, at: float, actor: str) -> None:
+    def _arm_revert(self, conn: Conn, execution: Execution, proposal: Proposal, at: float, actor: str) -> None:
         """What undoes this execution waits for its ticket to resolve (engine.store.reverting)."""
-        cursor = conn.execute(
-            "INSERT INTO reverts (ticket_id, execution_id, action, params, status, created_at) VALUES (?, ?, ?, ?, 'armed', ?)",
+        revert_id = int(conn.execute(
+            "INSERT INTO reverts (ticket_id, execution_id, action, params, status, created_at) VALUES (?, ?, ?, ?, 'armed', ?) RETURNING id",
             (execution.ticket_id, execution.id, proposal.action, _dumps(proposal.params), at),
-        )
+        ).fetchone()[0])
         ticket = self._ticket(conn, execution.ticket_id)
         assert ticket is not None
-        data = {"revert": cursor.lastrowid, "execution": execution.id, "action": proposal.action, "params": proposal.params}
+        data = {"revert": revert_id, "execution": execution.id, "action": proposal.action, "params": proposal.params}
         self._insert_event(conn, "revert_armed", ticket.id, ticket.invariant, ticket.entity_key, actor, at, data)
 
     def interrupted_executions(self, now: float, *, actor: str = "engine") -> list[Execution]:
@@ -470,7 +473,7 @@ class ActingStore(StoreBase):
         return [_execution_from_row(r) for r in rows]
 
     @staticmethod
-    def _execution(conn: sqlite3.Connection, execution_id: int) -> Execution | None:
+    def _execution(conn: Conn, execution_id: int) -> Execution | None:
         row = conn.execute(f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = ?", (execution_id,)).fetchone()
         return None if row is None else _execution_from_row(row)
 
@@ -512,7 +515,7 @@ class ActingStore(StoreBase):
             return self._switch(conn, MODE_SWITCH)
 
     @staticmethod
-    def _switch(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
+    def _switch(conn: Conn, name: str) -> dict[str, Any] | None:
         row = conn.execute("SELECT value, actor, at FROM switches WHERE name = ?", (name,)).fetchone()
         return None if row is None else {"value": row[0], "actor": row[1], "at": row[2]}
 
@@ -522,7 +525,7 @@ class ActingStore(StoreBase):
         now = self._clock()
         with self._transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO switches (name, value, actor, at) VALUES (?, ?, ?, ?)", (KILL_SWITCH, reason or "on", actor, now)
+                _SWITCH_UPSERT, (KILL_SWITCH, reason or "on", actor, now)
             )
             self._insert_event(conn, "kill_switch", None, None, None, actor, now, {"on": True, "reason": reason})
             ids = [r[0] for r in conn.execute("SELECT id FROM proposals WHERE status IN ('awaiting_approval', 'approved') ORDER BY id")]
@@ -550,14 +553,14 @@ class ActingStore(StoreBase):
             raise StoreError(f"unknown mode {mode!r}; use observe, approve or execute")
         now = self._clock()
         with self._transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO switches (name, value, actor, at) VALUES (?, ?, ?, ?)", (MODE_SWITCH, mode, actor, now))
+            conn.execute(_SWITCH_UPSERT, (MODE_SWITCH, mode, actor, now))
             count = 0
             if mode != "observe":
                 count = self._unpark(conn, PARKED_OBSERVE)
             self._insert_event(conn, "mode", None, None, None, actor, now, {"mode": mode, "tickets_resumed": count})
 
     @staticmethod
-    def _unpark(conn: sqlite3.Connection, parked: str) -> int:
+    def _unpark(conn: Conn, parked: str) -> int:
         """Open tickets parked for this reason become due again; how many."""
         return int(conn.execute(
             f"UPDATE tickets SET parked = NULL, next_attempt_at = NULL WHERE parked = ? AND status = '{OPEN}'", (parked,)
@@ -587,7 +590,7 @@ class ActingStore(StoreBase):
 
     def cache_diagnosis(self, fingerprint: str, diagnosis_json: str, at: float) -> None:
         with self._transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO diagnoses (fingerprint, at, diagnosis) VALUES (?, ?, ?)", (fingerprint, at, diagnosis_json))
+            conn.execute(_DIAGNOSIS_UPSERT, (fingerprint, at, diagnosis_json))
 
     def tokens_spent_since(self, since: float) -> int:
         with self._reading() as conn:

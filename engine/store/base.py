@@ -1,19 +1,20 @@
-"""The connection every part of the Store shares: opening (0600, WAL), migrating, transactions,
-closing, the mapping of SQLite errors to StoreError, and the rows every part reads or writes
-(tickets, proposals, events).
+"""The connection every part of the Store shares: its backend (a SQLite file, or a PostgreSQL
+database: engine.store.sqlite_file, engine.store.postgres), migrating, transactions, closing, and
+the rows every part reads or writes (tickets, proposals, events).
+
+Every statement is written once, in SQLite's dialect with `?` placeholders; what differs for
+PostgreSQL goes through `self._dialect` (engine.store.dialect).
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from engine.errors import NotLeader, StoreError
+from engine.store.dialect import Dialect
 from engine.store.migrations import MIGRATIONS, SCHEMA_VERSION, _statements
 from engine.store.records import (
     _PROPOSAL_COLUMNS,
@@ -29,79 +30,67 @@ BUSY_TIMEOUT_S = 5.0
 LEADER = "leader"  # the name of the one lease the engines of a store compete for
 
 
+class Conn(Protocol):
+    """What the store's parts run statements on: sqlite3.Connection, or
+    engine.store.postgres.PgConnection; `execute` returns a DB-API cursor."""
+
+    def execute(self, statement: str, args: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, statement: str, rows: Iterable[Sequence[Any]], /) -> Any: ...
+
+
+class Backend(Protocol):
+    """A store's database: `location` names it in messages (a path, or a URL without its password)."""
+
+    location: str
+    dialect: Dialect
+
+    def transaction(self) -> AbstractContextManager[Conn]: ...
+
+    def reading(self) -> AbstractContextManager[Conn]: ...
+
+    def close(self) -> None: ...
+
+
 class StoreBase:
     """The shared state of a Store (set by `Store.__init__`) and what every part of it uses."""
 
-    path: Path
+    path: Path | None  # the SQLite file; None for PostgreSQL
+    location: str  # the store as messages name it: the file, or the URL with its password masked
     _clock: Callable[[], float]
-    _lock: threading.Lock
-    _conn: sqlite3.Connection
+    _backend: Backend
+    _dialect: Dialect
     # Fencing (engine.store.leasing): a store whose engine competes for the lease writes only
     # while `_fence` is the current lease's token, checked inside each write transaction.
     _fencing: bool = False
     _fence: int | None = None
 
-    # The database's clock, in Unix seconds: the one expression every lease time comes from, so
-    # replicas never compare their own wall clocks. Another backend substitutes its own (now()).
-    DB_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
-    # what locks the lease row against a takeover until the writing transaction ends; SQLite's
-    # BEGIN IMMEDIATE already holds the one write lock (a backend with row locks: " FOR SHARE")
-    FENCE_LOCK = ""
-
     # ------------------------------------------------------------------ opening
-
-    def _connect(self, busy_timeout: float) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # create the file ourselves so it is never world-readable, not even for a moment
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
-        except OSError as exc:
-            raise StoreError(f"cannot create the ticket store {self.path}: {exc.strerror or exc}") from None
-        try:
-            conn = sqlite3.connect(
-                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the ticket store {self.path}: {exc}") from None
-        try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-            conn.execute("PRAGMA foreign_keys=ON")
-            # WAL + NORMAL survives a killed process (the engine's failure mode); only an OS
-            # crash may lose the last ticks, never corrupt the file
-            conn.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise StoreError(
-                f"{self.path} is not an opctl ticket store ({exc}); point `store:` at another file"
-            ) from None
-        if str(mode).lower() != "wal":
-            conn.close()
-            raise StoreError(f"cannot put the ticket store {self.path} in WAL mode (got {mode!r})")
-        return conn
 
     def _migrate(self) -> None:
         if self._stored_version() == SCHEMA_VERSION:
             return  # nothing to do: no write lock needed (readers open while the engine writes)
         with self._transaction() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at REAL NOT NULL)")
+            for statement in self._dialect.migration(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at REAL NOT NULL)"
+            ):
+                conn.execute(statement)
             row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
             version = row[0] or 0
             if version > SCHEMA_VERSION:
                 raise StoreError(
-                    f"the ticket store {self.path} has schema version {version}, but this opctl only "
+                    f"the ticket store {self.location} has schema version {version}, but this opctl only "
                     f"knows up to version {SCHEMA_VERSION}; upgrade opctl to use it"
                 )
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in _statements(MIGRATIONS[target - 1]):
-                    conn.execute(statement)
+                    for translated in self._dialect.migration(statement):
+                        conn.execute(translated)
                 conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (target, self._clock()))
 
     def _stored_version(self) -> int:
         with self._reading() as conn:
-            exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
-            if exists is None:
+            if conn.execute(self._dialect.table_exists(), ("schema_version",)).fetchone() is None:
                 return 0
             return int(conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0)
 
@@ -110,8 +99,7 @@ class StoreBase:
             return int(conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._backend.close()
 
     def __enter__(self) -> Self:
         return self
@@ -120,35 +108,20 @@ class StoreBase:
         self.close()
 
     @contextmanager
-    def _transaction(self, *, fenced: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction; the write lock is taken up front so it cannot fail half-way.
+    def _transaction(self, *, fenced: bool = True) -> Iterator[Conn]:
+        """One write transaction; writers are serialized up front so it cannot fail half-way.
         While fencing, it first checks that this replica's token is the current lease's (NotLeader
         otherwise), so a write and the check are one atomic step; `fenced=False`: the lease itself."""
-        with self._lock:
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise _store_error(self.path, exc) from None
-            try:
-                if fenced and self._fencing:
-                    self._check_fence(conn)
-                yield conn
-            except BaseException as exc:
-                _rollback(conn)
-                if isinstance(exc, sqlite3.Error):
-                    raise _store_error(self.path, exc) from None
-                raise
-            else:
-                try:
-                    conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    _rollback(conn)
-                    raise _store_error(self.path, exc) from None
+        with self._backend.transaction() as conn:
+            if fenced and self._fencing:
+                self._check_fence(conn)
+            yield conn
 
-    def _check_fence(self, conn: sqlite3.Connection) -> None:
+    def _check_fence(self, conn: Conn) -> None:
+        # the row lock keeps a takeover from committing before this transaction ends (SQLite's
+        # one writer already does)
         row = conn.execute(
-            f"SELECT holder, token, expires_at > {self.DB_NOW} FROM leases WHERE name = ?{self.FENCE_LOCK}", (LEADER,)
+            f"SELECT holder, token, expires_at > {self._dialect.now} FROM leases WHERE name = ?{self._dialect.row_lock}", (LEADER,)
         ).fetchone()
         fence = self._fence
         if fence is None or row is None or int(row[1]) != fence or not row[2]:
@@ -161,40 +134,37 @@ class StoreBase:
     def db_now(self) -> float:
         """The database's clock (Unix seconds): what lease times are measured by."""
         with self._reading() as conn:
-            return float(conn.execute(f"SELECT {self.DB_NOW}").fetchone()[0])
+            return float(conn.execute(f"SELECT {self._dialect.now}").fetchone()[0])
 
     @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                yield self._conn
-            except sqlite3.Error as exc:
-                raise _store_error(self.path, exc) from None
+    def _reading(self) -> Iterator[Conn]:
+        with self._backend.reading() as conn:
+            yield conn
 
     # ------------------------------------------------------------------ rows every part reads or writes
 
     @staticmethod
-    def _ticket(conn: sqlite3.Connection, ticket_id: int) -> Ticket | None:
+    def _ticket(conn: Conn, ticket_id: int) -> Ticket | None:
         row = conn.execute(f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
         return None if row is None else _ticket_from_row(row)
 
-    def _require(self, conn: sqlite3.Connection, ticket_id: int, verb: str) -> Ticket:
+    def _require(self, conn: Conn, ticket_id: int, verb: str) -> Ticket:
         ticket = self._ticket(conn, ticket_id)
         if ticket is None:
-            raise StoreError(f"cannot {verb} ticket {ticket_id}: there is no ticket with that id in {self.path}")
+            raise StoreError(f"cannot {verb} ticket {ticket_id}: there is no ticket with that id in {self.location}")
         return ticket
 
     @staticmethod
-    def _proposal(conn: sqlite3.Connection, proposal_id: int) -> Proposal | None:
+    def _proposal(conn: Conn, proposal_id: int) -> Proposal | None:
         row = conn.execute(f"SELECT {_PROPOSAL_COLUMNS} FROM proposals WHERE id = ?", (proposal_id,)).fetchone()
         return None if row is None else _proposal_from_row(row)
 
-    def _ticket_resolved(self, conn: sqlite3.Connection, ticket_id: int, *, actor: str, at: float) -> None:
+    def _ticket_resolved(self, conn: Conn, ticket_id: int, *, actor: str, at: float) -> None:
         """Called in the transaction that resolves a ticket; the acting part ends its proposals."""
 
     @staticmethod
     def _insert_event(
-        conn: sqlite3.Connection,
+        conn: Conn,
         kind: str,
         ticket_id: int | None,
         invariant: str | None,
@@ -203,22 +173,8 @@ class StoreBase:
         at: float,
         data: Mapping[str, Any],
     ) -> int:
-        cursor = conn.execute(
-            "INSERT INTO events (ticket_id, invariant, entity_key, kind, actor, at, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        return int(conn.execute(
+            "INSERT INTO events (ticket_id, invariant, entity_key, kind, actor, at, data) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (ticket_id, invariant, entity_key, kind, actor, at, _dumps(data)),
-        )
-        return int(cursor.lastrowid)  # type: ignore[arg-type]
+        ).fetchone()[0])
 
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
-
-
-def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
-    text = str(exc)
-    if "locked" in text or "busy" in text:
-        return StoreError(
-            f"the ticket store {path} is locked by another writer ({text}); is another `opctl run` using it?"
-        )
-    return StoreError(f"the ticket store {path} failed: {text}")

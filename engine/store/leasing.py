@@ -57,7 +57,7 @@ class LeasingStore(StoreBase):
         From the first call on, this Store writes only while it leads (fencing)."""
         self._fencing = True
         with self._transaction(fenced=False) as conn:
-            now = float(conn.execute(f"SELECT {self.DB_NOW}").fetchone()[0])
+            now = float(conn.execute(f"SELECT {self._dialect.now}").fetchone()[0])
             row = conn.execute("SELECT holder, token, expires_at FROM leases WHERE name = ?", (LEADER,)).fetchone()
             mine = row is not None and row[0] == replica and self._fence == int(row[1])
             if mine:
@@ -88,14 +88,14 @@ class LeasingStore(StoreBase):
         if self._fence is None:
             return
         with self._transaction(fenced=False) as conn:
-            conn.execute(f"UPDATE leases SET expires_at = {self.DB_NOW} WHERE name = ? AND holder = ? AND token = ?",
+            conn.execute(f"UPDATE leases SET expires_at = {self._dialect.now} WHERE name = ? AND holder = ? AND token = ?",
                          (LEADER, replica, self._fence))
         self._fence = None
 
     def lease(self) -> Lease:
         """The lease as it stands (for `opctl status`)."""
         with self._reading() as conn:
-            now = float(conn.execute(f"SELECT {self.DB_NOW}").fetchone()[0])
+            now = float(conn.execute(f"SELECT {self._dialect.now}").fetchone()[0])
             row = conn.execute("SELECT holder, token, expires_at FROM leases WHERE name = ?", (LEADER,)).fetchone()
         if row is None:
             return Lease(None, 0, None, now)

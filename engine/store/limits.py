@@ -9,11 +9,11 @@ last word is atomic (two processes cannot both pass it for one proposal or one t
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from engine.durations import format_duration
+from engine.store.base import Conn
 from engine.store.records import Ticket
 from engine.store.statuses import _LIVE, KILL_SWITCH, OPEN, PARKED_KILLED, VERIFYING
 
@@ -51,7 +51,7 @@ class StartRule:
 
 
 def store_refusal(
-    conn: sqlite3.Connection, rule: StartRule, ticket: Ticket, *, proposal_id: int | None, now: float, early: bool = True
+    conn: Conn, rule: StartRule, ticket: Ticket, *, proposal_id: int | None, now: float, early: bool = True
 ) -> Refusal | None:
     """The first of the store's gates that refuses, in the gate's order; None when all pass.
     `early=False`: the caller checked the kill switch and the ticket itself (the gate does so
@@ -92,7 +92,7 @@ def store_refusal(
     return None
 
 
-def _budget(conn: sqlite3.Connection, rule: StartRule, now: float) -> Refusal | None:
+def _budget(conn: Conn, rule: StartRule, now: float) -> Refusal | None:
     since = now - HOUR
     if rule.budget_per_hour is not None:
         times = _times(conn, since, rule.action)
@@ -107,7 +107,7 @@ def _budget(conn: sqlite3.Connection, rule: StartRule, now: float) -> Refusal | 
     return None
 
 
-def _times(conn: sqlite3.Connection, since: float, action: str | None) -> list[float]:
+def _times(conn: Conn, since: float, action: str | None) -> list[float]:
     query = "SELECT started_at FROM executions WHERE started_at > ?"
     args: tuple[Any, ...] = (since,)
     if action is not None:

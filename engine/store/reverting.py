@@ -6,12 +6,12 @@ between a ticket's resolution and its revert loses nothing: the revert is still 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from engine.errors import StoreError
 from engine.store.acting import ActingStore
+from engine.store.base import Conn
 from engine.store.records import _REVERT_COLUMNS, ArmedRevert, Proposal, _revert_from_row
 from engine.store.statuses import RESOLVED
 
@@ -87,13 +87,13 @@ class RevertingStore(ActingStore):
 
     # ------------------------------------------------------------------ internals
 
-    def _revert(self, conn: sqlite3.Connection, revert_id: int) -> ArmedRevert:
+    def _revert(self, conn: Conn, revert_id: int) -> ArmedRevert:
         row = conn.execute(f"SELECT {_REVERT_COLUMNS} FROM reverts WHERE id = ?", (revert_id,)).fetchone()
         if row is None:
-            raise StoreError(f"there is no revert #{revert_id} in {self.path}")
+            raise StoreError(f"there is no revert #{revert_id} in {self.location}")
         return _revert_from_row(row)
 
-    def _revert_event(self, conn: sqlite3.Connection, revert: ArmedRevert, kind: str, at: float, data: Mapping[str, Any]) -> None:
+    def _revert_event(self, conn: Conn, revert: ArmedRevert, kind: str, at: float, data: Mapping[str, Any]) -> None:
         ticket = self._ticket(conn, revert.ticket_id)
         assert ticket is not None  # a foreign key
         event = {"revert": revert.id, "action": revert.action, "params": revert.params, "proposal": revert.proposal_id, **data}

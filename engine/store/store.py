@@ -1,34 +1,48 @@
-"""`Store`: the ticketing, acting and reverting parts over one shared connection (see engine.store)."""
+"""`Store`: the ticketing, acting and reverting parts over one shared backend (see engine.store)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from engine.evaluate import EntityState
-from engine.store.base import BUSY_TIMEOUT_S
+from engine.store.base import BUSY_TIMEOUT_S, Backend
 from engine.store.leasing import LeasingStore
+from engine.store.location import store_location
 from engine.store.reverting import RevertingStore
 from engine.store.ticketing import TicketingStore
 
 
 class Store(TicketingStore, RevertingStore, LeasingStore):
-    """The SQLite ticket store of one subject. Engines sharing it compete for the leader lease
-    (engine.store.leasing): only the holder writes; readers such as `opctl tickets` are fine."""
+    """The ticket store of one subject: a SQLite file (a path, or `sqlite:///PATH`) or a
+    PostgreSQL database (`postgresql://user:pass@host:port/db`). Engines sharing it compete for
+    the leader lease (engine.store.leasing): only the holder writes; readers such as
+    `opctl tickets` are fine beside it."""
 
     def __init__(
-        self, path: Path, *, clock: Callable[[], float] = time.time, busy_timeout: float = BUSY_TIMEOUT_S
+        self, path: Path | str, *, clock: Callable[[], float] = time.time, busy_timeout: float = BUSY_TIMEOUT_S
     ) -> None:
-        self.path = Path(path)
         self._clock = clock
-        self._lock = threading.Lock()
-        self._conn = self._connect(busy_timeout)
+        self._backend = _open_backend(store_location(path), busy_timeout)
+        self._dialect = self._backend.dialect
+        self.location = self._backend.location
+        self.path = getattr(self._backend, "path", None)
         try:
             self._migrate()
             # the non-ok states as last written, to write only what changed each tick
             self._saved: dict[tuple[str, str], EntityState] = self._read_states()
         except BaseException:
-            self._conn.close()
+            self._backend.close()
             raise
+
+
+def _open_backend(location: Path | str, busy_timeout: float) -> Backend:
+    if isinstance(location, Path):
+        from engine.store.sqlite_file import SqliteFile
+
+        return SqliteFile(location, busy_timeout)
+    # imported here: psycopg is only loaded by a store that uses it
+    from engine.store.postgres import PostgresDatabase
+
+    return PostgresDatabase(location, timeout=busy_timeout)

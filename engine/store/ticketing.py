@@ -6,16 +6,20 @@ ticket resolves (only when its effect was confirmed).
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from engine.config.models import Invariant
 from engine.errors import StoreError
 from engine.evaluate import Entity, EntityState, StateMap, Transition
-from engine.store.base import StoreBase
+from engine.store.base import Conn, StoreBase
+from engine.store.dialect import Dialect
 from engine.store.records import _EVENT_COLUMNS, _TICKET_COLUMNS, Event, TickChanges, Ticket, _dumps, _ticket_from_row
 from engine.store.statuses import OPEN, RESOLVED, VERIFYING
+
+_STATE_COLUMNS = ("invariant", "entity_key", "status", "active_since", "fired_at", "cleared_since", "last_error", "last_change")
+_STATE_UPSERT = Dialect.upsert("entity_states", _STATE_COLUMNS, ("invariant", "entity_key"))
+_ERROR_UPSERT = Dialect.upsert("observation_errors", ("observation", "reason", "since"), ("observation",))
 
 
 class TicketingStore(StoreBase):
@@ -39,7 +43,7 @@ class TicketingStore(StoreBase):
         return {(r[0], r[1]): EntityState(r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows}
 
     def _save_states(
-        self, conn: sqlite3.Connection, states: Mapping[tuple[str, str], EntityState]
+        self, conn: Conn, states: Mapping[tuple[str, str], EntityState]
     ) -> dict[tuple[str, str], EntityState]:
         # ok entities are not stored: most entities are ok, and "absent" already means ok
         candidates = states.unsettled if isinstance(states, StateMap) else states
@@ -52,7 +56,7 @@ class TicketingStore(StoreBase):
         ]
         gone = [k for k in saved if k not in wanted]
         if changed:
-            conn.executemany("INSERT OR REPLACE INTO entity_states VALUES (?, ?, ?, ?, ?, ?, ?, ?)", changed)
+            conn.executemany(_STATE_UPSERT, changed)
         if gone:
             conn.executemany("DELETE FROM entity_states WHERE invariant = ? AND entity_key = ?", gone)
         return wanted
@@ -110,12 +114,13 @@ class TicketingStore(StoreBase):
                         )
                     else:
                         entity = entities.get(sk)
-                        ticket_id = self._open_ticket(
+                        ticket = self._open_ticket(
                             conn, t, invariants.get(t.invariant), entity.item if entity else None,
                             observations_snapshot, messages.get(sk), now,
                         )
+                        ticket_id = ticket.id
                         open_ids[sk] = (ticket_id, False)
-                        opened.append(self._ticket(conn, ticket_id))
+                        opened.append(ticket)
                         data["ticket"] = "opened"
                 elif t.kind == "resolved":
                     if sk in open_ids:
@@ -124,12 +129,13 @@ class TicketingStore(StoreBase):
                             data["ticket"] = "held"
                             held.append(ticket_id)
                         else:
-                            conn.execute(
-                                f"UPDATE tickets SET status = '{RESOLVED}', resolved_at = ?, last_seen = ? WHERE id = ?",
+                            row = conn.execute(
+                                f"UPDATE tickets SET status = '{RESOLVED}', resolved_at = ?, last_seen = ? WHERE id = ? "
+                                f"RETURNING {_TICKET_COLUMNS}",
                                 (now, now, ticket_id),
-                            )
+                            ).fetchone()
                             del open_ids[sk]
-                            resolved.append(self._ticket(conn, ticket_id))
+                            resolved.append(_ticket_from_row(row))
                             data["ticket"] = "resolved"
                             if ticket_id in verifying:
                                 self._credit(conn, ticket_id, verifying[ticket_id], t, actor)
@@ -160,23 +166,25 @@ class TicketingStore(StoreBase):
 
     def _open_ticket(
         self,
-        conn: sqlite3.Connection,
+        conn: Conn,
         t: Transition,
         inv: Invariant | None,
         item: Any,
         observations_snapshot: Mapping[str, Any],
         message: str | None,
         now: float,
-    ) -> int:
+    ) -> Ticket:
+        """One statement (a round trip on PostgreSQL): the row, linked to the key's last ticket."""
         snapshot = dict(observations_snapshot)
         if item is not None:
             snapshot["item"] = item  # `item` is reserved, so it cannot shadow an observation
         if message is None:
             where = f" for {t.key!r}" if t.key else ""
             message = f"invariant '{t.invariant}' is violated{where}"
-        cursor = conn.execute(
+        return _ticket_from_row(conn.execute(
             "INSERT INTO tickets (invariant, entity_key, labels, severity, status, held, first_seen, last_seen, "
-            "occurrences, message, snapshot, previous_ticket_id) VALUES (?, ?, ?, ?, ?, 0, ?, ?, 1, ?, ?, ?)",
+            "occurrences, message, snapshot, previous_ticket_id) VALUES (?, ?, ?, ?, ?, 0, ?, ?, 1, ?, ?, "
+            f"(SELECT MAX(id) FROM tickets WHERE invariant = ? AND entity_key = ?)) RETURNING {_TICKET_COLUMNS}",
             (
                 t.invariant,
                 t.key,
@@ -187,13 +195,13 @@ class TicketingStore(StoreBase):
                 now,
                 message,
                 _dumps(snapshot),
-                self._last_ticket_id(conn, t.invariant, t.key),
+                t.invariant,
+                t.key,
             ),
-        )
-        return int(cursor.lastrowid)  # type: ignore[arg-type]
+        ).fetchone())
 
     @staticmethod
-    def _last_ticket_id(conn: sqlite3.Connection, invariant: str, key: str) -> int | None:
+    def _last_ticket_id(conn: Conn, invariant: str, key: str) -> int | None:
         row = conn.execute(
             "SELECT MAX(id) FROM tickets WHERE invariant = ? AND entity_key = ?", (invariant, key)
         ).fetchone()
@@ -210,7 +218,7 @@ class TicketingStore(StoreBase):
             for name, reason in errors.items():
                 if known.get(name) == reason:
                     continue
-                conn.execute("INSERT OR REPLACE INTO observation_errors VALUES (?, ?, ?)", (name, reason, now))
+                conn.execute(_ERROR_UPSERT, (name, reason, now))
                 data = {"observation": name, "reason": reason}
                 self._insert_event(conn, "observation_error", None, None, None, "engine", now, data)
             for name in known.keys() - errors.keys():
@@ -312,7 +320,7 @@ class TicketingStore(StoreBase):
         clause = f"WHERE {' AND '.join(where)} " if where else ""
         with self._reading() as conn:
             rows = conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM (SELECT * FROM events {clause}ORDER BY id DESC LIMIT ?) ORDER BY id",
+                f"SELECT {_EVENT_COLUMNS} FROM (SELECT * FROM events {clause}ORDER BY id DESC LIMIT ?) AS latest ORDER BY id",
                 (*args, limit),
             ).fetchall()
         return [Event(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in rows]
@@ -338,7 +346,7 @@ class TicketingStore(StoreBase):
 
     # ------------------------------------------------------------------ acting: verification credit
 
-    def _credit(self, conn: sqlite3.Connection, ticket_id: int, proposal_id: int | None, t: Transition, actor: str) -> None:
+    def _credit(self, conn: Conn, ticket_id: int, proposal_id: int | None, t: Transition, actor: str) -> None:
         """The invariant holds again while the ticket was verifying after an action: the action is
         credited (`verified`) only when its own effect was confirmed (an `effect_confirmed` event
         for its proposal); otherwise `recovered` says it held again and the effect was not confirmed."""
@@ -347,7 +355,8 @@ class TicketingStore(StoreBase):
         if proposal is not None:
             data.update(action=proposal.action, params=proposal.params)
         confirmed = proposal_id is not None and conn.execute(
-            "SELECT 1 FROM events WHERE ticket_id = ? AND kind = 'effect_confirmed' AND json_extract(data, '$.proposal') = ?",
+            "SELECT 1 FROM events WHERE ticket_id = ? AND kind = 'effect_confirmed' AND "
+            + self._dialect.json_equals("data", "proposal"),
             (ticket_id, proposal_id),
         ).fetchone() is not None
         data["effect_confirmed"] = confirmed

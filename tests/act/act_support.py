@@ -151,8 +151,12 @@ class Engine:
         return [e for e in self.store.events(ticket_id) if e.kind == kind]
 
 
-def open_engine(directory: Path, data: dict[str, Any], transport: ReplayTransport | None = None, **monitor_args: Any) -> Engine:
-    loaded = write_config(directory, data)
+def open_engine(
+    directory: Path, data: dict[str, Any], transport: ReplayTransport | None = None, *, store_at: Path | str | None = None,
+    **monitor_args: Any,
+) -> Engine:
+    """`store_at`: the config's `store:` (a file or a PostgreSQL URL: tests/conftest.py `store_at`)."""
+    loaded = write_config(directory, data if store_at is None else {**data, "store": str(store_at)})
     clock = Clock()
     store = Store(loaded.store_path, clock=clock)
     runner = asyncio.Runner()

@@ -31,11 +31,11 @@ def server() -> Iterator[JsonServer]:
 
 
 @pytest.fixture
-def make(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+def make(tmp_path: Path, store_at: Path | str) -> Iterator:  # type: ignore[type-arg]
     engines: list[Engine] = []
 
     def build(data: dict, transport: ReplayTransport | None = None, **kwargs: object) -> Engine:  # type: ignore[type-arg]
-        engine = open_engine(tmp_path, data, transport, **kwargs)
+        engine = open_engine(tmp_path, data, transport, store_at=store_at, **kwargs)
         engines.append(engine)
         return engine
 

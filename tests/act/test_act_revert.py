@@ -69,8 +69,8 @@ def server() -> Iterator[JsonServer]:
 
 
 @pytest.fixture
-def engine(tmp_path: Path, server: JsonServer) -> Iterator[Engine]:
-    opened = open_engine(tmp_path, revert_config(server.url))
+def engine(tmp_path: Path, store_at: Path | str, server: JsonServer) -> Iterator[Engine]:
+    opened = open_engine(tmp_path, revert_config(server.url), store_at=store_at)
     yield opened
     opened.close()
 

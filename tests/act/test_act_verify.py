@@ -31,11 +31,11 @@ def deletes(server: JsonServer) -> list[str]:
 
 
 def test_an_action_that_does_not_fix_escalates_after_verify_within_and_never_exceeds_max_attempts(
-    tmp_path: Path, server: JsonServer
+    tmp_path: Path, store_at: Path | str, server: JsonServer
 ) -> None:
     data = runbook_config(server.url)
     action(data, "deregister_node").update(max_attempts=2, cooldown="5s", verify={"within": "30s"})
-    engine = open_engine(tmp_path, data)
+    engine = open_engine(tmp_path, data, store_at=store_at)
     try:
         engine.tick()  # attempt 1: the DELETE succeeds, but the node stays down
         ticket = engine.only_ticket()
@@ -63,8 +63,8 @@ def test_an_action_that_does_not_fix_escalates_after_verify_within_and_never_exc
         engine.close()
 
 
-def test_observe_mode_records_proposals_only_until_the_mode_changes(tmp_path: Path, server: JsonServer) -> None:
-    engine = open_engine(tmp_path, runbook_config(server.url, mode="observe"))
+def test_observe_mode_records_proposals_only_until_the_mode_changes(tmp_path: Path, store_at: Path | str, server: JsonServer) -> None:
+    engine = open_engine(tmp_path, runbook_config(server.url, mode="observe"), store_at=store_at)
     try:
         engine.tick()
         ticket = engine.only_ticket()
@@ -79,10 +79,10 @@ def test_observe_mode_records_proposals_only_until_the_mode_changes(tmp_path: Pa
         engine.close()
 
 
-def test_approval_required_waits_expires_and_escalates(tmp_path: Path, server: JsonServer) -> None:
+def test_approval_required_waits_expires_and_escalates(tmp_path: Path, store_at: Path | str, server: JsonServer) -> None:
     data = runbook_config(server.url, gate={"approval_ttl": "1m"})
     action(data, "deregister_node")["approval"] = "required"
-    engine = open_engine(tmp_path, data)
+    engine = open_engine(tmp_path, data, store_at=store_at)
     try:
         engine.tick()
         ticket = engine.only_ticket()
@@ -95,8 +95,8 @@ def test_approval_required_waits_expires_and_escalates(tmp_path: Path, server: J
         engine.close()
 
 
-def test_a_ticket_that_resolves_cancels_its_waiting_proposals(tmp_path: Path, server: JsonServer) -> None:
-    engine = open_engine(tmp_path, runbook_config(server.url, mode="approve"))
+def test_a_ticket_that_resolves_cancels_its_waiting_proposals(tmp_path: Path, store_at: Path | str, server: JsonServer) -> None:
+    engine = open_engine(tmp_path, runbook_config(server.url, mode="approve"), store_at=store_at)
     try:
         engine.tick()
         first = engine.only_ticket()
@@ -123,8 +123,8 @@ def test_a_ticket_that_resolves_cancels_its_waiting_proposals(tmp_path: Path, se
         engine.close()
 
 
-def test_kill_cancels_pending_proposals_and_refuses_approval(tmp_path: Path, server: JsonServer) -> None:
-    engine = open_engine(tmp_path, runbook_config(server.url, mode="approve"))
+def test_kill_cancels_pending_proposals_and_refuses_approval(tmp_path: Path, store_at: Path | str, server: JsonServer) -> None:
+    engine = open_engine(tmp_path, runbook_config(server.url, mode="approve"), store_at=store_at)
     try:
         engine.tick()
         [waiting] = engine.proposals()
@@ -145,8 +145,8 @@ def test_kill_cancels_pending_proposals_and_refuses_approval(tmp_path: Path, ser
         engine.close()
 
 
-def test_a_crash_during_an_execution_never_replays_it(tmp_path: Path, server: JsonServer) -> None:
-    engine = open_engine(tmp_path, runbook_config(server.url, mode="approve"))
+def test_a_crash_during_an_execution_never_replays_it(tmp_path: Path, store_at: Path | str, server: JsonServer) -> None:
+    engine = open_engine(tmp_path, runbook_config(server.url, mode="approve"), store_at=store_at)
     engine.tick()
     [waiting] = engine.proposals()
     engine.store.approve(waiting.id, actor="cli:erin")
@@ -155,7 +155,7 @@ def test_a_crash_during_an_execution_never_replays_it(tmp_path: Path, server: Js
     execution = engine.store.begin_execution(waiting.id, request={"line": "DELETE /v1/nodes/n2"}, at=START + 1, rule=rule)
     assert isinstance(execution, Execution)
     engine.close()
-    restarted = open_engine(tmp_path, runbook_config(server.url, mode="approve"))
+    restarted = open_engine(tmp_path, runbook_config(server.url, mode="approve"), store_at=store_at)
     try:
         [row] = restarted.store.executions()
         assert row.id == execution.id and row.status == "unknown"
@@ -168,9 +168,9 @@ def test_a_crash_during_an_execution_never_replays_it(tmp_path: Path, server: Js
         restarted.close()
 
 
-def test_the_executor_seam_records_instead_of_sending(tmp_path: Path, server: JsonServer) -> None:
+def test_the_executor_seam_records_instead_of_sending(tmp_path: Path, store_at: Path | str, server: JsonServer) -> None:
     recorder = RecordingExecutor()
-    engine = open_engine(tmp_path, runbook_config(server.url), executor=recorder)
+    engine = open_engine(tmp_path, runbook_config(server.url), executor=recorder, store_at=store_at)
     try:
         engine.tick()
         assert [r.line for r in recorder.requests] == ["DELETE /v1/nodes/n2"] and deletes(server) == []
