@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.store import Lease, Store
+from engine.store import SCHEMA_VERSION, Lease, Store
+from tests.store_support import RawDatabase
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ def registry_config(url: str, **overrides: Any) -> dict[str, Any]:
         "subject": {"name": "replicas", "description": "Nodes behind one registry, watched by two opctl replicas."},
         "targets": {"api": {"url": url, "timeout": "20s"}},
         "interval": "200ms",
-        "lease": {"ttl": "1s"},
+        "lease": {"ttl": "2s"},
         "observations": {"nodes": {"http": {"target": "api", "path": "/v1/nodes"}, "select": "body.nodes"}},
         "invariants": [{
             "name": "node_up", "severity": "critical", "for_each": "nodes", "key": "item.id", "expr": 'item.state == "up"',
@@ -102,20 +103,33 @@ class Replica:
 
 
 class Replicas:
-    """Starts replicas of one config in one folder (one store); stops every one at the end."""
+    """Starts replicas of one config in one folder, on one store (a SQLite file in the folder, or
+    a PostgreSQL database: `store_at`); stops every one at the end."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, store_at: Path | str) -> None:
         self.directory = directory
+        self.store: Path | str = directory / "state.db" if isinstance(store_at, Path) else store_at
         self.started: list[Replica] = []
 
-    @property
-    def store(self) -> Path:
-        return self.directory / "state.db"
+    def _with_store(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "store": "state.db" if isinstance(self.store, Path) else self.store}
+
+    def exists(self) -> bool:
+        """The store is there and the first replica has created its tables."""
+        if isinstance(self.store, Path):
+            return self.store.exists()
+        raw = RawDatabase(self.store)
+        try:
+            if not raw.sql(raw.dialect.table_exists(), ("schema_version",)):
+                return False
+            return raw.sql("SELECT MAX(version) FROM schema_version") == [(SCHEMA_VERSION,)]
+        finally:
+            raw.close()
 
     def opctl_run(self, name: str, data: dict[str, Any]) -> Replica:
         """`opctl run CONFIG --json --replica-id NAME`."""
         command = [sys.executable, "-m", "engine", "run", "--json", "--replica-id", name]
-        replica = Replica(self.directory, name, data, command).start()
+        replica = Replica(self.directory, name, self._with_store(data), command).start()
         self.started.append(replica)
         return replica
 
@@ -123,7 +137,7 @@ class Replicas:
         """An engine loop WITHOUT the lease (tests/unleased_loop.py): what the store's own
         compare-and-sets must make safe when two loops act at once."""
         command = [sys.executable, "-m", "tests.unleased_loop"]
-        replica = Replica(self.directory, name, data, command).start()
+        replica = Replica(self.directory, name, self._with_store(data), command).start()
         self.started.append(replica)
         return replica
 
@@ -133,7 +147,7 @@ class Replicas:
 
     def wait_leader(self, name: str, *, after_token: int = 0) -> Lease:
         def led() -> Lease | None:
-            if not self.store.exists():
+            if isinstance(self.store, Path) and not self.store.exists():
                 return None
             lease = self.lease()
             return lease if lease.holder == name and lease.valid and lease.token > after_token else None
@@ -146,8 +160,9 @@ class Replicas:
 
 
 @pytest.fixture
-def replicas(tmp_path: Path) -> Iterator[Replicas]:
-    started = Replicas(tmp_path)
+def replicas(tmp_path: Path, store_at: Path | str) -> Iterator[Replicas]:
+    """Replicas on each backend (tests/conftest.py `store_at`: SQLite, PostgreSQL)."""
+    started = Replicas(tmp_path, store_at)
     try:
         yield started
     finally:

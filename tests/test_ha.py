@@ -58,9 +58,8 @@ def test_the_leader_killed_a_follower_takes_over_and_the_ticket_continues(regist
     [waiting] = wait_for(lambda: read(replicas, "proposals", status="awaiting_approval"))
     a.kill()  # SIGKILL: no clean hand-over
     taken = replicas.wait_leader("b", after_token=first.token)
-    assert taken.token == first.token + 1
-    handover = leader_events(replicas)[-1]
-    assert handover == {"replica": "b", "token": first.token + 1, "previous": "a"}
+    handover = leader_events(replicas)[-1]  # (a busy machine may have made `a` renew late and take a new token)
+    assert handover == {"replica": "b", "token": taken.token, "previous": "a"}
     approved = opctl("actions", "approve", str(b.config), str(waiting.id))
     assert approved.returncode == 0, approved.stderr
     wait_for(lambda: read(replicas, "proposal", proposal_id=waiting.id).status == "succeeded")
@@ -70,7 +69,7 @@ def test_the_leader_killed_a_follower_takes_over_and_the_ticket_continues(regist
     assert registry.deletes() == ["/v1/nodes/n2"] and registry.deletes("b") == ["/v1/nodes/n2"]
     status = opctl("status", str(b.config), "--json")
     assert status.returncode == 0, status.stderr
-    assert '"leader": "b"' in status.stdout and f'"token": {first.token + 1}' in status.stdout
+    assert '"leader": "b"' in status.stdout and f'"token": {taken.token}' in status.stdout
 
 
 @pytest.mark.slow
@@ -100,7 +99,9 @@ def test_an_execution_the_killed_leader_had_started_is_unknown_and_never_replaye
 @pytest.mark.slow
 def test_a_leader_paused_past_its_lease_executes_nothing_and_steps_down(registry: NodeRegistry, replicas: Replicas) -> None:
     registry.nodes = {"n1": "up", "n2": "down"}
-    data = registry_config(registry.url, mode="approve")
+    # a lease longer than the test holds the leader's observation while it approves (the leader
+    # must still lead when its guard runs), short enough for the follower to take over soon after
+    data = registry_config(registry.url, mode="approve", lease={"ttl": "8s"})
     a = replicas.opctl_run("a", data)
     first = replicas.wait_leader("a")
     b = replicas.opctl_run("b", data)
@@ -114,15 +115,18 @@ def test_a_leader_paused_past_its_lease_executes_nothing_and_steps_down(registry
     registry.wait_held(2)
     # ... when it is paused, past its lease
     a.signal(signal.SIGSTOP)
+    paused_at = len(a.lines())
     registry.release()
     replicas.wait_leader("b", after_token=first.token)
     wait_for(lambda: read(replicas, "proposal", proposal_id=waiting.id).status == "succeeded")
     assert registry.deletes("b") == ["/v1/nodes/n2"]
     a.signal(signal.SIGCONT)
     # it wakes up with a cleared guard in hand: the start is fenced, it steps down by itself
-    wait_for(lambda: any(line.get("store_error") for line in a.lines()) and not a.lines()[-1]["leader"]["leading"])
-    refused = next(line["store_error"] for line in a.lines() if line.get("store_error"))
-    assert "no longer current" in refused and "held by b" in refused
+    wait_for(lambda: len(a.lines()) > paused_at and not a.lines()[-1]["leader"]["leading"])
+    [woke, *_] = a.lines()[paused_at:]
+    assert "store_error" in woke, (paused_at, [(line["tick"], line.get("store_error")) for line in a.lines()[-6:]])
+    assert "no longer current" in woke["store_error"] and "held by b" in woke["store_error"]
+    assert woke["actions"] == [] and not woke["leader"]["leading"]
     ticks = len(a.lines())
     wait_for(lambda: len(a.lines()) > ticks + 3)
     assert all(not line["leader"]["leading"] for line in a.lines()[ticks:])
@@ -141,7 +145,7 @@ def test_twenty_rounds_with_a_random_replica_killed_between_them_remediate_exact
     data = registry_config(registry.url, lease={"ttl": "600ms"})
     registry.nodes = {"n1": "up"}
     running = {name: replicas.opctl_run(name, data) for name in ("a", "b")}
-    wait_for(lambda: replicas.store.exists() and replicas.lease().valid)
+    wait_for(lambda: replicas.exists() and replicas.lease().valid)
     for round_ in range(ROUNDS):
         node = f"r{round_:02d}"
         registry.nodes[node] = "down"  # the fault

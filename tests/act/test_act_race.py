@@ -31,7 +31,7 @@ def opctl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
 
 
-def read(db: Path, what: str, **kwargs: Any) -> Any:
+def read(db: Path | str, what: str, **kwargs: Any) -> Any:
     with Store(db) as store:
         return getattr(store, what)(**kwargs)
 
@@ -44,7 +44,7 @@ def test_a_reject_or_the_kill_switch_during_a_slow_guard_wins(
     registry.nodes = {"n1": "up", "n2": "down"}
     # one replica; a lease longer than the test holds its requests (a lapsed lease refuses first)
     engine = replicas.opctl_run("a", registry_config(registry.url, mode="approve", lease={"ttl": "5m"}))
-    [waiting] = wait_for(lambda: replicas.store.exists() and read(replicas.store, "proposals", status="awaiting_approval"))
+    [waiting] = wait_for(lambda: replicas.exists() and read(replicas.store, "proposals", status="awaiting_approval"))
     # the target becomes slow: the engine's GETs wait until the test lets them through
     registry.hold(lambda method, replica: method == "GET" and replica == "a")
     registry.wait_held(1)  # the tick's observation: its acting stage comes after it
@@ -72,7 +72,7 @@ def test_a_guard_whose_observation_is_slower_than_its_deadline_refuses(registry:
     registry.nodes = {"n1": "up", "n2": "down"}
     data = registry_config(registry.url, mode="approve", gate={"budget_per_hour": 1000, "guard_timeout": "300ms"}, lease={"ttl": "5m"})
     engine = replicas.opctl_run("a", data)
-    [waiting] = wait_for(lambda: replicas.store.exists() and read(replicas.store, "proposals", status="awaiting_approval"))
+    [waiting] = wait_for(lambda: replicas.exists() and read(replicas.store, "proposals", status="awaiting_approval"))
     registry.hold(lambda method, replica: method == "GET" and replica == "a")
     registry.wait_held(1)
     assert opctl("actions", "approve", str(engine.config), str(waiting.id)).returncode == 0
@@ -105,7 +105,7 @@ def test_two_loops_racing_over_60_approvals_run_each_exactly_once(
     data["actions"][0].update(limits)
     start = getattr(replicas, loops)
     first = start("a", data)
-    waiting = wait_for(lambda: replicas.store.exists() and len(found := read(replicas.store, "proposals", status="awaiting_approval")) == NODES and found)
+    waiting = wait_for(lambda: replicas.exists() and len(found := read(replicas.store, "proposals", status="awaiting_approval")) == NODES and found)
     second = start("b", data)
     wait_for(lambda: second.lines())  # the second loop has joined
     ticks = len(first.lines())
