@@ -64,6 +64,7 @@ class StoreBase:
     # while `_fence` is the current lease's token, checked inside each write transaction.
     _fencing: bool = False
     _fence: int | None = None
+    _lease_ttl: float = 0.0
 
     # ------------------------------------------------------------------ opening
 
@@ -118,18 +119,22 @@ class StoreBase:
             yield conn
 
     def _check_fence(self, conn: Conn) -> None:
-        # the row lock keeps a takeover from committing before this transaction ends (SQLite's
-        # one writer already does)
-        row = conn.execute(
-            f"SELECT holder, token, expires_at > {self._dialect.now} FROM leases WHERE name = ?{self._dialect.row_lock}", (LEADER,)
-        ).fetchone()
-        fence = self._fence
-        if fence is None or row is None or int(row[1]) != fence or not row[2]:
-            self._fence = None
-            if fence is None:
-                raise NotLeader("this replica does not hold the leader lease: it observes, another replica acts")
-            holder = "nobody (it expired)" if row is None or int(row[1]) == fence else f"{row[0]} (token {row[1]})"
-            raise NotLeader(f"this replica's lease (token {fence}) is no longer current; the lease is held by {holder}")
+        """The fence, and a renewal: a write of the current, unexpired token extends the lease (a
+        long tick that keeps writing keeps leading); one that lapsed or was taken is refused. The
+        UPDATE also locks the lease row, so no takeover commits before this transaction ends."""
+        now = self._dialect.now
+        renewed = conn.execute(
+            f"UPDATE leases SET renewed_at = {now}, expires_at = {now} + ? WHERE name = ? AND token = ? AND expires_at > {now}",
+            (self._lease_ttl, LEADER, -1 if self._fence is None else self._fence),
+        ).rowcount
+        if renewed == 1:
+            return
+        fence, self._fence = self._fence, None
+        if fence is None:
+            raise NotLeader("this replica does not hold the leader lease: it observes, another replica acts")
+        row = conn.execute("SELECT holder, token FROM leases WHERE name = ?", (LEADER,)).fetchone()
+        holder = "nobody (it expired)" if row is None or int(row[1]) == fence else f"{row[0]} (token {row[1]})"
+        raise NotLeader(f"this replica's lease (token {fence}) is no longer current; the lease is held by {holder}")
 
     def db_now(self) -> float:
         """The database's clock (Unix seconds): what lease times are measured by."""

@@ -54,12 +54,6 @@ class Dialect:
             return "extract(epoch from clock_timestamp())::double precision"
         return "((julianday('now') - 2440587.5) * 86400.0)"
 
-    @property
-    def row_lock(self) -> str:
-        """What a SELECT appends to hold the rows it read until its transaction ends (the lease's
-        fencing check); SQLite's BEGIN IMMEDIATE already holds its one write lock."""
-        return " FOR SHARE" if self.name == POSTGRESQL else ""
-
     def sql(self, statement: str) -> str:
         """A statement written with `?` placeholders, as this database takes it."""
         return _pyformat(statement) if self.name == POSTGRESQL else statement

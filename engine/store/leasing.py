@@ -8,9 +8,10 @@ One row (`leases`, name `leader`). A replica holds it while `expires_at` (the da
 never a replica's) is ahead; the holder renews it every tick; once it lapses any replica takes
 it with the token + 1. Holding it turns fencing on for this Store: every write transaction
 (ticket transitions, diagnoses, proposals, executions) first checks, in the same transaction,
-that this replica's token is still the current, unexpired one, so a replica that was paused past
-its lease (GC, SIGSTOP, a VM migration) cannot write, hence cannot start an execution, once
-another replica took over. A replica that restarts under the same id waits for its old lease to
+that this replica's token is still the current, unexpired one, and renews it (a tick longer
+than the ttl that keeps writing keeps leading). A replica that was paused past its lease (GC,
+SIGSTOP, a VM migration) cannot write, hence cannot start an execution: its lease lapsed, and
+another replica may hold it. A replica that restarts under the same id waits for its old lease to
 lapse like any other: a token is never handed to a second process.
 """
 
@@ -54,8 +55,10 @@ class LeasingStore(StoreBase):
 
     def hold_lease(self, replica: str, *, ttl: float) -> Lease:
         """Renew the lease when this Store holds it, take it when it lapsed, else follow.
-        From the first call on, this Store writes only while it leads (fencing)."""
+        From the first call on, this Store writes only while it leads (fencing), and each of its
+        writes renews the lease for `ttl` while it is current."""
         self._fencing = True
+        self._lease_ttl = ttl
         with self._transaction(fenced=False) as conn:
             now = float(conn.execute(f"SELECT {self._dialect.now}").fetchone()[0])
             row = conn.execute("SELECT holder, token, expires_at FROM leases WHERE name = ?", (LEADER,)).fetchone()

@@ -105,7 +105,10 @@ def test_two_loops_racing_over_60_approvals_run_each_exactly_once(
     data["actions"][0].update(limits)
     start = getattr(replicas, loops)
     first = start("a", data)
-    waiting = wait_for(lambda: replicas.exists() and len(found := read(replicas.store, "proposals", status="awaiting_approval")) == NODES and found)
+    waiting = wait_for(
+        lambda: replicas.exists() and len(found := read(replicas.store, "proposals", status="awaiting_approval")) == NODES and found,
+        timeout=120,  # the first tick opens and diagnoses 60 tickets
+    )
     second = start("b", data)
     wait_for(lambda: second.lines())  # the second loop has joined
     ticks = len(first.lines())
