@@ -20,6 +20,15 @@ The last line printed is one JSON object:
     *_p90_ms_*                            the 90th percentile of the same ticks
     transitions_per_tick_1k / _10k       10 and 100
     ticks                                 measured ticks per backend and size
+    sqlite_lease_renew_ms, postgresql_lease_renew_ms
+                                          median ms of one lease renewal (`hold_lease`, every tick)
+    sqlite_fenced_write_ms / _unfenced_write_ms (and postgresql_)
+                                          median ms of one small write with and without the
+                                          fencing check (which also renews the lease)
+    sqlite_takeover_s, postgresql_takeover_s
+                                          seconds from a leader's last renewal (it was killed) to
+                                          a follower, ticking every LEASE_INTERVAL_S, leading;
+                                          the bound is ttl + one interval (LEASE_TTL_S + LEASE_INTERVAL_S)
 
 Run: .venv/bin/python benchmarks/store.py [--ticks N] [--port PORT]
 """
@@ -42,6 +51,9 @@ from engine.lab.redis_server import free_port
 from engine.store import Store
 
 SIZES = (1_000, 10_000)
+LEASE_ROUNDS = 200
+LEASE_TTL_S = 1.5
+LEASE_INTERVAL_S = 0.5
 WARMUP_TICKS = 5
 INV = Invariant.model_validate({"name": "node_up", "for_each": "nodes", "key": "item.id", "expr": "item.up", "for": "0s"})
 
@@ -103,6 +115,38 @@ def bench(store: Store, size: int, ticks: int) -> list[float]:
     return timings
 
 
+def lease_costs(location: Path | str) -> dict[str, float]:
+    """ms of a renewal, and of one small write with and without the fence, on a fresh store."""
+    with Store(location) as plain:
+        unfenced = _timed(lambda: plain.add_event("bench", ticket_id=None, actor="bench", at=0.0, data={}))
+    with Store(location) as leader:
+        leader.hold_lease("bench", ttl=60)
+        renew = _timed(lambda: leader.hold_lease("bench", ttl=60))
+        fenced = _timed(lambda: leader.add_event("bench", ticket_id=None, actor="bench", at=0.0, data={}))
+        leader.release_lease("bench")
+    return {"lease_renew_ms": statistics.median(renew), "fenced_write_ms": statistics.median(fenced),
+            "unfenced_write_ms": statistics.median(unfenced)}  # fmt: skip
+
+
+def takeover_s(location: Path | str) -> float:
+    """The leader renews, then stops (killed); the follower tries every LEASE_INTERVAL_S."""
+    with Store(location) as leader, Store(location) as follower:
+        leader.hold_lease("a", ttl=LEASE_TTL_S)
+        last_renewal = time.monotonic()
+        while not follower.hold_lease("b", ttl=LEASE_TTL_S).leading:
+            time.sleep(LEASE_INTERVAL_S)
+        return time.monotonic() - last_renewal
+
+
+def _timed(write: Any) -> list[float]:
+    out = []
+    for _ in range(LEASE_ROUNDS):
+        started = time.perf_counter()
+        write()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
 def p90(values: list[float]) -> float:
     return sorted(values)[min(len(values) - 1, int(len(values) * 0.9))]
 
@@ -134,6 +178,16 @@ def main() -> None:
                     summary[f"{name}_p90_ms_{label}"] = round(p90(timings), 2)
                     print(f"{name:>10} {size:>6} entities, {max(2, size // 100):>3} transitions/tick: "
                           f"{median:7.2f} ms/tick (p90 {p90(timings):7.2f})")
+            backends = {"sqlite": Path(tmp) / "lease.db"}
+            if server is not None:
+                backends["postgresql"] = server.create_database("bench_lease")
+            for name, location in backends.items():
+                for key, value in lease_costs(location).items():
+                    summary[f"{name}_{key}"] = round(value, 3)
+                summary[f"{name}_takeover_s"] = round(takeover_s(location), 2)
+                print(f"{name:>10} lease: renewal {summary[f'{name}_lease_renew_ms']:.3f} ms, write {summary[f'{name}_unfenced_write_ms']:.3f} ms "
+                      f"unfenced / {summary[f'{name}_fenced_write_ms']:.3f} ms fenced; takeover {summary[f'{name}_takeover_s']:.2f} s "
+                      f"(bound {LEASE_TTL_S + LEASE_INTERVAL_S:.1f} s)")
     finally:
         if server is not None:
             server.remove()
