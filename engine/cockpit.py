@@ -121,14 +121,11 @@ class StoreStatus:
     pending: tuple[Proposal, ...]  # awaiting approval, oldest first
 
     def as_json(self) -> dict[str, Any]:
-        lease = self.lease
+        lease = {k: v for k, v in self.lease.as_json().items() if k not in ("replica", "leading")}  # leader, token, expires_*
         return {
             "store": self.store,
-            "leader": lease.holder if lease.valid else None,
-            "token": lease.token,
-            "lease_holder": lease.holder,
-            "lease_expires_at": lease.expires_at,
-            "lease_expires_in_s": None if lease.expires_at is None else round(lease.expires_at - lease.now, 3),
+            **lease,
+            "lease_holder": self.lease.holder,  # also when its lease lapsed
             "mode": self.mode.as_json(),
             "kill_switch": self.kill,
             "open_tickets": sum(self.open_tickets.values()),

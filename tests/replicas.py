@@ -19,40 +19,23 @@ import pytest
 import yaml
 
 from engine.store import SCHEMA_VERSION, Lease, Store
+from tests.act.act_support import action, config_data
+from tests.node_registry import NodeRegistry
 from tests.store_support import RawDatabase
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-NODE_ID = {"type": "string", "minLength": 1, "maxLength": 128}
 
 
 def registry_config(url: str, **overrides: Any) -> dict[str, Any]:
-    """A node registry's config: a node that is down is deregistered (guarded, verified)."""
-    data: dict[str, Any] = {
-        "version": 1,
-        "subject": {"name": "replicas", "description": "Nodes behind one registry, watched by two opctl replicas."},
-        "targets": {"api": {"url": url, "timeout": "20s"}},
-        "interval": "200ms",
-        "lease": {"ttl": "2s"},
-        "observations": {"nodes": {"http": {"target": "api", "path": "/v1/nodes"}, "select": "body.nodes"}},
-        "invariants": [{
-            "name": "node_up", "severity": "critical", "for_each": "nodes", "key": "item.id", "expr": 'item.state == "up"',
-            "runbook": [{"action": "deregister_node", "params": {"node_id": "item.id"}, "reason": "A dead node must leave."}],
-        }],
-        "actions": [{
-            "name": "deregister_node",
-            "description": "Remove a dead node from the registry.",
-            "params": {"type": "object", "required": ["node_id"], "additionalProperties": False, "properties": {"node_id": NODE_ID}},
-            "when": 'nodes.exists(n, n.id == params.node_id && n.state == "down")',
-            "http": {"target": "api", "method": "DELETE", "path": "/v1/nodes/{node_id}"},
-            "cooldown": "10m",
-            "verify": {"within": "30s", "expr": "!nodes.exists(n, n.id == params.node_id)"},
-        }],
-        "gate": {"budget_per_hour": 1000, "guard_timeout": "30s"},
-        "diagnosis": {"provider": "runbook"},
-        "mode": "execute",
-        "store": "state.db",
-    }  # fmt: skip
+    """The acting tests' node registry config (tests/act/act_support.py) for replicas: a node that
+    is down is deregistered (guarded, verified), by the runbook; no token; short ticks and lease."""
+    data = config_data(
+        url, interval="200ms", lease={"ttl": "2s"}, gate={"budget_per_hour": 1000, "guard_timeout": "30s"},
+        diagnosis={"provider": "runbook"}, mode="execute", store="state.db",
+    )  # fmt: skip
+    data["targets"] = {"api": {"url": url, "timeout": "20s"}}
+    data["actions"] = [action(data, "deregister_node")]
     data.update(copy.deepcopy(overrides))
     return data
 
@@ -167,3 +150,16 @@ def replicas(tmp_path: Path, store_at: Path | str) -> Iterator[Replicas]:
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture
+def registry() -> Iterator[NodeRegistry]:
+    started = NodeRegistry().start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def opctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=ROOT, timeout=60)

@@ -97,7 +97,7 @@ def test_opctl_status_prints_the_leader_token_mode_switch_and_what_waits(tmp_pat
         as_json = CliRunner().invoke(main, ["status", config, "--json"], env={"API_TOKEN": SECRET})
         assert as_json.exit_code == 0
         found = json.loads(as_json.output)
-        assert found["leader"] == "a" and found["token"] == 1 and found["lease_expires_in_s"] > 0
+        assert found["leader"] == "a" and found["token"] == 1 and found["expires_in_s"] > 0 and found["lease_holder"] == "a"
         assert found["mode"]["mode"] == "approve" and found["kill_switch"] is None
         assert found["open_tickets"] == 1 and found["incidents"] == 1
         assert [p["proposal"] for p in found["pending_approvals"]] == [1]

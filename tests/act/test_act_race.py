@@ -4,9 +4,6 @@ racing over 60 approvals run each proposal exactly once, every status true."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +11,8 @@ import pytest
 
 from engine.store import Store
 from tests.node_registry import NodeRegistry
-from tests.replicas import ROOT, Replicas, registry_config, replicas  # noqa: F401  (fixture)
+from tests.replicas import Replicas, opctl, registry, registry_config, replicas  # noqa: F401  (fixtures)
 from tests.waiting import wait_for
-
-
-@pytest.fixture
-def registry() -> Iterator[NodeRegistry]:
-    started = NodeRegistry().start()
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-def opctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
 
 
 def read(db: Path | str, what: str, **kwargs: Any) -> Any:
