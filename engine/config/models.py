@@ -298,6 +298,12 @@ class RedisRequest(Strict):
 
     target: Name
     command: list[str | int] = Field(min_length=1, examples=[["CONFIG", "SET", "maxmemory", "{bytes}"]])
+    key_prefix: str | None = Field(
+        None,
+        min_length=1,
+        description="The only keys a key-writing command (SET, DEL, HSET...) may write start with this; written out in the command.",
+        examples=["opctl:flags:"],
+    )
 
 
 class Verify(Strict):

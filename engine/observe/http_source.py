@@ -33,8 +33,14 @@ class HttpReply:
 
 
 def join_url(endpoint: str, path: str) -> str:
-    """`http://h:1/base` + `/v1/x` -> `http://h:1/base/v1/x` (the endpoint may carry a base path)."""
-    return endpoint.rstrip("/") + "/" + path.lstrip("/")
+    """`http://h:1/base?k=1` + `/v1/x?a=b` -> `http://h:1/base/v1/x?k=1&a=b`.
+
+    The endpoint may carry a base path and a query string; the path goes before the query and
+    both queries are kept. `path` is only ever a path (a `//host` start cannot change the host)."""
+    base, _, base_query = endpoint.partition("?")
+    rel, _, rel_query = path.partition("?")
+    query = "&".join(q for q in (base_query, rel_query) if q)
+    return base.rstrip("/") + "/" + rel.lstrip("/") + (f"?{query}" if query else "")
 
 
 def request_headers(target: Target, extra: Mapping[str, str]) -> dict[str, str]:
