@@ -113,6 +113,19 @@ class Target(Strict):
         default_factory=dict, description="Sent with every request.", examples=[{"X-Tenant": "ops"}]
     )
     timeout: Duration = Field(2.0, description="Per-request timeout.")
+    follow_redirects: bool = Field(
+        False,
+        description=(
+            "Observations follow a redirect only when this is on, and then only to the same origin "
+            "(scheme, host and port); a redirect elsewhere is an error. Actions never follow redirects."
+        ),
+    )
+    max_body: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Largest response body read from this target, in bytes; a longer one is an error, found while reading.",
+        examples=[16777216],
+    )
 
     @model_validator(mode="after")
     def _endpoints(self) -> Target:

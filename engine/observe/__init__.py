@@ -173,7 +173,7 @@ class Observer:
 
     def _http_client(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(follow_redirects=True, verify=tls_context())
+            self._http = httpx.AsyncClient(follow_redirects=False, verify=tls_context())
         return self._http
 
     def _scrape_session(self, name: str) -> metrics_source.MetricsSession:

@@ -25,6 +25,8 @@ class Reply:
     status: int = 200
     body: bytes = b""
     content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    length: bool = True  # False: no Content-Length, the body ends when the connection closes
 
 
 def json_reply(data: Any, status: int = 200) -> Reply:
@@ -69,7 +71,12 @@ class LoopbackServer:
                 self.send_response(reply.status)
                 if reply.content_type:
                     self.send_header("Content-Type", reply.content_type)
-                self.send_header("Content-Length", str(len(reply.body)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                if reply.length:
+                    self.send_header("Content-Length", str(len(reply.body)))
+                else:
+                    self.close_connection = True
                 self.end_headers()
                 self.wfile.write(reply.body)
 
