@@ -119,6 +119,7 @@ class Target(Strict):
             "Observations follow a redirect only when this is on, and then only to the same origin "
             "(scheme, host and port); a redirect elsewhere is an error. Actions never follow redirects."
         ),
+        examples=[True],
     )
     max_body: int = Field(
         4 * 1024 * 1024,
