@@ -113,6 +113,11 @@ class Target(Strict):
         default_factory=dict, description="Sent with every request.", examples=[{"X-Tenant": "ops"}]
     )
     timeout: Duration = Field(2.0, description="Per-request timeout.")
+    secret_url: bool = Field(
+        False,
+        description="The URLs' path and query are secrets (a signed URL, a webhook with its key in the path): redacted everywhere.",
+        examples=[True],
+    )
     follow_redirects: bool = Field(
         False,
         description=(
