@@ -383,3 +383,50 @@ def test_sigkill_mid_episode_keeps_the_ticket_and_its_state(tmp_path: Path) -> N
         d = Driver(s)
         assert d.tick(20, a="violated").opened == ()  # the same ticket continues
         assert [t.id for t in d.tick(30, a="healthy").resolved] == [ticket.id]
+
+
+def test_an_existing_store_and_its_wal_and_shm_are_tightened_to_0600(tmp_path: Path) -> None:
+    path = tmp_path / "loose.db"
+    Store(path).close()
+    sidecars = [Path(f"{path}{s}") for s in ("-wal", "-shm")]
+    for file in (path, *sidecars):
+        file.touch()
+        os.chmod(file, 0o644)
+    with Store(path):
+        assert [stat.S_IMODE(f.stat().st_mode) for f in (path, *sidecars)] == [0o600, 0o600, 0o600]
+
+
+def test_an_empty_file_is_refused_and_said_to_be_empty(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    with pytest.raises(StoreError, match="is an empty file, not an opctl ticket store"):
+        Store(path)
+    assert path.read_bytes() == b""  # left as it was
+
+
+def test_a_non_database_file_is_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("my notes\n")
+    os.chmod(path, 0o644)
+    with pytest.raises(StoreError, match="not a SQLite database"):
+        Store(path)
+    assert path.read_text() == "my notes\n" and stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_insert_or_replace_cannot_rewrite_events_proposals_or_executions(store: Store) -> None:
+    d = Driver(store)
+    d.tick(0, a="violated")
+    (ticket,) = d.tick(30, a="violated").opened
+    proposal = store.add_proposal(ticket.id, action="deregister_node", params={"node_id": "a"}, reason="r", source="runbook",
+                                  status="approved", at=31)
+    store.begin_execution(proposal.id, request={"line": "DELETE /v1/nodes/a"}, at=32)
+    conn = sqlite3.connect(store.path)
+    before = {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in ("events", "proposals", "executions")}
+    assert all(before.values())
+    for table in before:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only|cannot be replaced"):
+            conn.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM {table} WHERE id = 1")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only|cannot be replaced"):
+            conn.execute(f"REPLACE INTO {table} SELECT * FROM {table} WHERE id = (SELECT MAX(id) FROM {table})")
+    assert {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in before} == before
+    conn.close()
