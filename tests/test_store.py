@@ -430,3 +430,18 @@ def test_insert_or_replace_cannot_rewrite_events_proposals_or_executions(store: 
             conn.execute(f"REPLACE INTO {table} SELECT * FROM {table} WHERE id = (SELECT MAX(id) FROM {table})")
     assert {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in before} == before
     conn.close()
+
+
+def test_approve_is_refused_while_the_kill_switch_is_on(store: Store) -> None:
+    d = Driver(store)
+    d.tick(0, a="violated")
+    (ticket,) = d.tick(30, a="violated").opened
+    waiting = store.add_proposal(ticket.id, action="deregister_node", params={"node_id": "a"}, reason="r", source="runbook",
+                                 status="awaiting_approval", at=31)
+    store.kill(actor="cli:dana", reason="incident")
+    again = store.add_proposal(ticket.id, action="deregister_node", params={"node_id": "a"}, reason="r", source="runbook",
+                               status="awaiting_approval", at=32)  # proposed after the kill: still only waits
+    with pytest.raises(StoreError, match="the kill switch is on"):
+        store.approve(again.id, actor="cli:erin")
+    assert store.proposal(again.id).status == "awaiting_approval"  # type: ignore[union-attr]
+    assert store.proposal(waiting.id).status == "cancelled"  # type: ignore[union-attr]
