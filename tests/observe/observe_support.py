@@ -54,6 +54,9 @@ class LoopbackServer:
     seen: list[SeenRequest] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
     stalled: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    waiting: int = 0  # requests held in stalled routes right now
+    most_waiting: int = 0  # the most ever held at once: requests that were in flight together
 
     def __post_init__(self) -> None:
         owner = self
@@ -64,6 +67,9 @@ class LoopbackServer:
                 owner.seen.append(request)
                 route = self.path.split("?", 1)[0]
                 if route in owner.stalled:
+                    with owner.lock:
+                        owner.waiting += 1
+                        owner.most_waiting = max(owner.most_waiting, owner.waiting)
                     owner.released.wait(30)
                     return
                 handler = owner.routes.get(route)
