@@ -19,7 +19,7 @@ from engine.config.models import Config, Invariant
 from engine.errors import StoreError
 from engine.evaluate import Entity, EntityState, Evaluator, Transition, advance
 from engine.observe import ObservationResult
-from engine.store import MIGRATIONS, SCHEMA_VERSION, Store, TickChanges
+from engine.store import MIGRATIONS, SCHEMA_VERSION, Proposal, Store, TickChanges
 
 INV = Invariant.model_validate(
     {"name": "node_up", "expr": "true", "severity": "critical", "labels": {"team": "storage"}, "for": "30s"}
@@ -413,12 +413,19 @@ def test_a_non_database_file_is_left_untouched(tmp_path: Path) -> None:
     assert path.read_text() == "my notes\n" and stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
+def _proposed(store: Store, status: str, at: float) -> Proposal:
+    """A proposal for entity `a`'s ticket (opened on the first call)."""
+    ticket = store.tickets(status="open")[0] if store.tickets(status="open") else None
+    if ticket is None:
+        d = Driver(store)
+        d.tick(0, a="violated")
+        (ticket,) = d.tick(30, a="violated").opened
+    return store.add_proposal(ticket.id, action="deregister_node", params={"node_id": "a"}, reason="r", source="runbook",
+                              status=status, at=at)
+
+
 def test_insert_or_replace_cannot_rewrite_events_proposals_or_executions(store: Store) -> None:
-    d = Driver(store)
-    d.tick(0, a="violated")
-    (ticket,) = d.tick(30, a="violated").opened
-    proposal = store.add_proposal(ticket.id, action="deregister_node", params={"node_id": "a"}, reason="r", source="runbook",
-                                  status="approved", at=31)
+    proposal = _proposed(store, "approved", 31)
     store.begin_execution(proposal.id, request={"line": "DELETE /v1/nodes/a"}, at=32)
     conn = sqlite3.connect(store.path)
     before = {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in ("events", "proposals", "executions")}
@@ -433,14 +440,9 @@ def test_insert_or_replace_cannot_rewrite_events_proposals_or_executions(store: 
 
 
 def test_approve_is_refused_while_the_kill_switch_is_on(store: Store) -> None:
-    d = Driver(store)
-    d.tick(0, a="violated")
-    (ticket,) = d.tick(30, a="violated").opened
-    waiting = store.add_proposal(ticket.id, action="deregister_node", params={"node_id": "a"}, reason="r", source="runbook",
-                                 status="awaiting_approval", at=31)
+    waiting = _proposed(store, "awaiting_approval", 31)
     store.kill(actor="cli:dana", reason="incident")
-    again = store.add_proposal(ticket.id, action="deregister_node", params={"node_id": "a"}, reason="r", source="runbook",
-                               status="awaiting_approval", at=32)  # proposed after the kill: still only waits
+    again = _proposed(store, "awaiting_approval", 32)  # proposed after the kill: still only waits
     with pytest.raises(StoreError, match="the kill switch is on"):
         store.approve(again.id, actor="cli:erin")
     assert store.proposal(again.id).status == "awaiting_approval"  # type: ignore[union-attr]

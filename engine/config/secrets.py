@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from engine.config.loader import _get
 from engine.config.problems import DocPath
 
 SECRET_HEADER = re.compile(r"(?i)authorization|token|secret|password|api[_-]?key|cookie|signature")
@@ -65,11 +66,3 @@ def _url_secrets(url: str, *, secret: bool) -> set[str]:
             found.update(value for _, value in parse_qsl(parts.query) if value)
     return found
 
-
-def _get(data: Any, path: tuple[Any, ...]) -> Any:
-    for part in path:
-        try:
-            data = data[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
