@@ -13,6 +13,7 @@ from engine.config.types_doc import types_section
 from engine.config.models import Config
 from engine.evals.docs import DOCS_FILE as EVAL_DOCS, eval_reference, shipped_eval_files
 from engine.lab.models import Lab
+from engine.redis_commands import vocabulary_markdown
 from engine.schemas import SCHEMA_FILES, schema_of
 from engine.testing.model import TestFile
 
@@ -127,7 +128,7 @@ def references() -> dict[str, tuple[Path, Reference]]:
     return {
         "config": (ROOT / "docs" / "config.md", Reference(
             Config, "The opctl config language", CONFIG_INTRO, "Config (the document)", schema_of("config"), configs,
-            beehive / "beehive.yaml", ROOT, types_section(),
+            beehive / "beehive.yaml", ROOT, types_section() + "\n" + vocabulary_markdown(),
         )),
         "lab": (ROOT / "docs" / "lab.md", Reference(
             Lab, "opctl lab files", LAB_INTRO, "Lab (the document)", schema_of("lab"), labs, beehive / "lab.yaml", ROOT,

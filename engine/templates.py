@@ -1,7 +1,7 @@
 """jinja2 for config authors: one sandboxed environment, strict about undefined names.
 
 Ticket messages and diagnosis prompts are written by config authors and rendered with observed
-values (which may carry hostile text), so rendering happens in jinja2's SandboxedEnvironment
+values (which may carry hostile text), so rendering happens in jinja2's ImmutableSandboxedEnvironment
 with StrictUndefined: an unknown name is an error, never an empty string.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 # Names a ticket `message` template sees, besides every observation by name.
 MESSAGE_VARIABLES = frozenset({"item", "key", "invariant", "severity", "labels", "now"})
@@ -41,8 +41,8 @@ def _tojson(value: Any, indent: int | None = None) -> str:
 
 
 @lru_cache(maxsize=1)
-def environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+def environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,

@@ -7,7 +7,10 @@ file (with a restart somewhere in the middle):
 * no ticket opens before `for` has elapsed since the violation began;
 * at most one open ticket per key at any time;
 * every transition has an event, in order;
-* the Evaluator agrees with `advance` driven directly.
+* the Evaluator agrees with `advance` driven directly;
+* and, against an oracle written from the rules alone (not from `advance`): a ticket fires at
+  exactly the first violated sample at which the violation has lasted `for`, and resolves at
+  exactly the first healthy sample at which health has lasted `keep_firing_for`.
 """
 
 from __future__ import annotations
@@ -64,6 +67,34 @@ def effective(sample: str, on_error: str) -> str:
     if sample not in ("error", "unknown"):
         return sample
     return {"keep": "neutral", "firing": "violated", "ok": "healthy"}[on_error]
+
+
+def oracle(samples: list[str], times: list[float], hold: int, keep_firing_for: int, on_error: str) -> tuple[list[float], list[float]]:
+    """When tickets fire and resolve, from the rules: a violation counts from its first violated
+    sample (healthy ends it; a neutral sample neither ends nor fires it); health counts from the
+    first healthy sample while firing (violated ends it; neutral neither ends nor resolves it)."""
+    fired: list[float] = []
+    resolved: list[float] = []
+    firing, since = False, None
+    for sample, now in zip(samples, times):
+        e = effective(sample, on_error)
+        if not firing:
+            if e == "healthy":
+                since = None
+            elif e == "violated":
+                since = now if since is None else since
+                if now - since >= hold:
+                    firing, since = True, None
+                    fired.append(now)
+        else:
+            if e == "violated":
+                since = None
+            elif e == "healthy":
+                since = now if since is None else since
+                if now - since >= keep_firing_for:
+                    firing, since = False, None
+                    resolved.append(now)
+    return fired, resolved
 
 
 @settings(max_examples=75, deadline=None)
@@ -133,6 +164,7 @@ def test_tickets_follow_firing_episodes(
 
         firing = [t.at for t in all_transitions if t.kind == "firing"]
         resolved = [t.at for t in all_transitions if t.kind == "resolved"]
+        assert (firing, resolved) == oracle(samples, times, hold, keep_firing_for, on_error)
         assert opened_at == firing  # one ticket per firing episode
         assert resolved_at == resolved
         tickets = sorted(store.tickets(limit=1000), key=lambda t: t.id)

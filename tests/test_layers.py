@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # what the config layer may build on: nothing that knows about observing, acting, labs or tests
 GROUND = (
     "engine.config", "engine.errors", "engine.durations", "engine.expr", "engine._expr_fast", "engine.redis_commands",
-    "engine.templates",
+    "engine.templates", "engine.redact",
 )  # fmt: skip
 
 

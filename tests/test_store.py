@@ -21,7 +21,7 @@ from engine.errors import StoreError
 from engine.evaluate import Entity, EntityState, Evaluator, Transition, advance
 from engine.observe import ObservationResult
 from engine.lab.postgres_server import PostgresServer
-from engine.store import MIGRATIONS, SCHEMA_VERSION, Store, TickChanges
+from engine.store import MIGRATIONS, SCHEMA_VERSION, Proposal, Store, TickChanges
 from engine.store.postgres import _WRITER_LOCK
 from tests.ports import free_port
 from tests.store_support import RawDatabase
@@ -462,3 +462,71 @@ def test_bad_store_urls_are_one_line_naming_the_url_without_its_password(problem
     message = str(refused.value)
     assert expected in message and secret not in message and "\n" not in message
     assert url.replace(secret, "[REDACTED]") in message
+
+
+def test_an_existing_store_and_its_wal_and_shm_are_tightened_to_0600(tmp_path: Path) -> None:
+    path = tmp_path / "loose.db"
+    Store(path).close()
+    sidecars = [Path(f"{path}{s}") for s in ("-wal", "-shm")]
+    for file in (path, *sidecars):
+        file.touch()
+        os.chmod(file, 0o644)
+    with Store(path):
+        assert [stat.S_IMODE(f.stat().st_mode) for f in (path, *sidecars)] == [0o600, 0o600, 0o600]
+
+
+def test_an_empty_file_is_refused_and_said_to_be_empty(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    with pytest.raises(StoreError, match="is an empty file, not an opctl ticket store"):
+        Store(path)
+    assert path.read_bytes() == b""  # left as it was
+
+
+def test_a_non_database_file_is_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("my notes\n")
+    os.chmod(path, 0o644)
+    with pytest.raises(StoreError, match="not a SQLite database"):
+        Store(path)
+    assert path.read_text() == "my notes\n" and stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def _proposed(store: Store, status: str, at: float) -> Proposal:
+    """A proposal for entity `a`'s ticket (opened on the first call)."""
+    ticket = store.tickets(status="open")[0] if store.tickets(status="open") else None
+    if ticket is None:
+        d = Driver(store)
+        d.tick(0, a="violated")
+        (ticket,) = d.tick(30, a="violated").opened
+    return store.add_proposal(ticket.id, action="deregister_node", params={"node_id": "a"}, reason="r", source="runbook",
+                              status=status, at=at)
+
+
+def test_insert_or_replace_cannot_rewrite_events_proposals_or_executions(tmp_path: Path) -> None:
+    # SQLite only: PostgreSQL has no REPLACE (an ON CONFLICT DO UPDATE is an update, refused by
+    # the no-update triggers the store suite checks on both backends)
+    store = Store(tmp_path / "replace.db", clock=Clock())
+    proposal = _proposed(store, "approved", 31)
+    store.begin_execution(proposal.id, request={"line": "DELETE /v1/nodes/a"}, at=32)
+    conn = sqlite3.connect(store.path)
+    before = {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in ("events", "proposals", "executions")}
+    assert all(before.values())
+    for table in before:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only|cannot be replaced"):
+            conn.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM {table} WHERE id = 1")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only|cannot be replaced"):
+            conn.execute(f"REPLACE INTO {table} SELECT * FROM {table} WHERE id = (SELECT MAX(id) FROM {table})")
+    assert {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in before} == before
+    conn.close()
+    store.close()
+
+
+def test_approve_is_refused_while_the_kill_switch_is_on(store: Store) -> None:
+    waiting = _proposed(store, "awaiting_approval", 31)
+    store.kill(actor="cli:dana", reason="incident")
+    again = _proposed(store, "awaiting_approval", 32)  # proposed after the kill: still only waits
+    with pytest.raises(StoreError, match="the kill switch is on"):
+        store.approve(again.id, actor="cli:erin")
+    assert store.proposal(again.id).status == "awaiting_approval"  # type: ignore[union-attr]
+    assert store.proposal(waiting.id).status == "cancelled"  # type: ignore[union-attr]

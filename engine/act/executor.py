@@ -19,6 +19,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 import redis.asyncio as aredis
@@ -28,10 +29,10 @@ from engine.act.request import ActionRequest
 from engine.config.models import Target
 from engine.config.validate import LoadedConfig
 from engine.durations import format_duration
-from engine.observe.http_source import join_url
+from engine.observe.http_source import join_url, request_headers
 from engine.observe.values import one_line
 from engine.redact import Redactor
-from engine.redis_commands import WRITE, command_name
+from engine.redis_commands import write_refusal
 from engine.tls import tls_context
 
 EXCERPT = 1024  # characters of a response kept in the audit log
@@ -136,13 +137,14 @@ class TargetExecutor:
     async def _http_call(self, request: ActionRequest, target: Target, endpoint: str) -> tuple[int, str]:
         if self._http is None:
             self._http = httpx.AsyncClient(follow_redirects=False, verify=tls_context())
-        headers = {"Accept": "application/json", **target.headers, **request.headers}
-        if target.token:
-            headers["Authorization"] = f"Bearer {target.token}"
+        headers = request_headers(target, request.headers)
         assert request.path is not None and request.method is not None
-        url = httpx.URL(join_url(endpoint, request.path))
-        if request.query:
-            url = url.copy_merge_params(request.query)
+        joined = urlsplit(join_url(endpoint, request.request_target))
+        url = httpx.URL(joined.geturl())
+        sent, audited = url.raw_path.decode("ascii"), joined.path + (f"?{joined.query}" if joined.query else "")
+        if sent != audited:
+            # the audit line must be what goes on the wire; a URL library that rewrote it is refused
+            raise httpx.InvalidURL(f"the request would be sent as {sent!r}, not as audited ({audited!r})")
         content = None
         if request.body is not None:
             content = json.dumps(request.body).encode()
@@ -151,8 +153,9 @@ class TargetExecutor:
         return response.status_code, response.text
 
     async def _redis_call(self, request: ActionRequest, target: Target, endpoint: str) -> str:
-        if command_name(request.command) not in WRITE:  # checked when rendered; checked again here
-            raise rexc.RedisError(f"command {command_name(request.command)!r} is not an allowed write")
+        refusal = write_refusal(request.command, request.key_prefix)  # checked when rendered; checked again here
+        if refusal is not None:
+            raise rexc.RedisError(f"refused to send: {refusal.reason}")
         client = aredis.Redis.from_url(
             endpoint, password=target.token or None, socket_timeout=target.timeout,
             socket_connect_timeout=target.timeout, decode_responses=True,

@@ -6,7 +6,8 @@ Gates, in this order (the first refusal wins and is recorded with its reason):
 2. firing       the ticket is open and its entity is firing right now (for a revert: the
                 ticket has resolved);
 3. declared     the action is declared in the config;
-4. params       the params are valid against the action's JSON Schema, and fill its request;
+4. params       the params are valid against the action's JSON Schema (`format` included), and
+                fill its request (no param may make a `.`/`..` path segment);
 5. guard        its `when` is true on FRESH observations (re-run now), with `params`, `now`, `prev`;
 6. cooldown     the action did not start for this entity within its `cooldown`;
 7. budget       fewer than `budget_per_hour` runs of the action, and of all actions
@@ -111,7 +112,7 @@ class ActionGate:
 
     @staticmethod
     def _params(action: Action, params: Mapping[str, Any]) -> ActionRequest:
-        validator = jsonschema.Draft202012Validator(action.params)
+        validator = jsonschema.Draft202012Validator(action.params, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
         errors = sorted(validator.iter_errors(dict(params)), key=lambda e: list(e.absolute_path))
         if errors:
             described = "; ".join(_schema_error(e) for e in errors[:3])

@@ -4,7 +4,9 @@ Params fill `{name}` placeholders by plain substitution (never `str.format`, whi
 attribute access). Where a param lands decides how it is encoded, so a param can never change
 the request's shape:
 
-- path: `urllib.parse.quote(str(v), safe="")`, so `../x` or `a/b` stay inside one segment;
+- path: `urllib.parse.quote(str(v), safe="")`, so `../x` or `a/b` stay inside one segment; a
+  segment that is `.` or `..` once decoded (also `%2e`, `%252E%2e`...) is refused, since HTTP
+  clients and servers remove dot segments and the request would go to another path;
 - query values and headers: the text itself (httpx encodes query values); a header value with a
   CR or LF is refused;
 - body: a string that is exactly `"{param}"` becomes the typed value, other strings are
@@ -13,7 +15,8 @@ the request's shape:
 - redis: every argument formatted; the command must still be an allowed write afterwards.
 
 `render_request` is pure; it raises ActionRefused (gate `params`) when the params cannot fill
-the declared request.
+the declared request. `ActionRequest.request_target` (path and encoded query) is built once:
+the audit line shows it and the executor sends exactly it.
 """
 
 from __future__ import annotations
@@ -23,11 +26,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from engine.config.models import Action
 from engine.errors import ActionRefused
-from engine.redis_commands import WRITE, command_name
+from engine.redis_commands import write_refusal
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _WHOLE = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -54,13 +57,19 @@ class ActionRequest:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     command: tuple[str, ...] = ()
+    key_prefix: str | None = None  # redis: the only keys the command may write
+
+    @property
+    def request_target(self) -> str:
+        """Path and encoded query, as sent (under the endpoint's base path): `/v1/x?a=b%20c`."""
+        query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in self.query.items())
+        return f"{self.path}{'?' + query if query else ''}"
 
     @property
     def line(self) -> str:
         """One line for the audit log: `DELETE /v1/nodes/n2` or `redis CONFIG SET maxmemory 1mb`."""
         if self.kind == "http":
-            query = "&".join(f"{k}={quote(v, safe='')}" for k, v in self.query.items())
-            return f"{self.method} {self.path}{'?' + query if query else ''}"
+            return f"{self.method} {self.request_target}"
         return "redis " + " ".join(self.command)
 
     def as_json(self) -> dict[str, Any]:
@@ -80,6 +89,9 @@ def render_request(action: Action, params: Mapping[str, Any]) -> ActionRequest:
             path = _fill(http.path, params, lambda v: quote(_text(v), safe=""))
         except _Absent as missing:
             raise ActionRefused("params", f"the path {http.path!r} needs param '{missing.name}', which was not given") from None
+        dotted = dot_segment(path)
+        if dotted is not None:
+            raise ActionRefused("params", f"the path would be {path!r}, whose segment {dotted!r} is a dot segment (it would leave its place in the path)")
         query = _entries(http.query, params)
         headers = _entries(http.headers, params)
         for name, value in headers.items():
@@ -92,10 +104,24 @@ def render_request(action: Action, params: Mapping[str, Any]) -> ActionRequest:
         command = tuple(_fill(str(arg), params, _text) for arg in action.redis.command)
     except _Absent as missing:
         raise ActionRefused("params", f"the redis command needs param '{missing.name}', which was not given") from None
-    name = command_name(command)
-    if name not in WRITE:
-        raise ActionRefused("params", f"the redis command would be {name!r}, which is not an allowed write command")
-    return ActionRequest(action.name, "redis", action.redis.target, command=command)
+    refusal = write_refusal(command, action.redis.key_prefix)
+    if refusal is not None:
+        raise ActionRefused("params", f"the redis command would be {' '.join(command)!r}: {refusal}")
+    return ActionRequest(action.name, "redis", action.redis.target, command=command, key_prefix=action.redis.key_prefix)
+
+
+def dot_segment(path: str) -> str | None:
+    """The first segment of `path` that is `.` or `..` once percent-decoded (at any depth)."""
+    for segment in path.split("?", 1)[0].split("/"):
+        seen = segment
+        for _ in range(8):  # %25 nests; eight levels is more than any client decodes
+            if seen in (".", ".."):
+                return segment
+            decoded = unquote(seen)
+            if decoded == seen:
+                break
+            seen = decoded
+    return None
 
 
 def _text(value: Any) -> str:

@@ -37,7 +37,7 @@ from engine.config.typecheck import Scope, check, could_be, kind_of, library_pro
 from engine.config.problems import DocPath, Problem, Severity
 from engine.errors import ExpressionCompileError, ExpressionEvalError
 from engine.expr import CompiledExpr, compile_expr
-from engine.redis_commands import READ_ONLY, WRITE, command_name
+from engine.redis_commands import READ_ONLY, command_name, write_refusal
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -337,7 +337,7 @@ class Checker:
         for pname, value in constants.items():
             subschema = properties.get(pname)
             if isinstance(subschema, dict):
-                for error in jsonschema.Draft202012Validator(subschema).iter_errors(value):
+                for error in jsonschema.Draft202012Validator(subschema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER).iter_errors(value):
                     self.report(path + ("params", pname), f"param '{pname}' = {value!r} is rejected by action '{action_name}': {error.message}")
 
     def check_actions(self) -> None:
@@ -367,12 +367,9 @@ class Checker:
                     self.placeholders(base + ("http",) + sub, value, declared, what)
             if action.redis is not None:
                 self.target(base + ("redis", "target"), action.redis.target, "redis", what)
-                command = command_name(action.redis.command)
-                if command not in WRITE:
-                    self.report(
-                        base + ("redis", "command"),
-                        f"redis command '{command}' is not allowed in {what} (allowed: {', '.join(sorted(WRITE))})",
-                    )
+                refusal = write_refusal(action.redis.command, action.redis.key_prefix)
+                if refusal is not None:
+                    self.report(base + ("redis", "command", refusal.index), f"redis command of {what}: {refusal.reason}")
                 for i, arg in enumerate(action.redis.command):
                     self.placeholders(base + ("redis", "command", i), arg, declared, what)
 

@@ -77,6 +77,7 @@ class LoadedDocument:
     styles: dict[DocPath, str | None] = field(default_factory=dict)  # YAML style of each string value
     # the text as written of every string value that had `${...}` expanded
     interpolated: dict[DocPath, str] = field(default_factory=dict)
+    env_values: dict[DocPath, tuple[str, ...]] = field(default_factory=dict)  # values taken from the environment, by place
 
     def position_in(self, path: DocPath, offset: int, value: str | None = None) -> Mark:
         """Where character `offset` (0-based) of the string value at `path` is written (of its
@@ -224,6 +225,7 @@ def load_document_text(
     document = LoadedDocument(
         file=file, base_dir=base_dir, data=data, marks=builder.marks, secrets=frozenset(builder.secrets),
         text=text.removeprefix("\ufeff"), styles=builder.styles, interpolated=builder.interpolated,
+        env_values={path: tuple(values) for path, values in builder.env_values.items()},
     )
     return document, builder.problems()
 
@@ -360,6 +362,7 @@ class _Builder:
     secrets: set[str] = field(default_factory=set)
     styles: dict[DocPath, str | None] = field(default_factory=dict)
     interpolated: dict[DocPath, str] = field(default_factory=dict)
+    env_values: dict[DocPath, list[str]] = field(default_factory=dict)
     _problems: list[Problem] = field(default_factory=list)
     _constructor: SafeConstructor = field(default_factory=SafeConstructor)
 
@@ -504,10 +507,12 @@ class _Builder:
                 out.append(reference)
                 continue
             value = self.env.get(name)
-            if value and _SECRET_NAME.search(name):
-                self.secrets.add(value)
+            if value:
+                self.env_values.setdefault(path, []).append(value)
             if has_default and not value:
                 value = default
+            if value and _SECRET_NAME.search(name):  # a default of a secret-named variable is one too
+                self.secrets.add(value)
             elif value is None:
                 self.report(
                     where,

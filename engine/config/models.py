@@ -113,6 +113,25 @@ class Target(Strict):
         default_factory=dict, description="Sent with every request.", examples=[{"X-Tenant": "ops"}]
     )
     timeout: Duration = Field(2.0, description="Per-request timeout.")
+    secret_url: bool = Field(
+        False,
+        description="The URLs' path and query are secrets (a signed URL, a webhook with its key in the path): redacted everywhere.",
+        examples=[True],
+    )
+    follow_redirects: bool = Field(
+        False,
+        description=(
+            "Observations follow a redirect only when this is on, and then only to the same origin "
+            "(scheme, host and port); a redirect elsewhere is an error. Actions never follow redirects."
+        ),
+        examples=[True],
+    )
+    max_body: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Largest response body read from this target, in bytes; a longer one is an error, found while reading.",
+        examples=[16777216],
+    )
 
     @model_validator(mode="after")
     def _endpoints(self) -> Target:
@@ -298,6 +317,12 @@ class RedisRequest(Strict):
 
     target: Name
     command: list[str | int] = Field(min_length=1, examples=[["CONFIG", "SET", "maxmemory", "{bytes}"]])
+    key_prefix: str | None = Field(
+        None,
+        min_length=1,
+        description="The only keys a key-writing command (SET, DEL, HSET...) may write start with this; written out in the command.",
+        examples=["opctl:flags:"],
+    )
 
 
 class Verify(Strict):

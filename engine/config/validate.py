@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,9 @@ from engine.config.schema_errors import schema_problems
 from engine.config.loader import load_document
 from engine.config.models import Action, Config, Diagnosis, Invariant, Observation, Prompts, Subject, Target, Var
 from engine.config.problems import Problem, sort_key
+from engine.config.secrets import positional_secrets
 from engine.errors import ConfigError
+from engine.redact import Redactor
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,10 @@ def check_config(
     # A place the loader already faulted (say, an unset ${VAR}) gets no follow-on problems.
     problems = problems[:loader_count] + [p for p in problems[loader_count:] if p.path not in located]
     problems = _unique(problems)
-    loaded = None if config is None else LoadedConfig(config, Path(path).resolve(), doc.base_dir, doc.secrets)
+    secrets = doc.secrets | positional_secrets(doc.data, doc.env_values)
+    redactor = Redactor(secrets)  # a problem may quote a value, and that value may be a secret
+    problems = [replace(p, message=redactor.text(p.message)) for p in problems]
+    loaded = None if config is None else LoadedConfig(config, Path(path).resolve(), doc.base_dir, secrets)
     return sorted(problems, key=sort_key), loaded
 
 

@@ -29,6 +29,7 @@ from engine.lab import prometheus_server
 from engine.lab.models import LabError, Process
 from engine.lab.redis_server import RedisServer
 from engine.lab.spec import LabSpec
+from engine.redact import Redactor
 from engine.tls import tls_context
 
 POLL_S = 0.05
@@ -90,7 +91,7 @@ class LabStatus:
             "healthy": self.healthy,
             "processes": [asdict(p) for p in self.processes],
             "endpoints": {p.name: p.endpoint for p in self.processes if p.endpoint},
-            "exports": dict(self.exports),
+            "exports": Redactor().value(dict(self.exports)),  # RATELIMITER_TOKEN and the like stay out of output
         }
 
 

@@ -4,6 +4,8 @@
 (endpoint down, timeout, HTTP error, bad payload, failing `select`) is a result with `ok=False`
 and a one-line `error`; it never raises, so one broken source cannot stop a tick.
 
+Every value, error and endpoint is redacted here, before anything else sees it.
+
 Sources (one module each): `http_source`, `prometheus_source`, `metrics_source`,
 `redis_source`; endpoint modes in `targets`; value conversions in `values`.
 """
@@ -173,7 +175,7 @@ class Observer:
 
     def _http_client(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(follow_redirects=True, verify=tls_context())
+            self._http = httpx.AsyncClient(follow_redirects=False, verify=tls_context())
         return self._http
 
     def _scrape_session(self, name: str) -> metrics_source.MetricsSession:
@@ -190,17 +192,13 @@ class Observer:
         return client
 
     def _result(self, name: str, outcome: TargetOutcome, duration: float, *, fanout: bool) -> ObservationResult:
+        # Redacted at the source, so every later use (items, snapshots, messages, prompts, --json)
+        # sees only the masked value: a target that echoes a credential back cannot leak it.
         redact = self._redactor.text
-        value = outcome.value
-        if fanout and self._redactor.secrets and isinstance(value, list):
-            value = [
-                {**v, "endpoint": redact(v["endpoint"]), "error": redact(v["error"]) if v["error"] else None}
-                for v in value
-            ]
         return ObservationResult(
             name=name,
             ok=outcome.ok,
-            value=value if outcome.ok else None,
+            value=self._redactor.value(outcome.value) if outcome.ok else None,
             error=redact(outcome.error) if outcome.error is not None else None,
             duration_s=duration,
             endpoint=redact(outcome.endpoint) if outcome.endpoint is not None else None,

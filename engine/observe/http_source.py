@@ -33,8 +33,14 @@ class HttpReply:
 
 
 def join_url(endpoint: str, path: str) -> str:
-    """`http://h:1/base` + `/v1/x` -> `http://h:1/base/v1/x` (the endpoint may carry a base path)."""
-    return endpoint.rstrip("/") + "/" + path.lstrip("/")
+    """`http://h:1/base?k=1` + `/v1/x?a=b` -> `http://h:1/base/v1/x?k=1&a=b`.
+
+    The endpoint may carry a base path and a query string; the path goes before the query and
+    both queries are kept. `path` is only ever a path (a `//host` start cannot change the host)."""
+    base, _, base_query = endpoint.partition("?")
+    rel, _, rel_query = path.partition("?")
+    query = "&".join(q for q in (base_query, rel_query) if q)
+    return base.rstrip("/") + "/" + rel.lstrip("/") + (f"?{query}" if query else "")
 
 
 def request_headers(target: Target, extra: Mapping[str, str]) -> dict[str, str]:
@@ -45,15 +51,28 @@ def request_headers(target: Target, extra: Mapping[str, str]) -> dict[str, str]:
     return headers
 
 
+MAX_REDIRECTS = 5
+
+
 async def get(
-    client: httpx.AsyncClient, url: str, *, params: Mapping[str, str], headers: Mapping[str, str], timeout: float
+    client: httpx.AsyncClient, url: str, *, params: Mapping[str, str], headers: Mapping[str, str], timeout: float, target: Target
 ) -> httpx.Response:
     """One GET with transport failures turned into ObservationError with a one-line reason.
 
-    `params` are added to a query string already in `url` (httpx would replace it)."""
+    `params` are added to a query string already in `url` (httpx would replace it). A redirect
+    is followed only when the target allows it and only to the same origin, so the target's
+    headers and token never reach another host; the body is read up to the target's `max_body`."""
     try:
         full = httpx.URL(url).copy_merge_params(dict(params)) if params else httpx.URL(url)
-        return await client.get(full, headers=dict(headers), timeout=timeout)
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await _read_capped(client, full, headers, timeout, target.max_body)
+            if not (response.is_redirect and target.follow_redirects):
+                return response
+            location = full.join(response.headers["location"])
+            if (location.scheme, location.host, location.port) != (full.scheme, full.host, full.port):
+                raise ObservationError(f"{url} redirects to another origin ({_origin(location)}); redirects are followed only within {_origin(full)}")
+            full = location
+        raise ObservationError(f"more than {MAX_REDIRECTS} redirects from {url}")
     except httpx.TimeoutException:
         raise ObservationError(f"timeout after {format_duration(timeout)} from {url}") from None
     except httpx.ConnectError as exc:
@@ -62,6 +81,26 @@ async def get(
         raise ObservationError(f"cannot connect to {url}: {one_line(str(exc)) or type(exc).__name__}") from None
     except httpx.HTTPError as exc:
         raise ObservationError(f"request to {url} failed: {one_line(str(exc)) or type(exc).__name__}") from None
+
+
+async def _read_capped(client: httpx.AsyncClient, url: httpx.URL, headers: Mapping[str, str], timeout: float, max_body: int) -> httpx.Response:
+    async with client.stream("GET", url, headers=dict(headers), timeout=timeout, follow_redirects=False) as response:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body:
+            raise ObservationError(f"the body from {url} is {declared} bytes, over the target's max_body of {max_body}")
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():  # decoded: a compressed body is capped at its real size
+            size += len(chunk)
+            if size > max_body:
+                raise ObservationError(f"the body from {url} is over the target's max_body of {max_body} bytes")
+            chunks.append(chunk)
+    # a plain response over the bytes read, so callers use .text, .json() and .headers as usual
+    decoded = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in ("content-encoding", "content-length")]
+    return httpx.Response(response.status_code, headers=decoded, content=b"".join(chunks), request=response.request)
+
+
+def _origin(url: httpx.URL) -> str:
+    return f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
 
 
 def _refused(exc: BaseException) -> bool:
@@ -95,7 +134,7 @@ def parse_body(response: httpx.Response, url: str) -> Any:
 
 async def fetch(query: HttpQuery, endpoint: str, target: Target, timeout: float, session: httpx.AsyncClient) -> HttpReply:
     url = join_url(endpoint, query.path)
-    response = await get(session, url, params=query.query, headers=request_headers(target, query.headers), timeout=timeout)
+    response = await get(session, url, params=query.query, headers=request_headers(target, query.headers), timeout=timeout, target=target)
     body = parse_body(response, url)
     headers = {name.lower(): value for name, value in response.headers.items()}
     return HttpReply(url=url, status=response.status_code, headers=headers, body=body)
@@ -105,4 +144,6 @@ def status_error(reply: HttpReply) -> ObservationError:
     """`HTTP 500 from <url>: <start of the body>`."""
     body = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
     detail = one_line(body, 120)
+    if 300 <= reply.status < 400 and "location" in reply.headers:
+        detail = f"a redirect to {one_line(reply.headers['location'], 120)}, not followed (see the target's follow_redirects)"
     return ObservationError(f"HTTP {reply.status} from {reply.url}" + (f": {detail}" if detail else ""))

@@ -47,7 +47,7 @@ async def fetch(query: MetricsScrape, endpoint: str, target: Target, timeout: fl
     headers = {"Accept": "text/plain;version=0.0.4;q=0.9,*/*;q=0.1", **target.headers}
     if target.token:
         headers["Authorization"] = f"Bearer {target.token}"
-    response = await get(session.client, url, params={}, headers=headers, timeout=timeout)
+    response = await get(session.client, url, params={}, headers=headers, timeout=timeout, target=target)
     if not response.is_success:
         detail = one_line(response.text, 120)
         raise ObservationError(f"HTTP {response.status_code} from {url}" + (f": {detail}" if detail else ""))

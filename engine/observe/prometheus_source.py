@@ -23,7 +23,7 @@ async def fetch(
     query: PrometheusQuery, endpoint: str, target: Target, timeout: float, session: httpx.AsyncClient
 ) -> list[dict[str, Any]]:
     url = join_url(endpoint, QUERY_PATH)
-    response = await get(session, url, params={"query": query.query}, headers=request_headers(target, {}), timeout=timeout)
+    response = await get(session, url, params={"query": query.query}, headers=request_headers(target, {}), timeout=timeout, target=target)
     try:
         payload = response.json()
     except ValueError:

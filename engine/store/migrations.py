@@ -153,6 +153,16 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at REAL NOT NULL
     );
     """,
+    # v6: the history cannot be replaced: `INSERT OR REPLACE` of an existing id would delete the
+    # row and insert another, past the no-update and no-delete triggers
+    """
+    CREATE TRIGGER events_no_replace BEFORE INSERT ON events WHEN EXISTS (SELECT 1 FROM events WHERE id = NEW.id)
+        BEGIN SELECT RAISE(ABORT, 'events are append-only: that id exists'); END;
+    CREATE TRIGGER proposals_no_replace BEFORE INSERT ON proposals WHEN EXISTS (SELECT 1 FROM proposals WHERE id = NEW.id)
+        BEGIN SELECT RAISE(ABORT, 'proposals cannot be replaced: that id exists'); END;
+    CREATE TRIGGER executions_no_replace BEFORE INSERT ON executions WHEN EXISTS (SELECT 1 FROM executions WHERE id = NEW.id)
+        BEGIN SELECT RAISE(ABORT, 'executions cannot be replaced: that id exists'); END;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

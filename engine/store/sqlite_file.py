@@ -64,9 +64,11 @@ class SqliteFile:
 def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _refuse_foreign_file(path)
         # create the file ourselves so it is never world-readable, not even for a moment
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
+        _owner_only(path)  # a store that existed keeps no looser mode
     except OSError as exc:
         raise StoreError(f"cannot create the ticket store {path}: {exc.strerror or exc}") from None
     try:
@@ -86,6 +88,8 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     if str(mode).lower() != "wal":
         conn.close()
         raise StoreError(f"cannot put the ticket store {path} in WAL mode (got {mode!r})")
+    for suffix in ("-wal", "-shm"):  # SQLite creates them with the umask's mode
+        _owner_only(Path(f"{path}{suffix}"))
     return conn
 
 
@@ -101,3 +105,29 @@ def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
             f"the ticket store {path} is locked by another writer ({text}); is another `opctl run` using it?"
         )
     return StoreError(f"the ticket store {path} failed: {text}")
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _refuse_foreign_file(path: Path) -> None:
+    """A file named as the store that is not a SQLite database is refused, not overwritten."""
+    try:
+        with open(path, "rb") as existing:
+            head = existing.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        raise StoreError(f"the ticket store {path} is a directory; point `store:` at a file") from None
+    if head == b"":
+        raise StoreError(f"the ticket store {path} is an empty file, not an opctl ticket store; remove it (opctl creates the store) or point `store:` at another file")
+    if head != SQLITE_HEADER:
+        raise StoreError(f"{path} is not an opctl ticket store (it is not a SQLite database); point `store:` at another file")
+
+
+def _owner_only(path: Path) -> None:
+    try:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+    except FileNotFoundError:
+        return

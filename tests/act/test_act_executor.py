@@ -27,7 +27,7 @@ RESTART = Action.model_validate({
 
 
 @settings(max_examples=200, deadline=None)
-@given(node_id=st.text(min_size=1, max_size=40))
+@given(node_id=st.text(min_size=1, max_size=40).filter(lambda t: unquote(unquote(t)) not in (".", "..") and unquote(t) not in (".", "..")))
 def test_a_path_param_is_always_one_encoded_segment(node_id: str) -> None:
     request = render_request(RESTART, {"node_id": node_id})
     prefix, segment, suffix = request.path.split("/")[:3], request.path.split("/")[3:-1], request.path.split("/")[-1]  # type: ignore[union-attr]
@@ -45,10 +45,18 @@ def test_typed_body_values_dropped_absent_params_and_header_injection() -> None:
 
 
 def test_redis_commands_stay_allowed_writes() -> None:
-    sneaky = Action.model_validate({"name": "a", "description": "d", "redis": {"target": "r", "command": ["{cmd}", "k", "v"]}})
+    # validate refuses a `{param}` where the command name goes; the renderer checks the result too
+    sneaky = Action.model_validate({"name": "a", "description": "d", "redis": {"target": "r", "command": ["{cmd}", "k:1", "v"], "key_prefix": "k:"}})
     with pytest.raises(ActionRefused, match="FLUSHALL"):
         render_request(sneaky, {"cmd": "FLUSHALL"})
-    assert render_request(sneaky, {"cmd": "set"}).command == ("set", "k", "v")
+    assert render_request(sneaky, {"cmd": "set"}).command == ("set", "k:1", "v")
+    config_set = Action.model_validate({"name": "a", "description": "d", "redis": {"target": "r", "command": ["CONFIG", "SET", "{p}", "{v}"]}})
+    with pytest.raises(ActionRefused, match="CONFIG SET 'dir' is not allowed"):
+        render_request(config_set, {"p": "dir", "v": "/root/.ssh"})
+    assert render_request(config_set, {"p": "maxmemory", "v": "1mb"}).command == ("CONFIG", "SET", "maxmemory", "1mb")
+    keyed = Action.model_validate({"name": "a", "description": "d", "redis": {"target": "r", "command": ["DEL", "flags:{k}", "{other}"], "key_prefix": "flags:"}})
+    with pytest.raises(ActionRefused, match="does not start with the action's key_prefix"):
+        render_request(keyed, {"k": "a", "other": "sessions:1"})
 
 
 def _loaded(tmp_path: Path, targets: dict, actions: list) -> object:  # type: ignore[type-arg]
@@ -63,13 +71,13 @@ def _loaded(tmp_path: Path, targets: dict, actions: list) -> object:  # type: ig
 
 def test_redis_executor_runs_the_declared_write(tmp_path: Path, redis_url: str) -> None:
     action = {"name": "set_flag", "description": "d", "params": {"type": "object", "properties": {"v": {"type": "string"}}},
-              "redis": {"target": "r", "command": ["SET", "flag", "{v}"]}}
+              "redis": {"target": "r", "command": ["SET", "opctl:flag", "{v}"], "key_prefix": "opctl:"}}
     loaded = _loaded(tmp_path, {"r": {"url": redis_url}}, [action])
     executor = TargetExecutor(loaded)  # type: ignore[arg-type]
     request = render_request(loaded.config.actions[0], {"v": "on"})  # type: ignore[attr-defined]
     outcome = asyncio.run(executor.execute(request))
     assert outcome.ok and outcome.status == "OK" and outcome.response == "true"
-    assert redis.Redis.from_url(redis_url).get("flag") == b"on"
+    assert redis.Redis.from_url(redis_url).get("opctl:flag") == b"on"
 
 
 def test_http_failover_uses_the_first_endpoint_that_answers_and_fanout_records_every_endpoint(tmp_path: Path) -> None:

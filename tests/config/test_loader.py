@@ -162,7 +162,8 @@ def test_only_strings_are_interpolated_not_keys() -> None:
 def test_secret_looking_variables_are_collected_for_redaction() -> None:
     env = {"API_TOKEN": "t0k", "DB_Password": "pw", "PORT": "80", "EMPTY_SECRET": "", "AWS_KEY": "k1"}
     document = loaded("a: ${API_TOKEN}\nb: ${DB_Password}\nc: ${PORT}\nd: ${EMPTY_SECRET}\ne: x${AWS_KEY}\nf: ${UNSET_TOKEN:-dflt}\n", env)
-    assert document.secrets == frozenset({"t0k", "pw", "k1"})
+    # the default of a secret-named variable is the secret when the variable is unset (`${RATELIMITER_TOKEN:-lab-token}`)
+    assert document.secrets == frozenset({"t0k", "pw", "k1", "dflt"})
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,8 @@ class Reply:
     status: int = 200
     body: bytes = b""
     content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    length: bool = True  # False: no Content-Length, the body ends when the connection closes
 
 
 def json_reply(data: Any, status: int = 200) -> Reply:
@@ -52,6 +54,9 @@ class LoopbackServer:
     seen: list[SeenRequest] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
     stalled: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    waiting: int = 0  # requests held in stalled routes right now
+    most_waiting: int = 0  # the most ever held at once: requests that were in flight together
 
     def __post_init__(self) -> None:
         owner = self
@@ -62,6 +67,9 @@ class LoopbackServer:
                 owner.seen.append(request)
                 route = self.path.split("?", 1)[0]
                 if route in owner.stalled:
+                    with owner.lock:
+                        owner.waiting += 1
+                        owner.most_waiting = max(owner.most_waiting, owner.waiting)
                     owner.released.wait(30)
                     return
                 handler = owner.routes.get(route)
@@ -69,7 +77,12 @@ class LoopbackServer:
                 self.send_response(reply.status)
                 if reply.content_type:
                     self.send_header("Content-Type", reply.content_type)
-                self.send_header("Content-Length", str(len(reply.body)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                if reply.length:
+                    self.send_header("Content-Length", str(len(reply.body)))
+                else:
+                    self.close_connection = True
                 self.end_headers()
                 self.wfile.write(reply.body)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -193,8 +192,9 @@ def test_failover_stops_at_first_success(http_server: LoopbackServer, other_serv
 
 
 def test_stalled_observations_time_out_concurrently(http_server: LoopbackServer) -> None:
-    """Two hung endpoints with a 500 ms timeout and two healthy ones: the tick takes about one
-    timeout (not the sum), the hung ones fail with a timeout, the healthy ones succeed."""
+    """Two hung endpoints with a 500 ms timeout and two healthy ones: both hung requests are in
+    flight at once (the tick waits one timeout, not the sum), the hung ones fail with a
+    timeout, the healthy ones succeed. No wall-clock bound: the server counts what it holds."""
     http_server.stall("/hung")
     http_server.routes["/fine"] = lambda _: json_reply({"fine": True})
     loaded = make_config(
@@ -206,15 +206,12 @@ def test_stalled_observations_time_out_concurrently(http_server: LoopbackServer)
             "fine_b": {"http": {"target": "api", "path": "/fine"}},
         },
     )
-    started = time.monotonic()
     results = observe_once(loaded)
-    elapsed = time.monotonic() - started
     assert results["fine_a"].ok and results["fine_b"].ok
     for name in ("hung_a", "hung_b"):
         assert not results[name].ok
         assert results[name].error.startswith("timeout after 500ms")
-        assert 0.45 <= results[name].duration_s < 0.9
-    assert 0.5 <= elapsed < 0.95, elapsed  # sum of the timeouts would be 1.0 s
+    assert http_server.most_waiting == 2  # held together: one after the other would never be 2
 
 
 def test_failover_moves_on_after_a_timeout(http_server: LoopbackServer, other_server: LoopbackServer) -> None:
