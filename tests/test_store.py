@@ -21,7 +21,7 @@ from engine.errors import StoreError
 from engine.evaluate import Entity, EntityState, Evaluator, Transition, advance
 from engine.observe import ObservationResult
 from engine.lab.postgres_server import PostgresServer
-from engine.store import MIGRATIONS, SCHEMA_VERSION, Proposal, Store, TickChanges
+from engine.store import MIGRATIONS, SCHEMA_VERSION, Execution, Proposal, StartRule, Store, TickChanges
 from engine.store.postgres import _WRITER_LOCK
 from tests.ports import free_port
 from tests.store_support import RawDatabase
@@ -508,7 +508,8 @@ def test_insert_or_replace_cannot_rewrite_events_proposals_or_executions(tmp_pat
     # the no-update triggers the store suite checks on both backends)
     store = Store(tmp_path / "replace.db", clock=Clock())
     proposal = _proposed(store, "approved", 31)
-    store.begin_execution(proposal.id, request={"line": "DELETE /v1/nodes/a"}, at=32)
+    rule = StartRule("deregister_node", "a", cooldown=0, max_attempts=3, budget_per_hour=None, total_budget_per_hour=20)
+    assert isinstance(store.begin_execution(proposal.id, request={"line": "DELETE /v1/nodes/a"}, at=32, rule=rule), Execution)
     conn = sqlite3.connect(store.path)
     before = {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in ("events", "proposals", "executions")}
     assert all(before.values())

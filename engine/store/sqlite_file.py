@@ -64,10 +64,9 @@ class SqliteFile:
 def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            _create_store_file(path)
         _refuse_foreign_file(path)
-        # create the file ourselves so it is never world-readable, not even for a moment
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
         _owner_only(path)  # a store that existed keeps no looser mode
     except OSError as exc:
         raise StoreError(f"cannot create the ticket store {path}: {exc.strerror or exc}") from None
@@ -108,6 +107,29 @@ def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _create_store_file(path: Path) -> None:
+    """A new store appears whole: made under a temporary name (0600, never world-readable, not
+    even for a moment), given its SQLite header, then linked into place. So the store's name
+    never names an empty file opctl made, and an empty file there is someone else's (refused);
+    replicas creating one store at once both open the one that was linked first."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+    try:
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        conn = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")  # writes the header page
+        finally:
+            conn.close()
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process linked its own first: that one is the store
+    finally:
+        for leftover in (temporary, Path(f"{temporary}-wal"), Path(f"{temporary}-shm")):
+            leftover.unlink(missing_ok=True)
 
 
 def _refuse_foreign_file(path: Path) -> None:

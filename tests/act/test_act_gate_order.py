@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from engine.act.gate import ActionGate, Cleared, Refusal
+from engine.store import Execution, StartRule
 from tests.act.act_support import START, Engine, action, api, config_data, open_engine
 from tests.json_server import JsonServer
 
@@ -44,7 +45,9 @@ def ran_once(engine: Engine, at: float) -> None:
     ticket = engine.only_ticket()
     proposal = engine.store.add_proposal(ticket.id, action="deregister_node", params={"node_id": "n2"}, reason="r",
                                          source="runbook", status="approved", at=at)
-    execution = engine.store.begin_execution(proposal.id, request={"line": "DELETE /v1/nodes/n2"}, at=at)
+    rule = StartRule.of(engine.monitor.config.action("deregister_node"), "n2", total_budget_per_hour=1000)
+    execution = engine.store.begin_execution(proposal.id, request={"line": "DELETE /v1/nodes/n2"}, at=at, rule=rule)
+    assert isinstance(execution, Execution)
     engine.store.finish_execution(execution.id, ok=True, duration_s=0.01, response="", error=None, at=at)
 
 
