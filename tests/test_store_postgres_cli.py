@@ -16,27 +16,9 @@ from engine.lab.postgres_server import PostgresServer
 from engine.store import Store
 from tests.json_server import JsonServer
 from tests.ports import free_port
+from tests.test_cli_run import CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
-
-CONFIG = """\
-version: 1
-subject: {{name: demo}}
-targets:
-  api: {{url: "{api}", timeout: 500ms}}
-interval: 200ms
-observations:
-  nodes: {{http: {{target: api, path: /v1/nodes}}, select: body.nodes}}
-invariants:
-  - name: node_up
-    for_each: nodes
-    key: item.id
-    expr: item.state == "up"
-    for: 0s
-    severity: critical
-    message: "node {{{{ item.id }}}} is {{{{ item.state }}}}"
-store: ${{OPCTL_STORE}}
-"""
 
 
 def opctl(*args: str, store: str) -> subprocess.CompletedProcess[str]:
@@ -49,7 +31,8 @@ def config(tmp_path: Path) -> Iterator[Path]:
     with JsonServer() as api:
         api.set("/v1/nodes", {"nodes": [{"id": "n1", "state": "down"}, {"id": "n2", "state": "up"}]})
         path = tmp_path / "demo.yaml"
-        path.write_text(CONFIG.format(api=api.url))
+        # test_cli_run's config, its store named by OPCTL_STORE
+        path.write_text(CONFIG.format(api=api.url, hold="0s").replace("store: state.db", "store: ${OPCTL_STORE}"))
         yield path
 
 
