@@ -52,6 +52,15 @@ def test_run_on_postgres_opens_the_ticket_in_postgres(config: Path, postgres_url
     assert [(t["id"], t["key"], t["status"]) for t in json.loads(listed.stdout)] == [(ticket.id, "n1", "open")]
     shown = opctl("tickets", "show", "--store", postgres_url, str(ticket.id), "--json", store="unused.db")
     assert json.loads(shown.stdout)["occurrences"] == 2
+    # the switches live there too, and what the commands print names it with the password masked
+    assert opctl("kill", "--store", postgres_url, "--reason", "drill", store="unused.db").returncode == 0
+    assert opctl("mode", str(config), "approve", store=postgres_url).returncode == 0
+    shown_mode = opctl("mode", "--store", postgres_url, "--json", store="unused.db")
+    password = postgres_url.split(":")[2].split("@")[0]
+    assert json.loads(shown_mode.stdout)["store"] == postgres_url.replace(password, "[REDACTED]")
+    assert password not in shown_mode.stdout + shown_mode.stderr
+    with Store(postgres_url) as store:
+        assert store.killed() is not None and store.mode_override() == "approve"
     assert not list(config.parent.glob("*.db")) and not (config.parent / ".opctl").exists()
 
 
