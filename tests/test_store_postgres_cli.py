@@ -31,15 +31,18 @@ def config(tmp_path: Path) -> Iterator[Path]:
     with JsonServer() as api:
         api.set("/v1/nodes", {"nodes": [{"id": "n1", "state": "down"}, {"id": "n2", "state": "up"}]})
         path = tmp_path / "demo.yaml"
-        # test_cli_run's config, its store named by OPCTL_STORE
-        path.write_text(CONFIG.format(api=api.url, hold="0s").replace("store: state.db", "store: ${OPCTL_STORE}"))
+        # test_cli_run's config, its store named by OPCTL_STORE; observations may take 10 s (a
+        # busy machine must not turn the sample unknown: no ticket would open)
+        text = CONFIG.format(api=api.url, hold="0s").replace("store: state.db", "store: ${OPCTL_STORE}")
+        path.write_text(text.replace("timeout: 500ms", "timeout: 10s"))
         yield path
 
 
 def test_run_on_postgres_opens_the_ticket_in_postgres(config: Path, postgres_url: str) -> None:
     ran = opctl("run", str(config), "--once", "--json", store=postgres_url)
     assert ran.returncode == 0, ran.stderr
-    assert [t["key"] for t in json.loads(ran.stdout.splitlines()[-1])["tickets_opened"]] == ["n1"]
+    tick = json.loads(ran.stdout.splitlines()[-1])
+    assert [t["key"] for t in tick["tickets_opened"]] == ["n1"], tick["observations"]
     # in the database, not in a file: the Store reads it back from PostgreSQL
     with Store(postgres_url) as store:
         (ticket,) = store.tickets(status="open")
