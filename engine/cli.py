@@ -133,6 +133,7 @@ def run(
     from engine.cockpit import gather, mode_info
     from engine.durations import parse_duration
     from engine.runtime import open_monitor
+    from engine.store.location import redacted_url
     from engine.view import leader_text, live_view, mode_source
 
     period = None
@@ -152,7 +153,8 @@ def run(
     console = Console()
     json_lines = as_json or not console.is_terminal
     live = None if json_lines else Live(console=console, auto_refresh=False)
-    approve = " ".join(["opctl actions approve", shlex.quote(config), *(["--store", shlex.quote(store)] if store else []), "{id}"])
+    # a --store URL is shown with its password masked, as everywhere
+    approve = " ".join(["opctl actions approve", shlex.quote(config), *(["--store", shlex.quote(redacted_url(store))] if store else []), "{id}"])
 
     def on_tick(report: Any) -> None:
         if live is None:

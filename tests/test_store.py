@@ -531,3 +531,30 @@ def test_approve_is_refused_while_the_kill_switch_is_on(store: Store) -> None:
         store.approve(again.id, actor="cli:erin")
     assert store.proposal(again.id).status == "awaiting_approval"  # type: ignore[union-attr]
     assert store.proposal(waiting.id).status == "cancelled"  # type: ignore[union-attr]
+
+
+def test_replicas_opening_a_fresh_store_at_once_migrate_it_once(store_at: Path | str) -> None:
+    if isinstance(store_at, Path):
+        store_at.parent.mkdir(parents=True)
+    barrier = threading.Barrier(3)
+    opened: list[Store] = []
+    failed: list[BaseException] = []
+
+    def open_one() -> None:
+        barrier.wait()
+        try:
+            opened.append(Store(store_at))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failed.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not failed and len(opened) == 3
+    raw = RawDatabase(store_at)
+    assert raw.sql("SELECT version FROM schema_version ORDER BY version") == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+    raw.close()
+    for store in opened:
+        store.close()

@@ -16,27 +16,9 @@ from engine.lab.postgres_server import PostgresServer
 from engine.store import Store
 from tests.json_server import JsonServer
 from tests.ports import free_port
+from tests.test_cli_run import CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
-
-CONFIG = """\
-version: 1
-subject: {{name: demo}}
-targets:
-  api: {{url: "{api}", timeout: 500ms}}
-interval: 200ms
-observations:
-  nodes: {{http: {{target: api, path: /v1/nodes}}, select: body.nodes}}
-invariants:
-  - name: node_up
-    for_each: nodes
-    key: item.id
-    expr: item.state == "up"
-    for: 0s
-    severity: critical
-    message: "node {{{{ item.id }}}} is {{{{ item.state }}}}"
-store: ${{OPCTL_STORE}}
-"""
 
 
 def opctl(*args: str, store: str) -> subprocess.CompletedProcess[str]:
@@ -49,14 +31,18 @@ def config(tmp_path: Path) -> Iterator[Path]:
     with JsonServer() as api:
         api.set("/v1/nodes", {"nodes": [{"id": "n1", "state": "down"}, {"id": "n2", "state": "up"}]})
         path = tmp_path / "demo.yaml"
-        path.write_text(CONFIG.format(api=api.url))
+        # test_cli_run's config, its store named by OPCTL_STORE; observations may take 10 s (a
+        # busy machine must not turn the sample unknown: no ticket would open)
+        text = CONFIG.format(api=api.url, hold="0s").replace("store: state.db", "store: ${OPCTL_STORE}")
+        path.write_text(text.replace("timeout: 500ms", "timeout: 10s"))
         yield path
 
 
 def test_run_on_postgres_opens_the_ticket_in_postgres(config: Path, postgres_url: str) -> None:
     ran = opctl("run", str(config), "--once", "--json", store=postgres_url)
     assert ran.returncode == 0, ran.stderr
-    assert [t["key"] for t in json.loads(ran.stdout.splitlines()[-1])["tickets_opened"]] == ["n1"]
+    tick = json.loads(ran.stdout.splitlines()[-1])
+    assert [t["key"] for t in tick["tickets_opened"]] == ["n1"], tick["observations"]
     # in the database, not in a file: the Store reads it back from PostgreSQL
     with Store(postgres_url) as store:
         (ticket,) = store.tickets(status="open")
@@ -69,6 +55,15 @@ def test_run_on_postgres_opens_the_ticket_in_postgres(config: Path, postgres_url
     assert [(t["id"], t["key"], t["status"]) for t in json.loads(listed.stdout)] == [(ticket.id, "n1", "open")]
     shown = opctl("tickets", "show", "--store", postgres_url, str(ticket.id), "--json", store="unused.db")
     assert json.loads(shown.stdout)["occurrences"] == 2
+    # the switches live there too, and what the commands print names it with the password masked
+    assert opctl("kill", "--store", postgres_url, "--reason", "drill", store="unused.db").returncode == 0
+    assert opctl("mode", str(config), "approve", store=postgres_url).returncode == 0
+    shown_mode = opctl("mode", "--store", postgres_url, "--json", store="unused.db")
+    password = postgres_url.split(":")[2].split("@")[0]
+    assert json.loads(shown_mode.stdout)["store"] == postgres_url.replace(password, "[REDACTED]")
+    assert password not in shown_mode.stdout + shown_mode.stderr
+    with Store(postgres_url) as store:
+        assert store.killed() is not None and store.mode_override() == "approve"
     assert not list(config.parent.glob("*.db")) and not (config.parent / ".opctl").exists()
 
 

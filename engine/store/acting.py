@@ -273,6 +273,11 @@ class ActingStore(StoreBase):
         for pid in ids:
             self._move_proposal(conn, pid, "cancelled", actor=actor, at=at, detail="its ticket resolved before it ran")
 
+    def _resolution_work(self, conn: Conn) -> set[int]:
+        return {int(r[0]) for r in conn.execute(
+            "SELECT DISTINCT ticket_id FROM proposals WHERE status IN ('awaiting_approval', 'approved')"
+        )}
+
     def expire_proposals(self, now: float, *, actor: str = "engine") -> list[Proposal]:
         """Proposals whose approval window passed become `expired`; their tickets are escalated."""
         with self._transaction() as conn:

@@ -165,7 +165,23 @@ class StoreBase:
         return None if row is None else _proposal_from_row(row)
 
     def _ticket_resolved(self, conn: Conn, ticket_id: int, *, actor: str, at: float) -> None:
-        """Called in the transaction that resolves a ticket; the acting part ends its proposals."""
+        """Called in the transaction that resolves a ticket; the acting part ends its proposals.
+        A tick calls it only for the tickets `_resolution_work` names."""
+
+    def _resolution_work(self, conn: Conn) -> set[int]:
+        """The open tickets whose resolution `_ticket_resolved` has something to do for (one
+        query per tick instead of one per resolved ticket)."""
+        return set()
+
+    @staticmethod
+    def _insert_events(conn: Conn, rows: list[tuple[Any, ...]]) -> None:
+        """Append events whose ids nobody needs, as one batch (one round trip on PostgreSQL):
+        rows of (ticket_id, invariant, entity_key, kind, actor, at, data JSON), in order."""
+        if rows:
+            conn.executemany(
+                "INSERT INTO events (ticket_id, invariant, entity_key, kind, actor, at, data) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+            )
+            rows.clear()
 
     @staticmethod
     def _insert_event(

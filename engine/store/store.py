@@ -24,10 +24,11 @@ class Store(TicketingStore, RevertingStore, LeasingStore):
         self, path: Path | str, *, clock: Callable[[], float] = time.time, busy_timeout: float = BUSY_TIMEOUT_S
     ) -> None:
         self._clock = clock
-        self._backend = _open_backend(store_location(path), busy_timeout)
+        at = store_location(path)
+        self.path = at if isinstance(at, Path) else None
+        self._backend = _open_backend(at, busy_timeout)
         self._dialect = self._backend.dialect
         self.location = self._backend.location
-        self.path = getattr(self._backend, "path", None)
         try:
             self._migrate()
             # the non-ok states as last written, to write only what changed each tick

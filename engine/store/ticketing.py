@@ -93,6 +93,10 @@ class TicketingStore(StoreBase):
             ).fetchall()
             open_ids = {(r[1], r[2]): (r[0], bool(r[3])) for r in open_rows}
             verifying = {r[0]: r[5] for r in open_rows if r[4] == VERIFYING}
+            resolution_work = self._resolution_work(conn)
+            # the transitions' events, written in batches; flushed before anything else writes
+            # an event, so the log's order is the order things happened in
+            batch: list[tuple[Any, ...]] = []
             fired_now: set[tuple[str, str]] = set()
             for t in transitions:
                 sk = (t.invariant, t.key)
@@ -138,14 +142,18 @@ class TicketingStore(StoreBase):
                             resolved.append(_ticket_from_row(row))
                             data["ticket"] = "resolved"
                             if ticket_id in verifying:
+                                self._insert_events(conn, batch)
                                 self._credit(conn, ticket_id, verifying[ticket_id], t, actor)
                                 events += 1
-                            self._ticket_resolved(conn, ticket_id, actor=actor, at=t.at)
+                            if ticket_id in resolution_work:
+                                self._insert_events(conn, batch)
+                                self._ticket_resolved(conn, ticket_id, actor=actor, at=t.at)
                     else:
                         ticket_id = self._last_ticket_id(conn, *sk)
                         data["ticket"] = "already resolved"
-                self._insert_event(conn, t.kind, ticket_id, t.invariant, t.key, actor, t.at, data)
+                batch.append((ticket_id, t.invariant, t.key, t.kind, actor, t.at, _dumps(data)))
                 events += 1
+            self._insert_events(conn, batch)
             still_firing = [
                 (now, ticket_id)
                 for sk, (ticket_id, _) in open_ids.items()
