@@ -369,6 +369,7 @@ class Limiter:
         except redis.exceptions.NoScriptError:
             await self._reload({call.algorithm})
             reply = await self._unless_unsent(send)
+        reply = _expanded(reply, call)
         if self._cluster:
             await self._index_in_cluster([(call, reply)])
         return reply
@@ -448,10 +449,10 @@ class Limiter:
             missing: set[str] = set()
             again: list[int] = []
             for i, reply in zip(todo, replies):
-                results[i] = reply
+                call = calls[i]
+                assert isinstance(call, _Call)
+                results[i] = _expanded(reply, call)
                 if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
-                    call = calls[i]
-                    assert isinstance(call, _Call)
                     missing.add(call.algorithm)
                     again.append(i)
             if missing:
@@ -580,6 +581,15 @@ class CoalescingLimiter:
                 future.set_exception(reply)
             else:
                 future.set_result(_decision(reply))
+
+
+def _expanded(reply: Any, call: _Call) -> Any:
+    """A decision script's reply in its full form: a short admit, {remaining, reset_after_ms}
+    (lua/sliding_window.lua), is {1, limit, remaining, reset_after_ms, 0, limit - remaining}."""
+    if isinstance(reply, list) and len(reply) == 2:
+        limit = int(call.args[0])
+        return [1, limit, reply[0], reply[1], 0, limit - int(reply[0])]
+    return reply
 
 
 def _decision(reply: list[int]) -> Decision:
