@@ -85,14 +85,16 @@ def _index_prelude(index_max: int) -> str:
 
 def decision_script_source(algorithm: str, index_max: int = DEFAULT_INDEX_MAX) -> str:
     """An algorithm's script as the limiter runs it: its decision, then, when KEYS[2] (the
-    over-limit index) is given and the decision leaves nothing remaining, the key is indexed."""
+    over-limit index) is given and the decision leaves nothing remaining, the key is indexed.
+    The index code is defined inside that branch: a script's local functions are made anew
+    at every run, and most decisions leave some quota."""
     return (
-        _index_prelude(index_max)
-        + "local function decide()\n"
+        "local function decide()\n"
         + load_script_source(algorithm)
         + "\nend\nlocal reply = decide()\n"
-        + "if KEYS[2] and reply[3] == 0 and tonumber(ARGV[3]) > 0 then\n"
-        + "  index_over_limit(KEYS[2], KEYS[1], reply[4])\nend\nreturn reply\n"
+        + "if reply[3] == 0 and KEYS[2] and tonumber(ARGV[3]) > 0 then\n"
+        + _index_prelude(index_max)
+        + "\nindex_over_limit(KEYS[2], KEYS[1], reply[4])\nend\nreturn reply\n"
     )
 
 
