@@ -8,9 +8,11 @@
     window INCRBY + EXPIRE), a bare INCR + PEXPIRE and the no-logic floor (redis-benchmark -P 16
     when installed, else pipelined Python clients); with valgrind installed, also redis-server
     instructions per call (callgrind), which other load on a shared machine cannot move.
-(b) In-process decisions/s: our Limiter (single checks, 32 tasks; and batches of 100) vs the
-    `limits` library's moving and sliding windows (sync `hit`), run in its own venv because
-    `limits[redis]` pins redis<8. Same Redis, 100 identifiers, 500 per minute.
+(b) In-process decisions/s: our Limiter on the service's Redis client (single checks from 32
+    tasks as the service runs them, coalesced by default, and without coalescing; batches of
+    100) vs the `limits` library's moving and sliding windows (sync `hit`), run in its own venv
+    because `limits[redis]` pins redis<8. Same Redis, 100 identifiers, 500 per minute; three
+    paired rounds, ratios the median of the rounds' ratios.
 (c) HTTP decisions/s of `python -m ratelimiter_service` with 2 workers, single and batch (100
     checks per request), p50/p99 request latency, from one keep-alive load generator process;
     and gRPC ShouldRateLimit decisions/s (Envoy's RLS v3, one descriptor per call) of the same node.
@@ -56,6 +58,7 @@ from ratelimiter_service.keys import limiter_key, over_limit_index_key  # noqa: 
 from ratelimiter_service.loadgen import flood_keyspace  # noqa: E402
 from ratelimiter_service.limiter import CoalescingLimiter, Limiter, decision_script_source  # noqa: E402
 from ratelimiter_service.policies import Policy  # noqa: E402
+from ratelimiter_service.redis_client import build_redis_client  # noqa: E402
 from ratelimiter_service.settings import Settings  # noqa: E402
 
 IDENTIFIERS = 100
@@ -158,6 +161,24 @@ class Contender:
     source: str
     keys: tuple[str, ...]
     args: tuple[str, ...]
+    function: bool = False  # the same source run as a Redis 7 function (FUNCTION LOAD, FCALL)
+
+    def load(self, client: redis.Redis) -> list[str]:
+        """Load the script (or its function library); the command that calls it, keys and args."""
+        if self.function:
+            library = (
+                f"#!lua name=bench_{self.name}\nredis.register_function('{self.name}', function(KEYS, ARGV)\n"
+                f"{self.source}\nend)\n"
+            )
+            client.execute_command("FUNCTION", "LOAD", "REPLACE", library)
+            head = ["FCALL", self.name]
+        else:
+            head = ["EVALSHA", client.script_load(self.source)]
+        return [*head, str(len(self.keys)), *self.keys, *self.args]
+
+    @property
+    def rate_key(self) -> str:
+        return f"a_{self.name}_per_s" if self.function else f"a_{self.name}_evalsha_per_s"
 
 
 PEERS = ("upstash_sliding_window", "limits_moving_window")  # the peers' sliding/moving windows
@@ -165,7 +186,9 @@ OURS = ("sliding_window", "gcra")
 BIG_LIMIT = "100000"  # every call takes the common path: admitted
 
 
-def contenders() -> list[Contender]:
+def contenders(functions: bool = False) -> list[Contender]:
+    """(a)'s scripts; with `functions` (Redis >= 7), also our sliding window and the floor run
+    through FCALL: the same sources as functions, which the service does not use (yet)."""
     # Ours exactly as the service runs them: the decision and the over-limit index (KEYS[2]).
     index = over_limit_index_key("rl")
     ours_args = (BIG_LIMIT, str(WINDOW_MS), "1")
@@ -175,7 +198,7 @@ def contenders() -> list[Contender]:
         return Contender(algorithm, decision_script_source(algorithm), (key, index), ours_args)
 
     now = str(1_700_000_000_000)
-    return [
+    racers = [
         ours("sliding_window"),
         ours("gcra"),
         Contender(
@@ -190,27 +213,31 @@ def contenders() -> list[Contender]:
         Contender("fixed_window", FIXED_WINDOW_SCRIPT, ("fw:__rand_int__",), (str(WINDOW_MS),)),
         Contender("floor", FLOOR_SCRIPT, ("fl:{__rand_int__}",), ours_args),
     ]
-
-
-def evalsha_args(contender: Contender, sha: str) -> list[str]:
-    return ["EVALSHA", sha, str(len(contender.keys)), *contender.keys, *contender.args]
+    if functions:
+        ours_fn = ours("sliding_window")
+        racers += [
+            Contender("sliding_window_fcall", ours_fn.source, ours_fn.keys, ours_fn.args, function=True),
+            Contender("floor_fcall", FLOOR_SCRIPT, ("fl:{__rand_int__}",), ours_args, function=True),
+        ]
+    return racers
 
 
 def part_a(server: RedisServer, seconds: float) -> dict[str, float]:
-    racers = contenders()
-    client = redis.Redis.from_url(server.url)
-    shas = {c.name: client.script_load(c.source) for c in racers}
-    client.close()
     have_tool = shutil.which("redis-benchmark") is not None
+    functions = have_tool and server.version() >= (7,)
+    racers = contenders(functions)
+    client = redis.Redis.from_url(server.url)
+    commands = {c.name: c.load(client) for c in racers}
+    client.close()
     rates: dict[str, list[float]] = {c.name: [] for c in racers}
     # Paired rounds, median ratio: other work on the machine drifts between rounds, not within.
     for _ in range(5):
         for c in racers:
             if have_tool:
                 n = int(60_000 * seconds / 3)
-                rate = redis_benchmark_rps(server.port, evalsha_args(c, shas[c.name]), n)
+                rate = redis_benchmark_rps(server.port, commands[c.name], n)
             else:
-                rate = python_pipeline_rps(server.url, shas[c.name], c.keys, list(c.args), seconds / 5)
+                rate = python_pipeline_rps(server.url, commands[c.name][1], c.keys, list(c.args), seconds / 5)
             rates[c.name].append(rate)
 
     def ratio(name: str, other: str) -> float:
@@ -219,19 +246,22 @@ def part_a(server: RedisServer, seconds: float) -> dict[str, float]:
     best_peer = max(PEERS, key=lambda p: statistics.median(rates[p]))
     figures: dict[str, float] = {"a_tool": 1.0 if have_tool else 0.0}
     for c in racers:
-        figures[f"a_{c.name}_evalsha_per_s"] = round(statistics.median(rates[c.name]))
-    for name in OURS:
+        figures[c.rate_key] = round(statistics.median(rates[c.name]))
+    # The floor against the best peer: the most any script that reads TIME and replies with
+    # the decision could reach.
+    for name in (*OURS, "floor", *(("sliding_window_fcall", "floor_fcall") if functions else ())):
         figures[f"a_ratio_{name}_vs_best_peer"] = ratio(name, best_peer)
     figures["a_ratio"] = ratio("sliding_window", "fixed_window")
     figures["a_floor_ratio"] = ratio("sliding_window", "floor")
     say(
-        f"(a) pipelined EVALSHA ({'redis-benchmark -c 50 -P 16' if have_tool else 'python pipelines of 256'}): "
-        + ", ".join(f"{c.name} {figures[f'a_{c.name}_evalsha_per_s']:,}/s" for c in racers)
+        f"(a) pipelined EVALSHA/FCALL ({'redis-benchmark -c 50 -P 16' if have_tool else 'python pipelines of 256'}): "
+        + ", ".join(f"{c.name} {figures[c.rate_key]:,}/s" for c in racers)
         + f" -> ours/best peer ({best_peer}): sliding_window {figures['a_ratio_sliding_window_vs_best_peer']}x, "
-        f"gcra {figures['a_ratio_gcra_vs_best_peer']}x (target >= 1.5x); sliding_window/floor {figures['a_floor_ratio']}"
+        f"gcra {figures['a_ratio_gcra_vs_best_peer']}x (target >= 1.5x; the floor reaches "
+        f"{figures['a_ratio_floor_vs_best_peer']}x); sliding_window/floor {figures['a_floor_ratio']}"
     )
     if have_tool and shutil.which("valgrind"):
-        figures.update(part_a_instructions())
+        figures.update(part_a_instructions(functions))
     return figures
 
 
@@ -247,7 +277,7 @@ def callgrind_instructions(contender: Contender, calls: int) -> int:
         client = redis.Redis(port=server.port)
         for _ in range(300):  # valgrind starts slowly
             try:
-                sha = client.script_load(contender.source)
+                command = contender.load(client)
                 break
             except redis.exceptions.ConnectionError:
                 time.sleep(0.1)
@@ -256,7 +286,7 @@ def callgrind_instructions(contender: Contender, calls: int) -> int:
         # 1,000 keys: after the first calls every key is in its window, as in a steady state.
         subprocess.run(
             ["redis-benchmark", "-p", str(server.port), "-c", "50", "-P", "16", "-r", "1000", "-n", str(calls),
-             "-q", *evalsha_args(contender, sha)],
+             "-q", *command],
             check=True, capture_output=True, timeout=600,
         )
         client.shutdown(nosave=True)
@@ -270,15 +300,15 @@ def callgrind_instructions(contender: Contender, calls: int) -> int:
     raise RuntimeError(f"no instruction total in {out}")
 
 
-def part_a_instructions() -> dict[str, float]:
+def part_a_instructions(functions: bool) -> dict[str, float]:
     """(a) again as instructions per call: no other load on the machine can move this figure."""
     per_call = {}
-    for c in contenders():
+    for c in contenders(functions):
         # The difference of two runs leaves out start, script load and shutdown.
         per_call[c.name] = (callgrind_instructions(c, 30_000) - callgrind_instructions(c, 10_000)) / 20_000
     best_peer = min(PEERS, key=lambda p: per_call[p])
     figures: dict[str, float] = {f"a_instructions_per_call_{name}": round(value) for name, value in per_call.items()}
-    for name in OURS:
+    for name in (*OURS, "floor", *(("sliding_window_fcall", "floor_fcall") if functions else ())):
         # Fewer instructions is better: the peer's count over ours, like the rate ratio.
         figures[f"a_instructions_ratio_{name}_vs_best_peer"] = round(per_call[best_peer] / per_call[name], 3)
     figures["a_instructions_ratio"] = round(per_call["fixed_window"] / per_call["sliding_window"], 3)
@@ -288,7 +318,8 @@ def part_a_instructions() -> dict[str, float]:
         "(a) redis-server instructions per call (callgrind, hot keys): "
         + ", ".join(f"{name} {round(value):,}" for name, value in per_call.items())
         + f" -> best peer ({best_peer})/ours: sliding_window {figures['a_instructions_ratio_sliding_window_vs_best_peer']}x, "
-        f"gcra {figures['a_instructions_ratio_gcra_vs_best_peer']}x (target >= 1.5x); floor/ours "
+        f"gcra {figures['a_instructions_ratio_gcra_vs_best_peer']}x (target >= 1.5x; the floor reaches "
+        f"{figures['a_instructions_ratio_floor_vs_best_peer']}x); floor/ours "
         f"{figures['a_instructions_floor_ratio']}"
     )
     return figures
@@ -314,8 +345,14 @@ async def singles(limiter: Limiter | CoalescingLimiter, policy: Policy, seconds:
     return sum(counts) / (time.perf_counter() - started)
 
 
+def service_client(url: str) -> Any:
+    """A Redis client as the service builds one (bounded pool, hiredis packing), with a 1 s
+    deadline: a loaded machine must not turn a benchmark call into a timeout."""
+    return build_redis_client(Settings(redis_url=url, redis_deadline_ms=1000))
+
+
 async def ours_coalesced(url: str, seconds: float) -> float:
-    client = aioredis.Redis.from_url(url)
+    client = service_client(url)
     try:
         return await singles(CoalescingLimiter(Limiter(client)), Policy(name="benchc", limit=LIMIT, window_ms=WINDOW_MS), seconds)
     finally:
@@ -323,7 +360,8 @@ async def ours_coalesced(url: str, seconds: float) -> float:
 
 
 async def ours_in_process(url: str, seconds: float) -> tuple[float, float]:
-    client = aioredis.Redis.from_url(url)
+    """Single checks without coalescing (one script call per check), and batches of 100."""
+    client = service_client(url)
     limiter = Limiter(client)
     policy = Policy(name="benchb", limit=LIMIT, window_ms=WINDOW_MS)
     await limiter.check(policy, "warm")
@@ -379,22 +417,8 @@ def limits_python() -> Path:
     return python
 
 
-def part_b(server: RedisServer, seconds: float, skip_limits: bool) -> dict[str, float]:
-    # The event loop the service runs on: uvicorn picks uvloop when it is installed (it is, as
-    # uvicorn[standard]); the `limits` side is synchronous and has no event loop.
-    single, batch = uvloop.run(ours_in_process(server.url, seconds))
-    coalesced = uvloop.run(ours_coalesced(server.url, seconds))
-    figures: dict[str, float] = {
-        "b_ours_single_per_s": round(single),
-        "b_ours_batch_per_s": round(batch),
-        "b_ours_single_coalesced_per_s": round(coalesced),
-    }
-    say(
-        f"(b) ours in-process: single checks (32 tasks) {single:,.0f}/s; the same through CoalescingLimiter "
-        f"{coalesced:,.0f}/s; batches of 100 {batch:,.0f}/s"
-    )
-    if skip_limits:
-        return figures
+def limits_rates(server: RedisServer, seconds: float) -> dict[str, float] | None:
+    """`limits`' decisions/s per strategy (its own venv), or None when its run failed."""
     python = limits_python()
     out = subprocess.run(
         [python, "-c", LIMITS_PROGRAM, server.url, str(seconds), str(IDENTIFIERS), f"{LIMIT}/minute"],
@@ -402,20 +426,69 @@ def part_b(server: RedisServer, seconds: float, skip_limits: bool) -> dict[str, 
     )
     if out.returncode != 0:
         say(f"(b) limits run failed: {out.stderr.strip()[-500:]}")
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+B_ROUNDS = 3
+
+
+def part_b(server: RedisServer, seconds: float, skip_limits: bool) -> dict[str, float]:
+    # "Single checks" are what the service runs for one check: coalesced by default
+    # (RATELIMITER_COALESCE_CHECKS); the path without coalescing is reported beside it.
+    default_coalesced = Settings().coalesce_checks
+    # Paired rounds, median ratio (as in (a)): other work on the machine drifts between rounds,
+    # and ours and `limits` run one after the other within each.
+    rounds: list[dict[str, float]] = []
+    for _ in range(1 if skip_limits else B_ROUNDS):
+        # The event loop the service runs on: uvicorn picks uvloop when it is installed (it is,
+        # as uvicorn[standard]); the `limits` side is synchronous and has no event loop.
+        uncoalesced, batch = uvloop.run(ours_in_process(server.url, seconds))
+        coalesced = uvloop.run(ours_coalesced(server.url, seconds))
+        rates = {
+            "single": coalesced if default_coalesced else uncoalesced,
+            "batch": batch, "single_coalesced": coalesced, "single_uncoalesced": uncoalesced,
+        }
+        theirs = None if skip_limits else limits_rates(server, seconds)
+        if theirs is not None:
+            rates.update({f"limits_{name}": rate for name, rate in theirs.items()}, best=max(theirs.values()))
+        rounds.append(rates)
+
+    def median(name: str) -> float:
+        return statistics.median(r[name] for r in rounds)
+
+    figures: dict[str, float] = {
+        "b_ours_single_per_s": round(median("single")),
+        "b_ours_batch_per_s": round(median("batch")),
+        "b_ours_single_coalesced_per_s": round(median("single_coalesced")),
+        "b_ours_single_uncoalesced_per_s": round(median("single_uncoalesced")),
+    }
+    say(
+        f"(b) ours in-process (median of {len(rounds)} rounds): single checks (32 tasks, the service's default "
+        f"path: coalesced) {figures['b_ours_single_per_s']:,}/s; without coalescing "
+        f"{figures['b_ours_single_uncoalesced_per_s']:,}/s; batches of 100 {figures['b_ours_batch_per_s']:,}/s"
+    )
+    rounds = [r for r in rounds if "best" in r]
+    if not rounds:
         return figures
-    theirs = json.loads(out.stdout.strip().splitlines()[-1])
-    best = max(theirs.values())
+
+    def ratio(name: str) -> float:
+        return round(statistics.median(r[name] / r["best"] for r in rounds), 2)
+
     figures.update(
-        b_limits_moving_window_per_s=round(theirs["moving_window"]),
-        b_limits_sliding_window_per_s=round(theirs["sliding_window"]),
-        b_ratio_single_vs_best_limits=round(single / best, 2),
-        b_ratio_batch_vs_best_limits=round(batch / best, 2),
-        b_ratio_single_coalesced_vs_best_limits=round(coalesced / best, 2),
+        b_limits_moving_window_per_s=round(median("limits_moving_window")),
+        b_limits_sliding_window_per_s=round(median("limits_sliding_window")),
+        b_ratio_single_vs_best_limits=ratio("single"),
+        b_ratio_batch_vs_best_limits=ratio("batch"),
+        b_ratio_single_coalesced_vs_best_limits=ratio("single_coalesced"),
+        b_ratio_single_uncoalesced_vs_best_limits=ratio("single_uncoalesced"),
+        b_rounds=len(rounds),
     )
     say(
-        f"(b) limits (sync hit): moving window {theirs['moving_window']:,.0f}/s, sliding window "
-        f"{theirs['sliding_window']:,.0f}/s -> ours/limits: single {single / best:.2f}x, batch {batch / best:.2f}x "
-        "(target >= 2x)"
+        f"(b) limits (sync hit): moving window {figures['b_limits_moving_window_per_s']:,}/s, sliding window "
+        f"{figures['b_limits_sliding_window_per_s']:,}/s -> ours/best limits, median of paired rounds: single "
+        f"{figures['b_ratio_single_vs_best_limits']}x (target >= 2x), without coalescing "
+        f"{figures['b_ratio_single_uncoalesced_vs_best_limits']}x, batch {figures['b_ratio_batch_vs_best_limits']}x"
     )
     return figures
 

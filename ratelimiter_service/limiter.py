@@ -85,14 +85,16 @@ def _index_prelude(index_max: int) -> str:
 
 def decision_script_source(algorithm: str, index_max: int = DEFAULT_INDEX_MAX) -> str:
     """An algorithm's script as the limiter runs it: its decision, then, when KEYS[2] (the
-    over-limit index) is given and the decision leaves nothing remaining, the key is indexed."""
+    over-limit index) is given and the decision leaves nothing remaining, the key is indexed.
+    The index code is defined inside that branch: a script's local functions are made anew
+    at every run, and most decisions leave some quota."""
     return (
-        _index_prelude(index_max)
-        + "local function decide()\n"
+        "local function decide()\n"
         + load_script_source(algorithm)
         + "\nend\nlocal reply = decide()\n"
-        + "if KEYS[2] and reply[3] == 0 and tonumber(ARGV[3]) > 0 then\n"
-        + "  index_over_limit(KEYS[2], KEYS[1], reply[4])\nend\nreturn reply\n"
+        + "if reply[3] == 0 and KEYS[2] and tonumber(ARGV[3]) > 0 then\n"
+        + _index_prelude(index_max)
+        + "\nindex_over_limit(KEYS[2], KEYS[1], reply[4])\nend\nreturn reply\n"
     )
 
 
@@ -369,6 +371,7 @@ class Limiter:
         except redis.exceptions.NoScriptError:
             await self._reload({call.algorithm})
             reply = await self._unless_unsent(send)
+        reply = _expanded(reply, call)
         if self._cluster:
             await self._index_in_cluster([(call, reply)])
         return reply
@@ -448,10 +451,10 @@ class Limiter:
             missing: set[str] = set()
             again: list[int] = []
             for i, reply in zip(todo, replies):
-                results[i] = reply
+                call = calls[i]
+                assert isinstance(call, _Call)
+                results[i] = _expanded(reply, call)
                 if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
-                    call = calls[i]
-                    assert isinstance(call, _Call)
                     missing.add(call.algorithm)
                     again.append(i)
             if missing:
@@ -580,6 +583,15 @@ class CoalescingLimiter:
                 future.set_exception(reply)
             else:
                 future.set_result(_decision(reply))
+
+
+def _expanded(reply: Any, call: _Call) -> Any:
+    """A decision script's reply in its full form: a short admit, {remaining, reset_after_ms}
+    (lua/sliding_window.lua), is {1, limit, remaining, reset_after_ms, 0, limit - remaining}."""
+    if isinstance(reply, list) and len(reply) == 2:
+        limit = int(call.args[0])
+        return [1, limit, reply[0], reply[1], 0, limit - int(reply[0])]
+    return reply
 
 
 def _decision(reply: list[int]) -> Decision:

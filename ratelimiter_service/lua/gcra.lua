@@ -7,7 +7,8 @@
 -- ARGV[3]  cost (>= 1; 0 = read-only peek, nothing is written)
 -- ARGV[4]  injected now in ms (test mode only; absent: the Redis server clock, TIME)
 -- ARGV[5]  minimum TTL in ms (test mode only: keys written with injected time stay alive)
--- Returns {allowed, limit, remaining, reset_after_ms, retry_after_ms, used}.
+-- Returns {allowed, limit, remaining, reset_after_ms, retry_after_ms, used}; an admit that
+-- leaves some quota returns the short {remaining, reset_after_ms} (see sliding_window.lua).
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -27,20 +28,20 @@ local eps = 1e-6
 local tat = tonumber(redis.call('GET', key)) or now
 if tat < now then tat = now end
 
-local function used_of(t)
-  return math.ceil((t - now) / interval - eps)
-end
-
 if cost == 0 then
-  local used = used_of(tat)
+  local used = math.ceil((tat - now) / interval - eps)
   return {0, limit, math.max(0, limit - used), math.ceil(tat - now - eps), 0, used}
 end
 
 local new_tat = tat + cost * interval
 if new_tat - now <= window + eps then
   local ttl = math.max(math.ceil(new_tat - now), 1, min_ttl)
-  redis.call('SET', key, string.format('%.17g', new_tat), 'PX', ttl)
-  local used = used_of(new_tat)
+  -- The TTL formatted as an integer: a Lua number passed to redis.call is formatted as a float.
+  redis.call('SET', key, string.format('%.17g', new_tat), 'PX', string.format('%d', ttl))
+  local used = math.ceil((new_tat - now) / interval - eps)
+  if used < limit then
+    return {limit - used, math.ceil(new_tat - now - eps)} -- the short admit (see the header)
+  end
   return {1, limit, math.max(0, limit - used), math.ceil(new_tat - now - eps), 0, used}
 end
 
@@ -50,5 +51,5 @@ if cost > limit then
 else
   retry = math.ceil(new_tat - window - now - eps)
 end
-local used = used_of(tat)
+local used = math.ceil((tat - now) / interval - eps)
 return {0, limit, math.max(0, limit - used), math.ceil(tat - now - eps), math.max(1, retry), used}

@@ -23,7 +23,12 @@ local function run(i, cost)
     args[#args + 1] = now_ms
     args[#args + 1] = min_ttl
   end
-  return algorithms[code]({KEYS[i]}, args)
+  local r = algorithms[code]({KEYS[i]}, args)
+  if #r == 2 then -- a short admit: {remaining, reset_after_ms}
+    local limit = tonumber(ARGV[b + 1])
+    return {1, limit, r[1], r[2], 0, limit - r[1]}
+  end
+  return r
 end
 
 local function cost_of(i) return tonumber(ARGV[2 + 6 * (i - 1) + 3]) end

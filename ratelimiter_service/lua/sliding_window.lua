@@ -16,6 +16,9 @@
 -- ARGV[5]  minimum TTL in ms (test mode only: keys written with injected time stay alive)
 -- Returns {allowed, limit, remaining, reset_after_ms, retry_after_ms, used}; reset_after_ms is
 -- the time until the estimate is back to zero (c counts until the end of the next window).
+-- An admit that leaves some quota returns the short {remaining, reset_after_ms} instead:
+-- allowed, the limit, no retry and used = limit - remaining go without saying, and a reply
+-- of two integers costs Redis less than one of six (every caller expands it).
 local PACK = 100000000
 local key = KEYS[1]
 local limit = ARGV[1] + 0
@@ -31,15 +34,18 @@ else
 end
 local elapsed = now % window
 local w = (now - elapsed) / window
+-- Field names formatted as integers: a Lua number passed to redis.call is formatted as a
+-- float (%.17g), the costliest step of a decision. The same digits below 1e14.
+local field = string.format('%d', w)
 
 local p, c -- the counts of windows w - 1 and w, including this call's cost when admitted
 local admitted = false
 if cost > 0 and cost <= limit then
-  local v = redis.call('HINCRBY', key, w, ARGV[3])
+  local v = redis.call('HINCRBY', key, field, ARGV[3])
   local first = v == cost -- window w's field was absent (a packed 0 is never stored)
   if first then
     -- Window w - 1's count becomes p; older fields, if any, are dropped with the key.
-    p = (tonumber(redis.call('HGET', key, w - 1)) or 0) % PACK
+    p = (tonumber(redis.call('HGET', key, string.format('%d', w - 1))) or 0) % PACK
     c = cost
   else
     c = v % PACK
@@ -51,15 +57,15 @@ if cost > 0 and cost <= limit then
   end
   if first then
     redis.call('DEL', key)
-    redis.call('HSET', key, w, p * PACK + c)
+    redis.call('HSET', key, field, string.format('%d', p * PACK + c))
     -- The state is useless after the end of the next window; that deadline only moves when
     -- the window index does, so the TTL is set once per window, not per call.
     redis.call('PEXPIRE', key, math.max(2 * window - elapsed, (ARGV[5] or 0) + 0))
   elseif not admitted then
-    redis.call('HINCRBY', key, w, -cost)
+    redis.call('HINCRBY', key, field, -cost)
   end
 else
-  local state = redis.call('HMGET', key, w, w - 1)
+  local state = redis.call('HMGET', key, field, string.format('%d', w - 1))
   local v = tonumber(state[1])
   if v then
     c = v % PACK
@@ -73,7 +79,10 @@ end
 local weighted = p * (window - elapsed) / window
 local used = math.ceil(weighted + c - 1e-9)
 if admitted then
-  return {1, limit, math.max(0, limit - used), 2 * window - elapsed, 0, used}
+  if used < limit then
+    return {limit - used, 2 * window - elapsed} -- the short admit (see the header)
+  end
+  return {1, limit, 0, 2 * window - elapsed, 0, used}
 end
 
 local reset = 0

@@ -21,6 +21,7 @@ from ratelimiter_service.headers import decision_headers
 from ratelimiter_service.limiter import Limiter
 from ratelimiter_service.policies import Policy
 from ratelimiter_service.redis_client import (
+    HiredisPacking,
     RedisProgress,
     build_redis_client,
     error_kind,
@@ -101,6 +102,25 @@ def test_client_has_the_deadline_and_redis_py_retries_nothing() -> None:
         return error.value
 
     assert error_kind(asyncio.run(refused())) == "unsent"
+
+
+_ARG = st.one_of(
+    st.text(st.characters(exclude_categories=("Cs",))), st.binary(), st.integers(-(2**63), 2**63 - 1)
+)
+
+
+@given(command=st.sampled_from(["EVALSHA", "CLIENT PAUSE", b"GET", b"SCRIPT LOAD"]), args=st.lists(_ARG, max_size=8))
+def test_commands_are_packed_by_hiredis_into_redis_pys_bytes(command: str | bytes, args: list[object]) -> None:
+    for url in ("redis://127.0.0.1:1/0", "rediss://127.0.0.1:1/0", "unix:///tmp/none.sock"):
+        pool = build_redis_client(Settings(redis_url=url)).connection_pool
+        connection = pool.make_connection()
+        assert isinstance(connection, HiredisPacking)
+        python_packer = super(HiredisPacking, connection)
+        assert b"".join(connection.pack_command(command, *args)) == b"".join(python_packer.pack_command(command, *args))
+        commands = [(command, *args), ("GET", "k")]
+        assert b"".join(connection.pack_commands(commands)) == b"".join(
+            b"".join(python_packer.pack_command(*c)) for c in commands
+        )
 
 
 def test_a_refused_connection_is_retried_once_and_is_unsent() -> None:
