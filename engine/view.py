@@ -391,6 +391,8 @@ def _invariants_table(report: TickReport, width: int, *, all_rows: bool) -> Tabl
         by_state = info.get("counts", info)  # `counts` holds every state; older reports had ok/pending/firing only
         counts = {s: _count(by_state.get(s)) for s in STATES}
         note = next((info[k] for k in ("error_message", "error") if isinstance(info.get(k), str) and info[k]), "")
+        if info.get("state") == "unknown":  # its inputs are missing: never shown as ok
+            note = f"unknown: {note}" if note else "unknown"
         if not all_rows and not note and not any(counts[s] for s in STATES if s != "ok"):
             healthy += 1
             continue
