@@ -1,4 +1,4 @@
-"""The run loop: one tick = observe → evaluate → store → act. Only this module knows the order.
+"""The run loop: one tick = observe → evaluate → store → group and mute → act. Only this module knows the order.
 
 `Monitor.tick()` does the work of one tick and returns a `TickReport`; `Monitor.run()` only
 schedules ticks and stops cleanly (after the current tick) when asked.
@@ -26,6 +26,7 @@ from engine.config.validate import LoadedConfig
 from engine.diagnose import Diagnoser
 from engine.diagnose.prompt import referenced_observations
 from engine.evaluate import Entity, Evaluation, Evaluator, InvariantReport
+from engine.incidents import IncidentStage
 from engine.metrics import EngineMetrics
 from engine.observe import ObservationResult, Observer
 from engine.redact import Redactor
@@ -106,6 +107,7 @@ class Monitor:
             loaded, store=store, observe=self.observer.observe, diagnoser=self.diagnoser, executor=self.executor,
             cache=cache if diagnoser is None else None, clock=clock,
         )
+        self.incidents = IncidentStage(self.config, store)
         # executions a crash left running are never replayed: their outcome is unknown
         store.interrupted_executions(clock())
 
@@ -133,12 +135,14 @@ class Monitor:
         self.store.record_observation_errors(errors, now)
         self.states = evaluation.states
         self.last_reports = evaluation.reports
+        self.incidents.record(changes, evaluation.states, now)
         acted = await self.actor.step(
             now=now,
             states=evaluation.states,
             entities=evaluation.entities,
             values={name: r.value for name, r in results.items()},
             previous=self.previous,
+            admit=lambda ticket: self.incidents.admit(ticket, evaluation.states, now),
         )
         self.previous.update({name: r.value for name, r in results.items() if r.ok})
         self.ticks += 1

@@ -34,7 +34,7 @@ from __future__ import annotations
 from engine.store.base import BUSY_TIMEOUT_S
 from engine.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from engine.store.migrations import _statements as _statements  # tests split migrations with it
-from engine.store.records import ArmedRevert, Event, Execution, Proposal, TickChanges, Ticket, TicketAct
+from engine.store.records import ArmedRevert, Event, Execution, Incident, Proposal, TickChanges, Ticket, TicketAct
 from engine.store.reverting import REVERT_SOURCE
 from engine.store.statuses import (
     ESCALATED,
@@ -43,7 +43,9 @@ from engine.store.statuses import (
     LIVE_PROPOSALS,
     MODE_SWITCH,
     OPEN,
+    PARKED_GROUPED,
     PARKED_KILLED,
+    PARKED_MUTED,
     PARKED_NO_ACTION,
     PARKED_OBSERVE,
     PROPOSAL_STATUSES,
@@ -60,12 +62,15 @@ __all__ = [
     "EXECUTION_STATUSES",
     "Event",
     "Execution",
+    "Incident",
     "KILL_SWITCH",
     "LIVE_PROPOSALS",
     "MIGRATIONS",
     "MODE_SWITCH",
     "OPEN",
+    "PARKED_GROUPED",
     "PARKED_KILLED",
+    "PARKED_MUTED",
     "PARKED_NO_ACTION",
     "PARKED_OBSERVE",
     "PROPOSAL_STATUSES",

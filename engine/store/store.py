@@ -9,11 +9,12 @@ from pathlib import Path
 
 from engine.evaluate import EntityState
 from engine.store.base import BUSY_TIMEOUT_S
+from engine.store.incidents import IncidentStore
 from engine.store.reverting import RevertingStore
 from engine.store.ticketing import TicketingStore
 
 
-class Store(TicketingStore, RevertingStore):
+class Store(TicketingStore, RevertingStore, IncidentStore):
     """The SQLite ticket store of one subject. Not shared between processes that both write
     ticks: one engine per file (readers such as `opctl tickets` are fine)."""
 
