@@ -35,6 +35,7 @@ class Notifier:
     def __init__(self, loaded: LoadedConfig, store: Store, *, clock: Callable[[], float] = time.time,
                  redactor: Redactor | None = None) -> None:
         self.store = store
+        store.start_notify_cursor()
         self.clock = clock
         self.redactor = redactor or Redactor(loaded.secrets)
         self.subject = loaded.config.subject.name

@@ -42,17 +42,19 @@ def _outgoing(r: tuple[Any, ...]) -> Outgoing:
 class OutboxStore(StoreBase):
     """The notification outbox of a Store."""
 
-    def events_to_notify(self, *, limit: int = 1000) -> list[Event]:
-        """Audit events after the notification cursor, oldest first. The first call of a store
-        starts the cursor at the newest event: history from before notifications is not sent."""
+    def start_notify_cursor(self) -> None:
+        """Where notifications start, once per store: after the newest event (history from
+        before notifications were declared is not sent); a restart continues where it was."""
         with self._transaction() as conn:
-            row = conn.execute("SELECT event_id FROM notify_cursor WHERE id = 1").fetchone()
-            if row is None:
-                newest = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
-                conn.execute("INSERT INTO notify_cursor (id, event_id) VALUES (1, ?)", (newest,))
-                return []
+            conn.execute("INSERT OR IGNORE INTO notify_cursor (id, event_id) SELECT 1, COALESCE(MAX(id), 0) FROM events")
+
+    def events_to_notify(self, *, limit: int = 1000) -> list[Event]:
+        """Audit events after the notification cursor, oldest first."""
+        self.start_notify_cursor()
+        with self._reading() as conn:
+            (after,) = conn.execute("SELECT event_id FROM notify_cursor WHERE id = 1").fetchone()
             rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",
-                                (row[0], limit)).fetchall()
+                                (after, limit)).fetchall()
         return [_event_from_row(r) for r in rows]
 
     def enqueue(self, rows: Iterable[tuple[str, str, int, int | None, dict[str, Any]]], *, through: int, at: float) -> int:
