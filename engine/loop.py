@@ -1,4 +1,4 @@
-"""The run loop: one tick = observe → evaluate → store → act. Only this module knows the order.
+"""The run loop: one tick = observe → evaluate → store → group and mute → act → queue notifications. Only this module knows the order.
 
 `Monitor.tick()` does the work of one tick and returns a `TickReport`; `Monitor.run()` only
 schedules ticks and stops cleanly (after the current tick) when asked.
@@ -29,16 +29,19 @@ import jinja2
 from engine import templates
 from engine.act import Actor, Executor, StoreDiagnosisCache, StoreTokenLedger, TargetExecutor
 from engine.act.actor import ActReport
-from engine.config.models import Invariant
+from engine.config.models import TARGET_UP, Invariant
 from engine.config.validate import LoadedConfig
 from engine.diagnose import Diagnoser
 from engine.diagnose.prompt import referenced_observations
 from engine.evaluate import Entity, Evaluation, Evaluator, InvariantReport
+from engine.incidents import IncidentStage
 from engine.metrics import EngineMetrics
+from engine.notify import Notifier
 from engine.observe import ObservationResult, Observer
 from engine.errors import NotLeader, StoreError
 from engine.redact import Redactor
 from engine.store import Lease, Store, TickChanges
+from engine.target_health import TargetHealth
 from engine.trim import trim
 
 SNAPSHOT_BUDGET = 16_000  # characters of observation data kept with a ticket
@@ -109,7 +112,10 @@ class Monitor:
         self.observer = observer or Observer(loaded)
         self.clock = clock
         self.metrics = metrics or EngineMetrics()
+        self.metrics.know(observations=self.config.observations,
+                          invariants=[*(inv.name for inv in self.config.invariants), TARGET_UP])
         self.evaluator = Evaluator(self.config)
+        self.target_health = TargetHealth(self.config)
         self.redactor = Redactor(loaded.secrets)
         self.states = store.load_states()  # restored: a restart continues pending/firing timers
         self.previous: dict[str, Any] = {}
@@ -124,6 +130,8 @@ class Monitor:
             loaded, store=store, observe=self.observer.observe, diagnoser=self.diagnoser, executor=self.executor,
             cache=cache if diagnoser is None else None, clock=clock,
         )
+        self.incidents = IncidentStage(self.config, store)
+        self.notifier = Notifier(loaded, store, clock=clock, redactor=self.redactor) if self.config.notify else None
         self.replica = replica  # None: the only engine on its store, no lease
         self.lease: Lease | None = None
         if replica is None:
@@ -153,6 +161,7 @@ class Monitor:
         results = await self.observer.observe_all()
         now = self.clock()
         evaluation = self.evaluator.evaluate(results, self.previous, self.states, now)
+        evaluation = self.target_health.add_to(evaluation, results, self.states, now)
         acted = ActReport()
         changes = TickChanges(opened=(), resolved=(), updated=(), held=(), events=0)
         if leading:
@@ -213,19 +222,24 @@ class Monitor:
             entities=evaluation.entities,
             observations_snapshot=snapshot,
             invariants={inv.name: inv for inv in self.config.invariants},
+            entity_invariants={(TARGET_UP, t): inv for t, inv in self.target_health.invariants.items()},
             messages=messages,
             now=now,
         )
         errors = {name: r.error or "failed" for name, r in results.items() if not r.ok}
         self.store.record_observation_errors(errors, now)
         self.states = evaluation.states
+        self.incidents.record(changes, evaluation.states, now)
         acted = await self.actor.step(
             now=now,
             states=evaluation.states,
             entities=evaluation.entities,
             values={name: r.value for name, r in results.items()},
             previous=self.previous,
+            admit=lambda ticket: self.incidents.admit(ticket, evaluation.states, now),
         )
+        if self.notifier is not None:
+            self.notifier.collect(now)  # store writes only: delivery is the notifier's thread
         return changes, acted
 
     async def run(
@@ -238,6 +252,8 @@ class Monitor:
     ) -> None:
         """Tick every `interval` seconds until `stop` is set; a tick in progress completes."""
         period = interval if interval is not None else self.config.interval
+        if self.notifier is not None:
+            self.notifier.start()
         try:
             while not stop.is_set():
                 started = time.monotonic()
@@ -259,6 +275,8 @@ class Monitor:
 
     async def aclose(self) -> None:
         """Close the connections of the observer, executor and diagnoser (in the tick's loop)."""
+        if self.notifier is not None:
+            await asyncio.to_thread(self.notifier.stop)
         await self.observer.aclose()
         await self.executor.aclose()
         await self.diagnoser.aclose()
@@ -320,11 +338,13 @@ def render_message(
 
 
 def invariant_summary(report: InvariantReport) -> dict[str, Any]:
-    """One invariant in the tick report: `health` and the first `error` (as before), `counts` per
+    """One invariant in the tick report: `state` (firing, pending, unknown, error or ok: see
+    InvariantReport.state), `health` and the first `error` (as before), `counts` per
     state (ok, pending, firing, unknown, error; each entity in one), the same ok/pending/firing
     counts at the top level, and `entities`: the keys of the `error` and `unknown` entities with
     their reasons (at most LISTED_ENTITIES each; `more` counts the rest)."""
     return {
+        "state": report.state,
         "health": report.health,
         "error": report.error,
         "ok": report.counts["ok"],

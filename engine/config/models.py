@@ -132,6 +132,17 @@ class Target(Strict):
         description="Largest response body read from this target, in bytes; a longer one is an error, found while reading.",
         examples=[16777216],
     )
+    down_after: Duration | None = Field(
+        None,
+        description=(
+            "The built-in invariant `target_up` fires for this target once every observation of it has "
+            "failed for this long (default: 3 x `interval`)."
+        ),
+        examples=["30s"],
+    )
+    severity: Literal["critical", "warning", "info"] = Field(
+        "critical", description="Severity of this target's `target_up` tickets.", examples=["warning"]
+    )
 
     @model_validator(mode="after")
     def _endpoints(self) -> Target:
@@ -285,6 +296,14 @@ class Invariant(Strict):
         None, description="jinja2 template for the ticket message; sees `item`, `key` and observations."
     )
     runbook: list[RunbookEntry] = Field(default_factory=list)
+    inhibited_by: list[Name] = Field(
+        default_factory=list,
+        description=(
+            "Invariants (or `target_up`) that, while one of them fires, mute this one: its tickets are "
+            "recorded but not diagnosed, notified or acted on."
+        ),
+        examples=[["node_redis_reachable", "target_up"]],
+    )
 
     @model_validator(mode="after")
     def _key_with_for_each(self) -> Invariant:
@@ -547,6 +566,111 @@ def parse_var(kind: str, value: Any) -> Any:
         raise ValueError("is not a duration (a string with a unit, such as 90s or 5m)") from None
 
 
+# --------------------------------------------------------------------------- incidents
+
+
+class Incidents(Strict):
+    """How tickets are grouped into incidents (one diagnosis per incident)."""
+
+    group_by: list[str] = Field(
+        default_factory=lambda: ["subject"],
+        description=(
+            "What tickets of one incident share: `subject` (every ticket of the subject), `invariant`, "
+            "`key`, `severity` or `labels.<name>`."
+        ),
+        examples=[["labels.team"], ["invariant", "key"]],
+    )
+    group_wait: Duration | None = Field(
+        None,
+        description="How long a new incident collects tickets before its first diagnosis (default: one `interval`).",
+        examples=["10s"],
+    )
+
+
+GROUP_BY_FIELDS = ("subject", "invariant", "key", "severity")
+
+
+# --------------------------------------------------------------------------- notifications
+
+NOTIFY_EVENTS = ("opened", "resolved", "approval_needed", "executed", "escalated", "kill_switch")
+NotifyEvent = Literal["opened", "resolved", "approval_needed", "executed", "escalated", "kill_switch"]
+
+
+class AlertmanagerReceiver(Strict):
+    """Incidents as alerts through Alertmanager's API v2 (`POST /api/v2/alerts`)."""
+
+    url: str = Field(description="Alertmanager's base URL.", examples=["${ALERTMANAGER_URL:-http://127.0.0.1:9093}"])
+    timeout: Duration = Field(5.0, description="Per request.", examples=["2s"])
+    resend: Duration = Field(
+        60.0, description="Firing alerts are sent again this often (Alertmanager resolves what it stops hearing about).",
+        examples=["30s"],
+    )
+    watchdog: bool = Field(
+        True, description="Also send `Watchdog`, an alert that always fires (a dead man's switch).", examples=[False]
+    )
+
+
+class WebhookReceiver(Strict):
+    """One POST per event: JSON (`format: json`) or a Slack incoming-webhook payload (`slack`)."""
+
+    url: str = Field(description="Where events are POSTed.", examples=["${HOOK_URL}"])
+    secret: str | None = Field(
+        None, description="HMAC-SHA256 key: the body's signature goes in `X-Opctl-Signature: sha256=<hex>`.",
+        examples=["${HOOK_SECRET}"],
+    )
+    format: Literal["json", "slack"] = Field("json", examples=["slack"])
+    timeout: Duration = Field(5.0, description="Per request.", examples=["2s"])
+
+
+class Notify(Strict):
+    """A receiver of notifications: exactly one of `alertmanager` or `webhook`."""
+
+    name: Name = Field(examples=["oncall"])
+    alertmanager: AlertmanagerReceiver | None = Field(None, examples=[{"url": "${ALERTMANAGER_URL:-http://127.0.0.1:9093}"}])
+    webhook: WebhookReceiver | None = Field(
+        None, examples=[{"url": "${HOOK_URL}", "secret": "${HOOK_SECRET}", "format": "json"}]
+    )
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: list(NOTIFY_EVENTS), description="The events sent (webhooks; default: all).",
+        examples=[["opened", "resolved", "approval_needed", "executed", "escalated", "kill_switch"]],
+    )
+    max_age: Duration = Field(
+        3600.0, description="A notification not delivered within this time is given up (and recorded).", examples=["30m"]
+    )
+
+    @model_validator(mode="after")
+    def _one_receiver(self) -> Notify:
+        if (self.alertmanager is None) == (self.webhook is None):
+            raise ValueError("a notify entry needs exactly one of `alertmanager` or `webhook`")
+        return self
+
+    @property
+    def url(self) -> str:
+        receiver = self.alertmanager or self.webhook
+        assert receiver is not None
+        return receiver.url
+
+# The built-in invariant every config has: one entity per target, firing when the target is down.
+TARGET_UP = "target_up"
+TARGET_UP_MESSAGE = (
+    "target {{ item.target }} is down: every observation of it ({{ item.observations | join(', ') }}) "
+    "has failed for {{ item.down_after }}; last error: {{ item.error }}"
+)
+
+
+def target_up_invariant(*, severity: str = "critical", hold: float = 0.0) -> Invariant:
+    """`target_up` as an invariant: its entities and samples come from engine.target_health."""
+    return Invariant.model_validate({
+        "name": TARGET_UP,
+        "description": "Built in: a target answers at least one of its observations.",
+        "severity": severity,
+        "for_each": "targets",
+        "key": "item.target",
+        "expr": "item.up",
+        "message": TARGET_UP_MESSAGE,
+    }).model_copy(update={"hold": hold})
+
+
 # --------------------------------------------------------------------------- the config
 
 
@@ -572,6 +696,14 @@ class Config(Strict):
     gate: Gate = Field(default_factory=Gate, description="Global limits of the action gate.")
     lease: Lease = Field(
         default_factory=Lease, description="The leader lease of replicas sharing the store.", examples=[{"ttl": "30s"}]
+    )
+    notify: list[Notify] = Field(
+        default_factory=list, description="Who is told about incidents, approvals and actions.",
+        examples=[[{"name": "oncall", "alertmanager": {"url": "${ALERTMANAGER_URL:-http://127.0.0.1:9093}"}}]],
+    )
+    incidents: Incidents = Field(
+        default_factory=Incidents, description="Grouping of tickets into incidents.",
+        examples=[{"group_by": ["subject"], "group_wait": "10s"}],
     )
     mode: Literal["observe", "approve", "execute"] = Field(
         "observe",
@@ -600,7 +732,20 @@ class Config(Strict):
         return next((a for a in self.actions if a.name == name), None)
 
     def invariant(self, name: str) -> Invariant | None:
-        return next((i for i in self.invariants if i.name == name), None)
+        """A declared invariant, or the built-in `target_up`."""
+        found = next((i for i in self.invariants if i.name == name), None)
+        if found is None and name == TARGET_UP:
+            return target_up_invariant()
+        return found
+
+    def invariants_by_name(self) -> dict[str, Invariant]:
+        """Every invariant by name: the declared ones and the built-in `target_up`."""
+        return {TARGET_UP: target_up_invariant(), **{inv.name: inv for inv in self.invariants}}
+
+    def down_after(self, target: str) -> float:
+        """How long every observation of `target` must fail before `target_up` fires."""
+        declared = self.targets[target].down_after
+        return declared if declared is not None else 3 * self.interval
 
 
 def is_identifier(name: str) -> bool:

@@ -1,7 +1,7 @@
 """`opctl demo`: one chaos scenario on a real lab, watched and fixed by the real operator loop.
 
     result = run_demo("configs/ratelimiter.yaml", "kill_node", mode="execute", emit=print_entry)
-    result.as_json()   # {"scenario", "ok", "detected_s", "recovered_s", "actions", "mode"}
+    result.as_json()   # {"scenario", "ok", "detected_s", "recovered_s", "actions", "mode", "tickets_opened", "diagnoses"}
 
 The order: lab up (the config's `lab:`, reached through the lab's `exports`) → the scenario's
 `setup` → the operator (the real `Monitor`, in-process, in the requested mode, with a store of
@@ -67,6 +67,8 @@ class DemoResult:
     recovered_s: float | None
     actions: list[str]
     mode: str
+    tickets_opened: int = 0  # tickets this run opened (muted ones too)
+    diagnoses: int = 0  # diagnosis runs (runbook or model): one per incident
     reasons: tuple[str, ...] = ()  # why not ok (for the timeline; not part of the JSON line)
     store: Path | None = None  # this run's audit log (not part of the JSON line)
 
@@ -79,6 +81,8 @@ class DemoResult:
             "recovered_s": _round(self.recovered_s),
             "actions": list(self.actions),
             "mode": self.mode,
+            "tickets_opened": self.tickets_opened,
+            "diagnoses": self.diagnoses,
         }
 
 
@@ -163,7 +167,9 @@ def run_store_path(spec: LabSpec, scenario: str, now: float) -> Path:
 class _Progress:
     injected_at: float | None = None
     detected_at: float | None = None
-    diagnosed: bool = False
+    diagnosed: bool = False  # the expected ticket, or the cause it is muted by or grouped under
+    covered: bool = False  # the expected ticket is muted or grouped: another ticket's diagnosis is its
+    diagnoses: int = 0
     recovered_at: float | None = None
     last_event: int = 0
     approved: set[int] = field(default_factory=set)
@@ -307,7 +313,13 @@ class _DemoRun:
             if event.id <= self.progress.last_event:
                 continue
             self.progress.last_event = event.id
-            if event.kind == "diagnosis" and self._is_expected(event.invariant, event.entity_key):
+            if event.kind == "diagnosis":
+                self.progress.diagnoses += 1
+                if self._is_expected(event.invariant, event.entity_key):
+                    self.progress.diagnosed = True
+            if event.kind in ("muted", "grouped") and self._is_expected(event.invariant, event.entity_key):
+                self.progress.covered = True  # diagnosed through its cause's (or its incident's) ticket
+            if self.progress.covered and self.progress.diagnoses:
                 self.progress.diagnosed = True
             entry = from_event(event, self.progress.injected_at)
             if entry is not None and (self.progress.injected_at is not None or entry.kind != "obs ok"):
@@ -409,6 +421,8 @@ class _DemoRun:
             recovered_s=None if progress.recovered_at is None else since(progress.recovered_at, progress.injected_at),
             actions=actions,
             mode=self.mode,
+            tickets_opened=len(self.store.tickets(limit=1_000_000)),
+            diagnoses=self.store.count_events("diagnosis"),
             reasons=tuple(reasons),
             store=self.store_path,
         )

@@ -47,7 +47,7 @@ from engine.store.leasing import Lease
 from engine.store.limits import Refusal, StartRule
 from engine.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from engine.store.migrations import _statements as _statements  # tests split migrations with it
-from engine.store.records import ArmedRevert, Event, Execution, Proposal, TickChanges, Ticket, TicketAct
+from engine.store.records import ArmedRevert, Event, Execution, Incident, Proposal, TickChanges, Ticket, TicketAct
 from engine.store.reverting import REVERT_SOURCE
 from engine.store.statuses import (
     ESCALATED,
@@ -56,7 +56,9 @@ from engine.store.statuses import (
     LIVE_PROPOSALS,
     MODE_SWITCH,
     OPEN,
+    PARKED_GROUPED,
     PARKED_KILLED,
+    PARKED_MUTED,
     PARKED_NO_ACTION,
     PARKED_OBSERVE,
     PROPOSAL_STATUSES,
@@ -73,13 +75,16 @@ __all__ = [
     "EXECUTION_STATUSES",
     "Event",
     "Execution",
+    "Incident",
     "KILL_SWITCH",
     "Lease",
     "LIVE_PROPOSALS",
     "MIGRATIONS",
     "MODE_SWITCH",
     "OPEN",
+    "PARKED_GROUPED",
     "PARKED_KILLED",
+    "PARKED_MUTED",
     "PARKED_NO_ACTION",
     "PARKED_OBSERVE",
     "PROPOSAL_STATUSES",

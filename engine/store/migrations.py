@@ -163,6 +163,44 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER executions_no_replace BEFORE INSERT ON executions WHEN EXISTS (SELECT 1 FROM executions WHERE id = NEW.id)
         BEGIN SELECT RAISE(ABORT, 'executions cannot be replaced: that id exists'); END;
     """,
+    # v7: incidents (tickets grouped by `incidents.group_by`; one diagnosis per incident, by its
+    # lead ticket) and muting (`muted_by`: why a ticket is recorded only, e.g. an inhibition)
+    """
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        group_key TEXT NOT NULL,
+        opened_at REAL NOT NULL,
+        resolved_at REAL,
+        lead_ticket_id INTEGER REFERENCES tickets(id)
+    );
+    CREATE INDEX incidents_by_group ON incidents(group_key, resolved_at);
+    ALTER TABLE tickets ADD COLUMN incident_id INTEGER REFERENCES incidents(id);
+    ALTER TABLE tickets ADD COLUMN muted_by TEXT;
+    """,
+    # v8: the notification outbox: one row per (receiver, event), written in the tick and
+    # delivered off it; `notify_cursor` is the last audit event turned into notifications
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        receiver TEXT NOT NULL,
+        event TEXT NOT NULL,
+        source_event_id INTEGER NOT NULL,
+        ticket_id INTEGER REFERENCES tickets(id),
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'expired')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        delivered_at REAL,
+        last_error TEXT,
+        UNIQUE (receiver, source_event_id)
+    );
+    CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+    CREATE TABLE notify_cursor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        event_id INTEGER NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

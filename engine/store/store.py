@@ -8,13 +8,15 @@ from pathlib import Path
 
 from engine.evaluate import EntityState
 from engine.store.base import BUSY_TIMEOUT_S, Backend
+from engine.store.incidents import IncidentStore
 from engine.store.leasing import LeasingStore
 from engine.store.location import store_location
+from engine.store.outbox import OutboxStore
 from engine.store.reverting import RevertingStore
 from engine.store.ticketing import TicketingStore
 
 
-class Store(TicketingStore, RevertingStore, LeasingStore):
+class Store(TicketingStore, RevertingStore, LeasingStore, IncidentStore, OutboxStore):
     """The ticket store of one subject: a SQLite file (a path, or `sqlite:///PATH`) or a
     PostgreSQL database (`postgresql://user:pass@host:port/db`). Engines sharing it compete for
     the leader lease (engine.store.leasing): only the holder writes; readers such as

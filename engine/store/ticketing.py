@@ -14,7 +14,9 @@ from engine.errors import StoreError
 from engine.evaluate import Entity, EntityState, StateMap, Transition
 from engine.store.base import Conn, StoreBase
 from engine.store.dialect import Dialect
-from engine.store.records import _EVENT_COLUMNS, _TICKET_COLUMNS, Event, TickChanges, Ticket, _dumps, _ticket_from_row
+from engine.store.records import (
+    _EVENT_COLUMNS, _TICKET_COLUMNS, Event, TickChanges, Ticket, _dumps, _event_from_row, _ticket_from_row,
+)
 from engine.store.statuses import OPEN, RESOLVED, VERIFYING
 
 _STATE_COLUMNS = ("invariant", "entity_key", "status", "active_since", "fired_at", "cleared_since", "last_error", "last_change")
@@ -74,13 +76,15 @@ class TicketingStore(StoreBase):
         messages: Mapping[tuple[str, str], str],
         now: float,
         actor: str = "engine",
+        entity_invariants: Mapping[tuple[str, str], Invariant] | None = None,
     ) -> TickChanges:
         """Write one tick in one transaction: states, tickets, and an event per transition.
 
         `firing` opens a ticket (linked to the previous ticket of the same key); `resolved`
         resolves the open ticket unless it is held; open tickets whose entity is still firing get
         last_seen/occurrences bumped. A manually resolved ticket stays resolved while its entity
-        keeps firing; the next ticket opens on the next firing episode.
+        keeps firing; the next ticket opens on the next firing episode. `entity_invariants`:
+        an invariant of one entity that differs from its name's (target_up's severity per target).
         """
         opened: list[Ticket] = []
         resolved: list[Ticket] = []
@@ -119,7 +123,8 @@ class TicketingStore(StoreBase):
                     else:
                         entity = entities.get(sk)
                         ticket = self._open_ticket(
-                            conn, t, invariants.get(t.invariant), entity.item if entity else None,
+                            conn, t, (entity_invariants or {}).get(sk) or invariants.get(t.invariant),
+                            entity.item if entity else None,
                             observations_snapshot, messages.get(sk), now,
                         )
                         ticket_id = ticket.id
@@ -331,7 +336,7 @@ class TicketingStore(StoreBase):
                 f"SELECT {_EVENT_COLUMNS} FROM (SELECT * FROM events {clause}ORDER BY id DESC LIMIT ?) AS latest ORDER BY id",
                 (*args, limit),
             ).fetchall()
-        return [Event(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in rows]
+        return [_event_from_row(r) for r in rows]
 
     def add_event(
         self,
