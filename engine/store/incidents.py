@@ -4,10 +4,10 @@ the same transaction."""
 
 from __future__ import annotations
 
-import sqlite3
+
 from typing import Any
 
-from engine.store.base import StoreBase
+from engine.store.base import Conn, StoreBase
 from engine.store.records import _TICKET_COLUMNS, Incident, Ticket, _ticket_from_row
 from engine.store.statuses import PARKED_GROUPED, PARKED_MUTED, RESOLVED
 
@@ -27,9 +27,9 @@ class IncidentStore(StoreBase):
                 (group_key,),
             ).fetchone()
             if row is None:
-                incident_id = int(conn.execute(  # type: ignore[arg-type]
-                    "INSERT INTO incidents (group_key, opened_at) VALUES (?, ?)", (group_key, at)
-                ).lastrowid)
+                incident_id = int(conn.execute(
+                    "INSERT INTO incidents (group_key, opened_at) VALUES (?, ?) RETURNING id", (group_key, at)
+                ).fetchone()[0])
             else:
                 incident_id = int(row[0])
             conn.execute("UPDATE tickets SET incident_id = ? WHERE id = ?", (incident_id, ticket_id))
@@ -121,7 +121,7 @@ class IncidentStore(StoreBase):
             return int(conn.execute(sql, args).fetchone()[0])
 
     @staticmethod
-    def _incident(conn: sqlite3.Connection, incident_id: int) -> Incident | None:
+    def _incident(conn: Conn, incident_id: int) -> Incident | None:
         row: Any = conn.execute(f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)).fetchone()
         if row is None:
             return None

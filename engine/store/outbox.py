@@ -46,7 +46,7 @@ class OutboxStore(StoreBase):
         """Where notifications start, once per store: after the newest event (history from
         before notifications were declared is not sent); a restart continues where it was."""
         with self._transaction() as conn:
-            conn.execute("INSERT OR IGNORE INTO notify_cursor (id, event_id) SELECT 1, COALESCE(MAX(id), 0) FROM events")
+            conn.execute("INSERT INTO notify_cursor (id, event_id) SELECT 1, COALESCE(MAX(id), 0) FROM events ON CONFLICT DO NOTHING")
 
     def events_to_notify(self, *, limit: int = 1000) -> list[Event]:
         """Audit events after the notification cursor, oldest first."""
@@ -64,11 +64,11 @@ class OutboxStore(StoreBase):
             added = 0
             for receiver, event, source, ticket_id, payload in rows:
                 added += conn.execute(
-                    "INSERT OR IGNORE INTO outbox (receiver, event, source_event_id, ticket_id, payload, status, "
-                    "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                    "INSERT INTO outbox (receiver, event, source_event_id, ticket_id, payload, status, "
+                    "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
                     (receiver, event, source, ticket_id, _dumps(payload), at, at),
                 ).rowcount
-            conn.execute("UPDATE notify_cursor SET event_id = MAX(event_id, ?) WHERE id = 1", (through,))
+            conn.execute("UPDATE notify_cursor SET event_id = CASE WHEN event_id > ? THEN event_id ELSE ? END WHERE id = 1", (through, through))
             return added
 
     def due_notifications(self, now: float, *, limit: int = 100) -> list[Outgoing]:
