@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 MASK = "[REDACTED]"
@@ -23,6 +24,9 @@ _PATTERNS = [
     re.compile(r"(?i)((?:password|passwd|secret|token|api[_-]?key|requirepass|masterauth)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{4,}"),
     re.compile(r"(?i)(\b(?:requirepass|masterauth)\s+)[^\s\"',}]{4,}"),
 ]
+# Every pattern needs one of these: a string without any is left alone after one search (cheap
+# enough to redact every observed value of every tick).
+_HINT = re.compile(r"(?i)bearer|://|passw|secret|token|api[_-]?key|requirepass|masterauth")
 _SECRET_KEY = re.compile(r"(?i)(password|passwd|secret|token|api[_-]?key|authorization|requirepass|masterauth)")
 
 
@@ -31,50 +35,65 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self.secrets: list[str] = []
+        self._known: re.Pattern[str] | None = None
         self._learn(secrets)
 
     def _learn(self, secrets: Iterable[str]) -> None:
-        # Longest first, so a secret containing another is masked whole.
-        self.secrets = sorted({*self.secrets, *(s for s in secrets if len(s) >= MIN_SECRET)}, key=len, reverse=True)
+        new = {s for s in secrets if len(s) >= MIN_SECRET} - set(self.secrets)
+        if not new:
+            return
+        # Longest first, so a secret containing another is masked whole (the alternation tries
+        # its branches in order).
+        self.secrets = sorted({*self.secrets, *new}, key=len, reverse=True)
+        self._known = re.compile("|".join(map(re.escape, self.secrets))) if self.secrets else None
 
     def text(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, MASK)
-        for pattern in _PATTERNS:
-            text = pattern.sub(lambda m: m.group(1) + MASK + (m.group(2) if m.lastindex and m.lastindex >= 2 else ""), text)
+        if self._known is not None:
+            text = self._known.sub(MASK, text)
+        if _HINT.search(text):
+            for pattern in _PATTERNS:
+                text = pattern.sub(lambda m: m.group(1) + MASK + (m.group(2) if m.lastindex and m.lastindex >= 2 else ""), text)
         return text
 
     def value(self, value: Any) -> Any:
         """A copy of a JSON-like value with secrets masked in strings and under secret-named keys
         (also `[name, value]` pairs in lists, as `CONFIG GET *` replies come)."""
-        self._learn(_secret_values(value))
-        return self._masked(value)
+        learned: list[str] = []
+        out = self._masked(value, learned)
+        if {s for s in learned if len(s) >= MIN_SECRET} - set(self.secrets):
+            # a secret field's value may appear elsewhere in the same value: mask again knowing it
+            self._learn(learned)
+            out = self._masked(value, [])
+        return out
 
-    def _masked(self, value: Any) -> Any:
+    def _masked(self, value: Any, learned: list[str]) -> Any:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, list):
-            return [MASK if _after_secret_name(value, i) else self._masked(v) for i, v in enumerate(value)]
+            out = []
+            for i, v in enumerate(value):
+                if i and _secret_entry(value[i - 1], v):
+                    learned.append(v)
+                    out.append(MASK)
+                else:
+                    out.append(self._masked(v, learned))
+            return out
         if isinstance(value, dict):
-            return {k: (MASK if _secret_entry(k, v) else self._masked(v)) for k, v in value.items()}
+            masked = {}
+            for k, v in value.items():
+                if _secret_entry(k, v):
+                    learned.append(v)
+                    masked[k] = MASK
+                else:
+                    masked[k] = self._masked(v, learned)
+            return masked
         return value
 
 
+@lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key))
+
+
 def _secret_entry(key: Any, value: Any) -> bool:
-    return isinstance(key, str) and bool(_SECRET_KEY.search(key)) and isinstance(value, str) and bool(value)
-
-
-def _after_secret_name(items: list[Any], index: int) -> bool:
-    return index > 0 and _secret_entry(items[index - 1], items[index])
-
-
-def _secret_values(value: Any) -> list[str]:
-    """Values under secret-named keys, anywhere in `value`."""
-    found: list[str] = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            found.extend([v] if _secret_entry(k, v) else _secret_values(v))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            found.extend([v] if _after_secret_name(value, i) else _secret_values(v))
-    return found
+    return isinstance(value, str) and bool(value) and isinstance(key, str) and _secret_key(key)

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from engine.config.models import Config
@@ -106,6 +106,11 @@ def oracle(samples: list[str], times: list[float], hold: int, keep_firing_for: i
     on_error=st.sampled_from(["keep", "firing", "ok"]),
     restart_at=st.integers(min_value=0, max_value=30),
 )
+# the boundaries themselves, every run: `for` and `keep_firing_for` reached exactly, and half-way
+@example(samples=["violated", "violated", "violated", "healthy", "healthy", "healthy"], gaps=[5] * 30, hold=10,
+         keep_firing_for=10, on_error="keep", restart_at=30)
+@example(samples=["violated", "healthy", "violated", "violated", "healthy", "violated", "healthy", "healthy"], gaps=[3] * 30,
+         hold=5, keep_firing_for=5, on_error="keep", restart_at=4)
 def test_tickets_follow_firing_episodes(
     samples: list[str], gaps: list[int], hold: int, keep_firing_for: int, on_error: str, restart_at: int
 ) -> None:

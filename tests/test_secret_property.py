@@ -145,6 +145,8 @@ def test_secret_named_keys_and_pairs_are_masked_and_then_known_everywhere() -> N
     assert redactor.value(observed) == {"requirepass": MASK, "nested": [{"api_key": MASK, "ok": "fine"}], "reply": ["masterauth", MASK, "maxmemory", "100"]}
     # a value read from a secret field is masked wherever it appears next
     assert redactor.text("AUTH rp-1234 then ak-9876 and ma-5555") == f"AUTH {MASK} then {MASK} and {MASK}"
+    # under a secret-named key even a value too short to be learned is masked
+    assert Redactor().value({"password": "abc", "reply": ["requirepass", "x1"]}) == {"password": MASK, "reply": ["requirepass", MASK]}
     assert Redactor().text("password=abcd1234 token: 'zzzz9999'") == f"password={MASK} token: '{MASK}'"
     assert Redactor().text("CONFIG SET requirepass newpass99") == f"CONFIG SET requirepass {MASK}"
 
