@@ -164,6 +164,11 @@ class Monitor:
         evaluation = self.target_health.add_to(evaluation, results, self.states, now)
         acted = ActReport()
         changes = TickChanges(opened=(), resolved=(), updated=(), held=(), events=0)
+        if leading and self.replica is not None:
+            # renewed again once observed: slow observations do not lapse the lease before the
+            # writes (a lease taken only now reloads the store's states; this tick writes nothing)
+            lease, store_error = self._hold_lease()
+            leading = store_error is None and lease is not None and lease.leading and not lease.acquired
         if leading:
             try:
                 changes, acted = await self._write_and_act(results, evaluation, now)

@@ -119,12 +119,14 @@ class StoreBase:
             yield conn
 
     def _check_fence(self, conn: Conn) -> None:
-        """The fence, and a renewal: a write of the current, unexpired token extends the lease (a
-        long tick that keeps writing keeps leading); one that lapsed or was taken is refused. The
-        UPDATE also locks the lease row, so no takeover commits before this transaction ends."""
+        """The fence, and a renewal: a write under the current token extends the lease (a long tick
+        that keeps writing keeps leading); a write under a token another replica has replaced is
+        refused. A lease that lapsed but nobody took is still this replica's: no other replica
+        can have written since. The UPDATE also locks the lease row, so no takeover commits
+        before this transaction ends."""
         now = self._dialect.now
         renewed = conn.execute(
-            f"UPDATE leases SET renewed_at = {now}, expires_at = {now} + ? WHERE name = ? AND token = ? AND expires_at > {now}",
+            f"UPDATE leases SET renewed_at = {now}, expires_at = {now} + ? WHERE name = ? AND token = ?",
             (self._lease_ttl, LEADER, -1 if self._fence is None else self._fence),
         ).rowcount
         if renewed == 1:
@@ -133,7 +135,7 @@ class StoreBase:
         if fence is None:
             raise NotLeader("this replica does not hold the leader lease: it observes, another replica acts")
         row = conn.execute("SELECT holder, token FROM leases WHERE name = ?", (LEADER,)).fetchone()
-        holder = "nobody (it expired)" if row is None or int(row[1]) == fence else f"{row[0]} (token {row[1]})"
+        holder = "nobody" if row is None else f"{row[0]} (token {row[1]})"
         raise NotLeader(f"this replica's lease (token {fence}) is no longer current; the lease is held by {holder}")
 
     def db_now(self) -> float:

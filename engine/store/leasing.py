@@ -8,10 +8,10 @@ One row (`leases`, name `leader`). A replica holds it while `expires_at` (the da
 never a replica's) is ahead; the holder renews it every tick; once it lapses any replica takes
 it with the token + 1. Holding it turns fencing on for this Store: every write transaction
 (ticket transitions, diagnoses, proposals, executions) first checks, in the same transaction,
-that this replica's token is still the current, unexpired one, and renews it (a tick longer
-than the ttl that keeps writing keeps leading). A replica that was paused past its lease (GC,
-SIGSTOP, a VM migration) cannot write, hence cannot start an execution: its lease lapsed, and
-another replica may hold it. A replica that restarts under the same id waits for its old lease to
+that this replica's token is still the current one, and renews it (a tick longer than the ttl
+that keeps writing keeps leading). A replica that was paused past its lease (GC, SIGSTOP, a VM
+migration) while another took it over cannot write, hence cannot start an execution. (A lease
+that lapsed while nobody took it is still its holder's: no other replica wrote meanwhile.) A replica that restarts under the same id waits for its old lease to
 lapse like any other: a token is never handed to a second process.
 """
 

@@ -70,7 +70,7 @@ def test_a_takeover_continues_the_ticket_of_the_store(tmp_path: Path, server: Js
     follower = open_engine(tmp_path / "b", data(server.url), store_at=store_at, replica="b")
     try:
         took = wait_for(lambda: (report := follower.tick(START + 5)).leading and report)
-        assert took.lease is not None and took.lease.token == 2 and took.lease.acquired
+        assert took.lease is not None and took.lease.token == 2 and took.lease.holder == "b"
         assert [t["id"] for t in took.resolved] == [ticket.id]  # the same ticket, resolved by the new leader
         [again] = follower.store.tickets(limit=10)
         assert again.id == ticket.id and again.status == "resolved"
