@@ -141,6 +141,19 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX reverts_by_status ON reverts(status, id);
     """,
+    # v5: silences (engine.silences): matchers on invariant/key/severity, a window, who and why
+    """
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        matchers TEXT NOT NULL,
+        starts_at REAL NOT NULL,
+        ends_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX silences_by_end ON silences(ends_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -309,6 +309,11 @@ class TicketingStore(StoreBase):
             ).fetchall()
         return [Event(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in rows]
 
+    def last_event_id(self) -> int:
+        """The id of the newest event (0 for none): cheap, so watchers poll it for changes."""
+        with self._reading() as conn:
+            return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+
     def add_event(
         self,
         kind: str,
