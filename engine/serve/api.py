@@ -41,6 +41,7 @@ Limit = Annotated[int, Query(ge=1, le=10_000)]
 _READ_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": Problem, "description": "No valid token."}}
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     **_READ_ERRORS,
+    400: {"model": Problem, "description": "The body is not JSON."},
     403: {"model": Problem, "description": "The token is a viewer's (writes need an approver's)."},
     409: {"model": Problem, "description": "The store refused the change (the message says why)."},
 }
