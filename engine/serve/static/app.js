@@ -310,8 +310,12 @@ async function showWho() {
     const me = await api("/whoami");
     who.textContent = `${me.name} (${me.role})`;
     $("logout").hidden = !token();
+    // signed in: the token field gives its room to the page (phones)
+    for (const part of $("login").querySelectorAll("label, input, button[type=submit]")) part.hidden = Boolean(token());
   } catch (error) {
     who.textContent = "";
+    $("logout").hidden = !token();
+    for (const part of $("login").querySelectorAll("label, input, button[type=submit]")) part.hidden = false;
   }
 }
 
