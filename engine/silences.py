@@ -5,12 +5,13 @@ acted on while the silence is active.
     silence = Silence(id=1, matchers=(Matcher("invariant", "node_heartbeat"),), starts_at=t0, ends_at=t1, ...)
     silence.mutes({"invariant": "node_heartbeat", "key": "node2", "severity": "critical"}, now)  # True
 
-`parse_matcher("key=~node[12]")` reads the `name=value` / `name=~regex` text the CLI and the
-API take. Silences are one source of muting; inhibitions are the other (same `mutes` protocol).
+`parse_matcher("key=~node[12]")` reads the `name=value` / `name=~regex` text the CLI takes (a
+value may be JSON-quoted: `key="~literal"`). Silences are one source of muting; inhibitions are the other (same `mutes` protocol).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -42,7 +43,11 @@ class Matcher:
         return re.fullmatch(self.value, actual) is not None if self.regex else actual == self.value
 
     def text(self) -> str:
-        return f"{self.name}{'=~' if self.regex else '='}{self.value}"
+        """`name=value` / `name=~regex`; the value JSON-quoted when it would read back otherwise."""
+        value = self.value
+        if value != value.strip() or value[:1] in ('"', "~") or "\n" in value or "\r" in value:
+            value = json.dumps(value)
+        return f"{self.name}{'=~' if self.regex else '='}{value}"
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "value": self.value, "regex": self.regex}
@@ -50,10 +55,17 @@ class Matcher:
 
 def parse_matcher(text: str) -> Matcher:
     """`invariant=node_heartbeat`, `key=~node[12]`; ValueError with a message naming the text."""
-    found = re.fullmatch(r"\s*([a-z_]+)\s*(=~|=)(.*)", text)
+    found = re.fullmatch(r"\s*([a-z_]+)\s*(=~|=)(.*)", text, re.DOTALL)
     if found is None:
         raise ValueError(f"matcher {text!r}: write NAME=VALUE or NAME=~REGEX, NAME one of {', '.join(MATCHER_NAMES)}")
     name, op, value = found.groups()
+    if value.startswith('"'):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"matcher {text!r}: a quoted value must be one JSON string") from None
+        if not isinstance(value, str):
+            raise ValueError(f"matcher {text!r}: a quoted value must be one JSON string")
     return Matcher(name, value, regex=op == "=~")
 
 
