@@ -108,3 +108,21 @@ def text_of(driver: Any, css: str) -> str:
         return " ".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, css))
     except StaleElementReferenceException:
         return ""
+
+
+def tab_to(driver: Any, element_id: str, presses: int = 40) -> None:
+    """Press Tab until the element `element_id` has the focus (keyboard navigation)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    for _ in range(presses):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        if driver.execute_script("return document.activeElement && document.activeElement.id") == element_id:
+            return
+    raise AssertionError(f"#{element_id} was not reached with {presses} presses of Tab")
+
+
+def press(driver: Any, *keys: str) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(driver).send_keys(*keys).perform()

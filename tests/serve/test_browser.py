@@ -31,7 +31,7 @@ from tests.act.act_support import SECRET, config_data, nodes
 from tests.json_server import JsonServer
 from tests.lab.demo_support import RATELIMITER, lab_env
 from tests.ports import free_port
-from tests.serve.browser import browser, click, needs_chromium, screenshots, sign_in, text_of, until  # noqa: F401 (a fixture)
+from tests.serve.browser import browser, click, needs_chromium, press, screenshots, sign_in, tab_to, text_of, until  # noqa: F401 (a fixture)
 from tests.serve.serve_support import APPROVER, ROOT, TOKENS
 from tests.waiting import wait_for
 
@@ -154,6 +154,7 @@ def test_the_kill_switch_from_the_ui_stops_acting_and_observed_html_is_text(
     tmp_path: Path, processes: Processes, browser: Any
 ) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     payload = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
     with JsonServer() as server:
@@ -169,15 +170,27 @@ def test_the_kill_switch_from_the_ui_stops_acting_and_observed_html_is_text(
         url = serve(processes, config, store, env)
         sign_in(browser, url, APPROVER)
 
-        click(browser, "#kill-button")
+        # by keyboard only: Tab to the button, Enter opens the confirmation; Escape leaves it unchanged
+        until(browser, lambda d: d.find_elements(By.ID, "kill-button"))
+        tab_to(browser, "kill-button")
+        press(browser, Keys.ENTER)
         dialog = until(browser, lambda d: d.find_element(By.ID, "kill-dialog"))
         assert dialog.is_displayed() and "Turn the kill switch ON?" in dialog.text
-        browser.find_element(By.ID, "kill-reason").send_keys("hands off")
-        browser.find_element(By.ID, "kill-confirm").click()
+        press(browser, Keys.ESCAPE)
+        until(browser, lambda d: not d.find_element(By.ID, "kill-dialog").is_displayed())
+        with Store(store) as opened:
+            assert opened.killed() is None
+        tab_to(browser, "kill-button")
+        press(browser, Keys.ENTER)
+        until(browser, lambda d: d.find_element(By.ID, "kill-dialog").is_displayed())
+        tab_to(browser, "kill-reason")
+        press(browser, "hands off")
+        tab_to(browser, "kill-confirm")
+        press(browser, Keys.ENTER)
         until(browser, lambda d: "ON" in text_of(d, "#card-kill"))
         with Store(store) as opened:
             killed = opened.killed()
-        assert killed is not None and killed["actor"] == "console:ann"
+        assert killed is not None and (killed["actor"], killed["value"]) == ("console:ann", "hands off")
         # within one tick: the first tick that starts after the switch reports it
         wait_for(lambda: [t for t in processes.ticks() if t["at"] > killed["at"]], timeout=30)
         later = [t for t in processes.ticks() if t["at"] > killed["at"]]

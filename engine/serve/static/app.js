@@ -216,6 +216,7 @@ function confirmKill(on) {
     : "Engines act again from their next tick; tickets parked by the kill switch are attempted again.";
   $("kill-reason").value = "";
   dialog.dataset.on = on ? "1" : "0";
+  dialog.returnValue = ""; // Escape keeps the last value: a cancel must never repeat a confirm
   dialog.showModal();
 }
 
