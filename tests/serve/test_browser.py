@@ -214,3 +214,35 @@ def test_the_kill_switch_from_the_ui_stops_acting_and_observed_html_is_text(
         until(browser, lambda d: payload in text_of(d, "#message") and payload.replace('"', '\\"') in text_of(d, "#snapshot"))
         assert browser.execute_script("return window.pwned") is None
         assert browser.find_elements(By.CSS_SELECTOR, "main script, main img") == []
+
+
+def test_a_silence_made_in_the_ui_mutes_the_next_matching_ticket(tmp_path: Path, processes: Processes, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    with JsonServer() as server:
+        server.set("/v1/nodes", nodes())
+        server.set("/v1/nodes/n2", {"deleted": "n2"})
+        data = config_data(server.url, diagnosis={"provider": "runbook"}, interval="300ms", mode="execute")
+        config = tmp_path / "opctl.yaml"
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        env = {**os.environ, "API_TOKEN": SECRET}
+        store = tmp_path / "state.db"
+        processes.start("run", "run", str(config), "--json", env=env)
+        wait_for(lambda: processes.ticks(), timeout=60)
+        url = serve(processes, config, store, env)
+        sign_in(browser, url, APPROVER)
+
+        click(browser, "nav a[href='#/silences']")
+        until(browser, lambda d: d.find_elements(By.ID, "silence-form"))
+        browser.find_element(By.ID, "sil-key").send_keys("n2")
+        browser.find_element(By.ID, "sil-comment").send_keys("replacing n2's disk")
+        click(browser, "#sil-add")
+        until(browser, lambda d: "key=n2" in text_of(d, "#silences tr.silence") and "active" in text_of(d, "#silences"))
+        with Store(store) as opened:
+            [silence] = opened.silences()
+        assert [m.text() for m in silence.matchers] == ["key=n2"] and silence.created_by == "console:ann"
+        assert silence.ends_at - silence.starts_at == 3600 and silence.comment == "replacing n2's disk"
+
+        server.set("/v1/nodes", nodes("n2"))
+        click(browser, "nav a[href='#/']")
+        until(browser, lambda d: f"silenced #{silence.id}" in text_of(d, "tr.ticket-row"), timeout=60)
