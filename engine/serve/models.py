@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import dataclasses
+from dataclasses import MISSING
+from typing import Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from engine.silences import Matcher
+from engine.store import Event, Execution, Proposal, Ticket
 
 Mode = Literal["observe", "approve", "execute"]
 
@@ -61,69 +64,29 @@ class InvariantOut(Out):
     open_tickets: int
 
 
-class TicketOut(Out):
-    id: int
-    invariant: str
-    key: str
-    labels: dict[str, str]
-    severity: str
-    status: str
-    held: bool
-    first_seen: float
-    last_seen: float
-    resolved_at: float | None
-    occurrences: int
-    message: str
-    previous_ticket_id: int | None
-    next_attempt_at: float | None = None
-    parked: str | None = None
-    verify_deadline: float | None = None
-    verify_proposal_id: int | None = None
-    silenced_by: int | None = Field(None, description="The active silence that mutes it, if any.")
+def _record_model(record: type, name: str, *, omit: tuple[str, ...] = (), **extra: Any) -> type[Out]:
+    """The response model of a store record, from its dataclass (so a new column is never left
+    out), with `entity_key` named `key` as in the CLI's JSON (engine.view.record_json)."""
+    hints = get_type_hints(record)
+    fields: dict[str, Any] = {
+        ("key" if f.name == "entity_key" else f.name): (hints[f.name], ... if f.default is MISSING else f.default)
+        for f in dataclasses.fields(record)
+        if f.name not in omit
+    }
+    return create_model(name, __base__=Out, **fields, **extra)
 
 
-class EventOut(Out):
-    id: int
-    ticket_id: int | None
-    invariant: str | None
-    key: str | None
-    kind: str
-    actor: str
-    at: float
-    data: dict[str, Any]
-    label: str | None = Field(None, description="What happened, in a word (as the CLI's timeline says).")
-    text: str | None = Field(None, description="The sentence the CLI's timeline prints.")
-
-
-class ProposalOut(Out):
-    id: int
-    ticket_id: int
-    action: str
-    params: dict[str, Any]
-    reason: str
-    source: str
-    status: str
-    gate: str | None
-    detail: str | None
-    created_at: float
-    updated_at: float
-    expires_at: float | None
-    decided_by: str | None
-
-
-class ExecutionOut(Out):
-    id: int
-    proposal_id: int
-    ticket_id: int
-    action: str
-    key: str
-    status: str
-    request: dict[str, Any]
-    started_at: float
-    finished_at: float | None
-    duration_s: float | None
-    response: str | None
-    error: str | None
+TicketOut = _record_model(
+    Ticket, "TicketOut", omit=("snapshot",),
+    silenced_by=(int | None, Field(None, description="The active silence that mutes it, if any.")),
+)  # fmt: skip
+EventOut = _record_model(
+    Event, "EventOut",
+    label=(str | None, Field(None, description="What happened, in a word (as the CLI's timeline says).")),
+    text=(str | None, Field(None, description="The sentence the CLI's timeline prints.")),
+)  # fmt: skip
+ProposalOut = _record_model(Proposal, "ProposalOut")
+ExecutionOut = _record_model(Execution, "ExecutionOut")
 
 
 class TokensOut(Out):
@@ -131,12 +94,12 @@ class TokensOut(Out):
     output: int
 
 
-class TicketDetailOut(TicketOut):
+class TicketDetailOut(TicketOut):  # type: ignore[valid-type,misc]
     snapshot: dict[str, Any]
     diagnosis: dict[str, Any] | None = Field(description="The last diagnosis event's data (summary, evidence, ...).")
-    events: list[EventOut]
-    proposals: list[ProposalOut]
-    executions: list[ExecutionOut]
+    events: list[EventOut]  # type: ignore[valid-type]
+    proposals: list[ProposalOut]  # type: ignore[valid-type]
+    executions: list[ExecutionOut]  # type: ignore[valid-type]
     tokens: TokensOut
 
 
@@ -187,7 +150,7 @@ class SilenceIn(BaseModel):
 
 
 class ProposalDecisionOut(Out):
-    proposal: ProposalOut
+    proposal: ProposalOut  # type: ignore[valid-type]
     message: str
 
 

@@ -24,6 +24,9 @@ Reverts (schema v4): an action that declares a `revert` arms it when it succeeds
 execution's own transaction; once the ticket resolves the engine proposes and runs the revert on
 the same ticket (engine.act.revert). A revert is `armed`, then `done` or `given_up`.
 
+Silences (schema v5, engine.store.silencing): matchers on invariant, key and severity with a
+window, an author and a comment (engine.silences); added and expired with their audit events.
+
 Credit: a verifying ticket that resolves gets `verified` (the action is credited) only when an
 `effect_confirmed` event (its `verify.expr` held on fresh observations) exists for the proposal
 that ran; otherwise `recovered`: the invariant holds again, the action's effect was not confirmed.

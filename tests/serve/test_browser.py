@@ -97,6 +97,23 @@ def serve(processes: Processes, config: Path, store: Path, env: dict[str, str]) 
     return url
 
 
+def registry_console(tmp_path: Path, processes: Processes, server: JsonServer, browser: Any) -> tuple[str, Path]:
+    """`opctl run` (execute mode, 300 ms ticks) against a registry of healthy nodes on `server`,
+    `opctl serve` beside it, and the browser signed in as an approver: (console url, store)."""
+    server.set("/v1/nodes", nodes())
+    server.set("/v1/nodes/n2", {"deleted": "n2"})
+    data = config_data(server.url, diagnosis={"provider": "runbook"}, interval="300ms", mode="execute")
+    config = tmp_path / "opctl.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    env = {**os.environ, "API_TOKEN": SECRET}
+    store = tmp_path / "state.db"
+    processes.start("run", "run", str(config), "--json", env=env)
+    wait_for(lambda: processes.ticks(), timeout=60)
+    url = serve(processes, config, store, env)
+    sign_in(browser, url, APPROVER)
+    return url, store
+
+
 def test_kill_a_node_see_it_live_approve_and_watch_it_verified(tmp_path: Path, processes: Processes, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
@@ -158,17 +175,7 @@ def test_the_kill_switch_from_the_ui_stops_acting_and_observed_html_is_text(
 
     payload = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
     with JsonServer() as server:
-        server.set("/v1/nodes", nodes())
-        server.set("/v1/nodes/n2", {"deleted": "n2"})
-        data = config_data(server.url, diagnosis={"provider": "runbook"}, interval="300ms", mode="execute")
-        config = tmp_path / "opctl.yaml"
-        config.write_text(yaml.safe_dump(data, sort_keys=False))
-        env = {**os.environ, "API_TOKEN": SECRET}
-        store = tmp_path / "state.db"
-        processes.start("run", "run", str(config), "--json", env=env)
-        wait_for(lambda: processes.ticks(), timeout=60)
-        url = serve(processes, config, store, env)
-        sign_in(browser, url, APPROVER)
+        url, store = registry_console(tmp_path, processes, server, browser)
 
         # by keyboard only: Tab to the button, Enter opens the confirmation; Escape leaves it unchanged
         until(browser, lambda d: d.find_elements(By.ID, "kill-button"))
@@ -220,17 +227,7 @@ def test_a_silence_made_in_the_ui_mutes_the_next_matching_ticket(tmp_path: Path,
     from selenium.webdriver.common.by import By
 
     with JsonServer() as server:
-        server.set("/v1/nodes", nodes())
-        server.set("/v1/nodes/n2", {"deleted": "n2"})
-        data = config_data(server.url, diagnosis={"provider": "runbook"}, interval="300ms", mode="execute")
-        config = tmp_path / "opctl.yaml"
-        config.write_text(yaml.safe_dump(data, sort_keys=False))
-        env = {**os.environ, "API_TOKEN": SECRET}
-        store = tmp_path / "state.db"
-        processes.start("run", "run", str(config), "--json", env=env)
-        wait_for(lambda: processes.ticks(), timeout=60)
-        url = serve(processes, config, store, env)
-        sign_in(browser, url, APPROVER)
+        url, store = registry_console(tmp_path, processes, server, browser)
 
         click(browser, "nav a[href='#/silences']")
         until(browser, lambda d: d.find_elements(By.ID, "silence-form"))
