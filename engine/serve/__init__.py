@@ -41,4 +41,5 @@ def build(config_path: str, *, host: str, env: Mapping[str, str], store: str | N
         )
     loaded = load_config(config_path)
     # created when missing, so the console may start before the first `opctl run`
-    return create_app(Console(loaded, Store(store_path(config_path, store, loaded=loaded))), principals)
+    console = Console(loaded, Store(store_path(config_path, store, loaded=loaded)))
+    return create_app(console, principals, loopback=is_loopback(host))

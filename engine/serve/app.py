@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from engine.errors import OpctlError
 from engine.serve.api import router
@@ -45,7 +46,12 @@ class SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
-def create_app(console: Console, principals: tuple[Principal, ...]) -> FastAPI:
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "[::1]", "::1"]
+
+
+def create_app(console: Console, principals: tuple[Principal, ...], *, loopback: bool = True) -> FastAPI:
+    """On loopback only loopback Host names are answered: a page on another site that rebinds its
+    DNS name to 127.0.0.1 gets nothing (tokens or not)."""
     app = FastAPI(
         title="opctl console",
         version="1",
@@ -58,6 +64,8 @@ def create_app(console: Console, principals: tuple[Principal, ...]) -> FastAPI:
     app.state.console = console
     app.state.principals = principals
     app.add_middleware(SecurityHeaders)
+    if loopback:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_NAMES)
     app.include_router(router)
 
     @app.exception_handler(NotFound)

@@ -96,8 +96,10 @@ class Console:
         except httpx.TransportError:
             return False
 
-    def call(self, method: str, path: str, token: str | None = APPROVER, **kwargs: object) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    def call(
+        self, method: str, path: str, token: str | None = APPROVER, headers: dict[str, str] | None = None, **kwargs: object
+    ) -> httpx.Response:
+        headers = {**({"Authorization": f"Bearer {token}"} if token is not None else {}), **(headers or {})}
         return self.http.request(method, f"{self.url}{path}", headers=headers, **kwargs)  # type: ignore[arg-type]
 
     def stop(self) -> None:

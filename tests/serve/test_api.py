@@ -152,6 +152,13 @@ def test_every_response_carries_strict_security_headers(served: tuple[Console, P
     assert console.call("GET", "/api/v1/status").headers["cache-control"] == "no-store"
 
 
+def test_on_loopback_only_loopback_host_names_are_answered(served: tuple[Console, Path]) -> None:
+    console, _ = served
+    assert console.call("GET", "/api/v1/status", headers={"Host": "evil.example"}).status_code == 400
+    port = console.url.rsplit(":", 1)[1]
+    assert console.call("GET", "/api/v1/status", headers={"Host": f"localhost:{port}"}).status_code == 200
+
+
 def test_the_stream_sends_a_change_when_the_log_grows(fresh: tuple[Console, Path]) -> None:
     console, db = fresh
     with console.http.stream("GET", f"{console.url}/api/v1/stream", headers={"Authorization": f"Bearer {VIEWER}"}) as reply:
