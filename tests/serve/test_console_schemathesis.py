@@ -38,7 +38,7 @@ def live_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_no_server_errors_and_documented_responses(live_console: str, mode: GenerationMode, examples: int) -> None:
     schema = schemathesis.openapi.from_url(f"{live_console}/api/v1/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    # the stream never ends: it has its own test (test_api.py)
+    # the stream never ends: it has its own test (test_console_api.py)
     operations = [op for op in operations if op.path != "/api/v1/stream"]
     assert len(operations) == 18
     if mode is GenerationMode.NEGATIVE:  # an operation without inputs has nothing to violate
