@@ -244,6 +244,58 @@ _manual_command("hold", "Hold a ticket: the engine will not auto-resolve it.")
 _manual_command("unhold", "Release a held ticket.")
 
 
+# ----------------------------------------------------------------------------- incidents
+
+
+INCIDENT_ID = Positional("incident_id", "ID", click.INT)
+
+
+@main.group()
+def incidents() -> None:
+    """List and show incidents: tickets that share a cause, diagnosed once."""
+
+
+@incidents.command("list")
+@config_argument()
+@store_option
+@click.option("--status", type=click.Choice(["open", "all"]), default="all", show_default=True)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@output_option
+@user_errors
+def incidents_list(config: str | None, store: str | None, status: str, limit: int, output: str) -> None:
+    """List incidents, newest first, each with its member tickets (lead, muted)."""
+    from engine.incident_view import incident_json, incidents_listing
+    from engine.runtime import open_store
+
+    with open_store(config, store) as opened:
+        found = opened.incidents(open_only=status == "open", limit=limit)
+        members = {i.id: opened.incident_tickets(i.id) for i in found}
+    by_id = {t.id: t for tickets in members.values() for t in tickets}
+    print_listing(incidents_listing(found, by_id), output, lambda: [incident_json(i, members[i.id]) for i in found])
+
+
+@incidents.command("show")
+@config_argument(INCIDENT_ID)
+@store_option
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def incidents_show(config: str | None, store: str | None, incident_id: int, as_json: bool) -> None:
+    """Show one incident: its group, the ticket it is diagnosed through, and every member ticket."""
+    from engine.errors import StoreError
+    from engine.incident_view import incident_detail, incident_json
+    from engine.runtime import open_store
+
+    with open_store(config, store) as opened:
+        incident = opened.incident(incident_id)
+        if incident is None:
+            raise StoreError(f"there is no incident #{incident_id} in {opened.path}")
+        members = opened.incident_tickets(incident_id)
+    if as_json:
+        print_json(incident_json(incident, members))
+    else:
+        print_rich(incident_detail(incident, members))
+
+
 # ----------------------------------------------------------------------------- actions
 
 

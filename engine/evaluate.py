@@ -216,6 +216,10 @@ class StateMap(Mapping[tuple[str, str], EntityState]):
     def __repr__(self) -> str:
         return f"StateMap({dict(self.items())!r})"
 
+    def with_invariant(self, name: str, ok: list[str], unsettled: Mapping[tuple[str, str], EntityState]) -> StateMap:
+        """This map plus the states of one more invariant (evaluated elsewhere, e.g. target_up)."""
+        return StateMap({**self._ok, name: ok}, {**self.unsettled, **unsettled})
+
 
 # --------------------------------------------------------------------------- evaluation results
 
@@ -241,6 +245,8 @@ class InvariantReport:
             "firing": n, "unknown": n, "error": n}; each entity is in exactly one.
         errors: entity key -> why its evaluation failed (the `error` entities).
         unknown: entity key -> which observation it reads failed (the `unknown` entities).
+        inputs_missing: an observation it reads failed or was not made: there was nothing to
+            judge, so the invariant as a whole is `unknown` (even with no known entity).
     """
 
     name: str
@@ -249,6 +255,21 @@ class InvariantReport:
     counts: dict[str, int]
     errors: dict[str, str]
     unknown: dict[str, str]
+    inputs_missing: bool = False
+
+    @property
+    def state(self) -> str:
+        """The invariant's state in one word, worst first: firing, pending, unknown (its inputs
+        are missing: never ok), error (an evaluation failed), ok."""
+        if self.counts.get("firing"):
+            return "firing"
+        if self.counts.get("pending"):
+            return "pending"
+        if self.inputs_missing or self.counts.get("unknown"):
+            return "unknown"
+        if self.health == "err" or self.counts.get("error"):
+            return "error"
+        return "ok"
 
 
 @dataclass(frozen=True)
@@ -285,7 +306,7 @@ class _Compiled:
 class _Tally:
     """Mutable per-invariant bookkeeping during one evaluate() call."""
 
-    __slots__ = ("pending", "firing", "total", "errors", "failed", "unknown")
+    __slots__ = ("pending", "firing", "total", "errors", "failed", "unknown", "inputs_missing")
 
     def __init__(self) -> None:
         self.pending = 0
@@ -294,6 +315,7 @@ class _Tally:
         self.errors: list[str] = []  # every problem of this tick, for `health` and `error`
         self.failed: dict[str, str] = {}  # entities whose sample was `error`
         self.unknown: dict[str, str] = {}  # entities whose sample was `unknown`
+        self.inputs_missing = False  # an observation it reads failed: nothing to judge
 
     def count(self, status: str, count_total: bool = True, sample: Sample | None = None,
               key: str = "", reason: str | None = None) -> None:
@@ -315,7 +337,8 @@ class _Tally:
         counts = {"ok": self.total - self.pending - self.firing - len(self.failed) - len(self.unknown),
                   "pending": self.pending, "firing": self.firing, "unknown": len(self.unknown),
                   "error": len(self.failed)}
-        return InvariantReport(name, "err" if self.errors else "ok", error, counts, self.failed, self.unknown)
+        return InvariantReport(name, "err" if self.errors else "ok", error, counts, self.failed, self.unknown,
+                               self.inputs_missing)
 
 
 class Evaluator:
@@ -470,6 +493,7 @@ class _Run:
         entity gets that sample."""
         name = c.inv.name
         self.tally_of(name).errors.append(reason)
+        self.tally_of(name).inputs_missing = sample == "unknown"
         if c.for_each is None:
             self.step(c, CLUSTER_KEY, None, sample, error=reason)
             return

@@ -1,4 +1,4 @@
-"""The run loop: one tick = observe → evaluate → store → act. Only this module knows the order.
+"""The run loop: one tick = observe → evaluate → store → group and mute → act. Only this module knows the order.
 
 `Monitor.tick()` does the work of one tick and returns a `TickReport`; `Monitor.run()` only
 schedules ticks and stops cleanly (after the current tick) when asked.
@@ -21,15 +21,17 @@ import jinja2
 
 from engine import templates
 from engine.act import Actor, Executor, StoreDiagnosisCache, StoreTokenLedger, TargetExecutor
-from engine.config.models import Invariant
+from engine.config.models import TARGET_UP, Invariant
 from engine.config.validate import LoadedConfig
 from engine.diagnose import Diagnoser
 from engine.diagnose.prompt import referenced_observations
 from engine.evaluate import Entity, Evaluation, Evaluator, InvariantReport
+from engine.incidents import IncidentStage
 from engine.metrics import EngineMetrics
 from engine.observe import ObservationResult, Observer
 from engine.redact import Redactor
 from engine.store import Store
+from engine.target_health import TargetHealth
 from engine.trim import trim
 
 SNAPSHOT_BUDGET = 16_000  # characters of observation data kept with a ticket
@@ -87,7 +89,10 @@ class Monitor:
         self.observer = observer or Observer(loaded)
         self.clock = clock
         self.metrics = metrics or EngineMetrics()
+        self.metrics.know(observations=self.config.observations,
+                          invariants=[*(inv.name for inv in self.config.invariants), TARGET_UP])
         self.evaluator = Evaluator(self.config)
+        self.target_health = TargetHealth(self.config)
         self.redactor = Redactor(loaded.secrets)
         self.states = store.load_states()  # restored: a restart continues pending/firing timers
         self.previous: dict[str, Any] = {}
@@ -102,6 +107,7 @@ class Monitor:
             loaded, store=store, observe=self.observer.observe, diagnoser=self.diagnoser, executor=self.executor,
             cache=cache if diagnoser is None else None, clock=clock,
         )
+        self.incidents = IncidentStage(self.config, store)
         # executions a crash left running are never replayed: their outcome is unknown
         store.interrupted_executions(clock())
 
@@ -112,6 +118,7 @@ class Monitor:
         # before the tick is stored: a ticket that resolves now is credited on what it saw
         self.actor.confirm_effects({name: r.value for name, r in results.items() if r.ok}, now)
         evaluation = self.evaluator.evaluate(results, self.previous, self.states, now)
+        evaluation = self.target_health.add_to(evaluation, results, self.states, now)
         messages = self._messages(evaluation, results, now)
         snapshot = self._snapshot(evaluation, results)
         changes = self.store.apply_tick(
@@ -120,6 +127,7 @@ class Monitor:
             entities=evaluation.entities,
             observations_snapshot=snapshot,
             invariants={inv.name: inv for inv in self.config.invariants},
+            entity_invariants={(TARGET_UP, t): inv for t, inv in self.target_health.invariants.items()},
             messages=messages,
             now=now,
         )
@@ -127,12 +135,14 @@ class Monitor:
         self.store.record_observation_errors(errors, now)
         self.states = evaluation.states
         self.last_reports = evaluation.reports
+        self.incidents.record(changes, evaluation.states, now)
         acted = await self.actor.step(
             now=now,
             states=evaluation.states,
             entities=evaluation.entities,
             values={name: r.value for name, r in results.items()},
             previous=self.previous,
+            admit=lambda ticket: self.incidents.admit(ticket, evaluation.states, now),
         )
         self.previous.update({name: r.value for name, r in results.items() if r.ok})
         self.ticks += 1
@@ -240,11 +250,13 @@ def render_message(
 
 
 def invariant_summary(report: InvariantReport) -> dict[str, Any]:
-    """One invariant in the tick report: `health` and the first `error` (as before), `counts` per
+    """One invariant in the tick report: `state` (firing, pending, unknown, error or ok: see
+    InvariantReport.state), `health` and the first `error` (as before), `counts` per
     state (ok, pending, firing, unknown, error; each entity in one), the same ok/pending/firing
     counts at the top level, and `entities`: the keys of the `error` and `unknown` entities with
     their reasons (at most LISTED_ENTITIES each; `more` counts the rest)."""
     return {
+        "state": report.state,
         "health": report.health,
         "error": report.error,
         "ok": report.counts["ok"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -34,9 +35,23 @@ class EngineMetrics:
         self.invariant_health = Gauge(
             "opctl_invariant_healthy", "1 when the invariant evaluated cleanly, 0 on errors.", ["invariant"], registry=self.registry
         )
+        self.invariant_state = Gauge(
+            "opctl_invariant_state",
+            "1 for the state the invariant is in this tick (firing, pending, unknown: its inputs are missing, "
+            "error, ok), 0 for the others.", ["invariant", "state"], registry=self.registry
+        )
         self.open_tickets = Gauge("opctl_open_tickets", "Tickets open now.", registry=self.registry)
         self.tickets_opened = Counter("opctl_tickets_opened", "Tickets opened.", ["invariant"], registry=self.registry)
         self.tickets_resolved = Counter("opctl_tickets_resolved", "Tickets resolved.", ["invariant"], registry=self.registry)
+
+    def know(self, *, observations: Iterable[str], invariants: Iterable[str]) -> None:
+        """Export every labelled counter of these names at 0 before its first event, so that
+        Prometheus' rate() and increase() see that event (a series born at 1 shows no change)."""
+        for name in observations:
+            self.observation_errors.labels(observation=name)
+        for name in invariants:
+            self.tickets_opened.labels(invariant=name)
+            self.tickets_resolved.labels(invariant=name)
 
     def record_tick(self, report: TickReport, evaluation: Evaluation) -> None:
         self.ticks.inc()
@@ -48,6 +63,8 @@ class EngineMetrics:
             for state in STATES:
                 self.invariant_entities.labels(invariant=name, state=state).set(rep.counts.get(state, 0))
             self.invariant_health.labels(invariant=name).set(1 if rep.health == "ok" else 0)
+            for state in STATES:
+                self.invariant_state.labels(invariant=name, state=state).set(1 if rep.state == state else 0)
         self.open_tickets.set(report.open_tickets)
         for ticket in report.opened:
             self.tickets_opened.labels(invariant=ticket["invariant"]).inc()

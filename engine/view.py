@@ -134,13 +134,14 @@ def tickets_listing(tickets: Iterable[Ticket], title: str = "Tickets") -> Listin
         Column("id", keep=True, numeric=True), Column("status", keep=True), Column("severity", drop=3),
         Column("invariant", keep=True), Column("key"), Column("first seen", drop=1), Column("last seen", drop=2),
         Column("n", drop=4, numeric=True), Column("message", flex=True), Column("labels", wide=True), Column("previous", wide=True),
-        Column("parked", wide=True), Column("verify until", wide=True),
+        Column("parked", wide=True), Column("verify until", wide=True), Column("incident", drop=1), Column("muted by", wide=True),
     )  # fmt: skip
     rows = tuple(
         _cells(
             t.id, _status_text(t), t.severity, t.invariant, t.entity_key or "-", when(t.first_seen), when(t.last_seen),
             t.occurrences, t.message, json.dumps(t.labels, sort_keys=True) if t.labels else "-",
             f"#{t.previous_ticket_id}" if t.previous_ticket_id else "-", t.parked or "-", when(t.verify_deadline),
+            f"#{t.incident_id}" if t.incident_id else "-", t.muted_by or "-",
         )
         for t in tickets
     )
@@ -248,6 +249,10 @@ def ticket_detail(
         rows.append(("verify until", when(ticket.verify_deadline)))
     if ticket.parked:
         rows.append(("parked", ticket.parked))
+    if ticket.incident_id is not None:
+        rows.append(("incident", f"#{ticket.incident_id}"))
+    if ticket.muted_by is not None:  # recorded only: not diagnosed, notified or acted on
+        rows.append(("muted", ticket.muted_by))
     if tokens != (0, 0):
         rows.append(("tokens", f"{tokens[0]} in, {tokens[1]} out"))
     parts: list[RenderableType] = [_grid(rows)]
@@ -404,6 +409,8 @@ def _invariants_table(report: TickReport, width: int, *, all_rows: bool) -> Tabl
         by_state = info.get("counts", info)  # `counts` holds every state; older reports had ok/pending/firing only
         counts = {s: _count(by_state.get(s)) for s in STATES}
         note = next((info[k] for k in ("error_message", "error") if isinstance(info.get(k), str) and info[k]), "")
+        if info.get("state") == "unknown":  # its inputs are missing: never shown as ok
+            note = f"unknown: {note}" if note else "unknown"
         if not all_rows and not note and not any(counts[s] for s in STATES if s != "ok"):
             healthy += 1
             continue

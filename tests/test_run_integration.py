@@ -184,5 +184,7 @@ def test_dead_endpoint_under_ok_resolves_and_under_firing_opens(tmp_path: Path, 
         tick(monitor, clock)
         srv.stop()
         opened = [t for _ in range(4) for t in tick(monitor, clock).opened]
-        # `firing` treats a failed observation as a violation of every entity it knew.
-        assert sorted(t["key"] for t in opened) == ["n1", "n2"]
+        # `firing` treats a failed observation as a violation of every entity it knew; the dead
+        # target itself is target_up's ticket
+        assert sorted(t["key"] for t in opened if t["invariant"] != "target_up") == ["n1", "n2"]
+        assert [t["key"] for t in opened if t["invariant"] == "target_up"] == ["api"]

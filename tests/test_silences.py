@@ -108,3 +108,27 @@ def test_the_cli_adds_lists_and_expires_silences(tmp_path: Path) -> None:
 def test_the_cli_refuses_a_bad_silence_with_a_usage_error(tmp_path: Path, args: list[str], message: str) -> None:
     result = opctl("silence", "add", "--store", str(tmp_path / "s.db"), *args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_silenced_ticket_is_recorded_but_not_acted_on_until_the_silence_expires(tmp_path: Path) -> None:
+    from tests.act.act_support import api, config_data, open_engine
+
+    for server in api():  # a registry on a real HTTP server: n2 is down
+        engine = open_engine(tmp_path, config_data(server.url, diagnosis={"provider": "runbook"}))
+        try:
+            silence = engine.store.add_silence([Matcher("key", "n2")], starts_at=None, ends_at=engine.clock.now + 60,
+                                               actor="me", comment="replacing its disk")  # fmt: skip
+            for step in range(3):
+                engine.tick(engine.clock.now + step)
+            ticket = engine.only_ticket()
+            assert ticket.status == "open" and ticket.parked == "muted"
+            assert ticket.muted_by == f"silenced by #{silence.id} (key=n2; me: replacing its disk)"
+            assert "muted" in engine.kinds(ticket.id) and engine.proposals() == []
+            assert [m for m, _, _, _ in server.requests if m != "GET"] == []
+            engine.store.expire_silence(silence.id, actor="me")
+            engine.tick(engine.clock.now + 1)
+            engine.tick(engine.clock.now + 1)
+            assert "unmuted" in engine.kinds(ticket.id)
+            assert [(p.action, p.status) for p in engine.proposals()] == [("deregister_node", "succeeded")]
+        finally:
+            engine.close()

@@ -100,7 +100,10 @@ class Actor:
         entities: Mapping[tuple[str, str], Entity],
         values: Mapping[str, Any],
         previous: Mapping[str, Any],
+        admit: Callable[[Ticket], bool] | None = None,
     ) -> ActReport:
+        """`admit`: may a due ticket be attempted now (engine.incidents: not muted, its
+        incident's lead); None admits every due ticket."""
         report = ActReport()
         for proposal in self.store.expire_proposals(now):
             report.add(proposal)
@@ -110,6 +113,8 @@ class Actor:
                 await self._run_approved(proposal, now, states, previous, report)
         mode = self.mode()
         for ticket in self.store.due_tickets(now):
+            if admit is not None and not admit(ticket):
+                continue
             await self._attempt(ticket, mode, now, states, entities, values, previous, report)
         await self.reverter.step(now=now, mode=mode, values=values, previous=previous, report=report)
         return report

@@ -27,6 +27,7 @@ from engine.config.models import (
     Action,
     Diagnosis,
     Invariant,
+    Incidents,
     Observation,
     Prompts,
     Subject,
@@ -66,6 +67,8 @@ class PartialConfig:
     target_names: set[str] = field(default_factory=set)
     observation_names: set[str] = field(default_factory=set)
     action_names: set[str] = field(default_factory=set)
+    invariant_names: set[str] = field(default_factory=set)
+    incidents: Incidents | None = None
     # False when some invariant or action failed the schema: usage of names is then unknown.
     entries_complete: bool = True
 

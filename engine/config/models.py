@@ -113,6 +113,17 @@ class Target(Strict):
         default_factory=dict, description="Sent with every request.", examples=[{"X-Tenant": "ops"}]
     )
     timeout: Duration = Field(2.0, description="Per-request timeout.")
+    down_after: Duration | None = Field(
+        None,
+        description=(
+            "The built-in invariant `target_up` fires for this target once every observation of it has "
+            "failed for this long (default: 3 x `interval`)."
+        ),
+        examples=["30s"],
+    )
+    severity: Literal["critical", "warning", "info"] = Field(
+        "critical", description="Severity of this target's `target_up` tickets.", examples=["warning"]
+    )
 
     @model_validator(mode="after")
     def _endpoints(self) -> Target:
@@ -266,6 +277,14 @@ class Invariant(Strict):
         None, description="jinja2 template for the ticket message; sees `item`, `key` and observations."
     )
     runbook: list[RunbookEntry] = Field(default_factory=list)
+    inhibited_by: list[Name] = Field(
+        default_factory=list,
+        description=(
+            "Invariants (or `target_up`) that, while one of them fires, mute this one: its tickets are "
+            "recorded but not diagnosed, notified or acted on."
+        ),
+        examples=[["node_redis_reachable", "target_up"]],
+    )
 
     @model_validator(mode="after")
     def _key_with_for_each(self) -> Invariant:
@@ -507,6 +526,50 @@ def parse_var(kind: str, value: Any) -> Any:
         raise ValueError("is not a duration (a string with a unit, such as 90s or 5m)") from None
 
 
+# --------------------------------------------------------------------------- incidents
+
+
+class Incidents(Strict):
+    """How tickets are grouped into incidents (one diagnosis per incident)."""
+
+    group_by: list[str] = Field(
+        default_factory=lambda: ["subject"],
+        description=(
+            "What tickets of one incident share: `subject` (every ticket of the subject), `invariant`, "
+            "`key`, `severity` or `labels.<name>`."
+        ),
+        examples=[["labels.team"], ["invariant", "key"]],
+    )
+    group_wait: Duration | None = Field(
+        None,
+        description="How long a new incident collects tickets before its first diagnosis (default: one `interval`).",
+        examples=["10s"],
+    )
+
+
+GROUP_BY_FIELDS = ("subject", "invariant", "key", "severity")
+
+# The built-in invariant every config has: one entity per target, firing when the target is down.
+TARGET_UP = "target_up"
+TARGET_UP_MESSAGE = (
+    "target {{ item.target }} is down: every observation of it ({{ item.observations | join(', ') }}) "
+    "has failed for {{ item.down_after }}; last error: {{ item.error }}"
+)
+
+
+def target_up_invariant(*, severity: str = "critical", hold: float = 0.0) -> Invariant:
+    """`target_up` as an invariant: its entities and samples come from engine.target_health."""
+    return Invariant.model_validate({
+        "name": TARGET_UP,
+        "description": "Built in: a target answers at least one of its observations.",
+        "severity": severity,
+        "for_each": "targets",
+        "key": "item.target",
+        "expr": "item.up",
+        "message": TARGET_UP_MESSAGE,
+    }).model_copy(update={"hold": hold})
+
+
 # --------------------------------------------------------------------------- the config
 
 
@@ -530,6 +593,10 @@ class Config(Strict):
     prompts: Prompts = Field(default_factory=Prompts, description="Diagnosis prompt templates.")
     diagnosis: Diagnosis = Field(default_factory=Diagnosis, description="Who diagnoses tickets.")
     gate: Gate = Field(default_factory=Gate, description="Global limits of the action gate.")
+    incidents: Incidents = Field(
+        default_factory=Incidents, description="Grouping of tickets into incidents.",
+        examples=[{"group_by": ["subject"], "group_wait": "10s"}],
+    )
     mode: Literal["observe", "approve", "execute"] = Field(
         "observe",
         description="observe: record proposals only. approve: wait for a human. execute: act within the gates.",
@@ -551,7 +618,20 @@ class Config(Strict):
         return next((a for a in self.actions if a.name == name), None)
 
     def invariant(self, name: str) -> Invariant | None:
-        return next((i for i in self.invariants if i.name == name), None)
+        """A declared invariant, or the built-in `target_up`."""
+        found = next((i for i in self.invariants if i.name == name), None)
+        if found is None and name == TARGET_UP:
+            return target_up_invariant()
+        return found
+
+    def invariants_by_name(self) -> dict[str, Invariant]:
+        """Every invariant by name: the declared ones and the built-in `target_up`."""
+        return {TARGET_UP: target_up_invariant(), **{inv.name: inv for inv in self.invariants}}
+
+    def down_after(self, target: str) -> float:
+        """How long every observation of `target` must fail before `target_up` fires."""
+        declared = self.targets[target].down_after
+        return declared if declared is not None else 3 * self.interval
 
 
 def is_identifier(name: str) -> bool:

@@ -14,9 +14,12 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from engine.config.checks import PartialConfig, run_checks
+from engine.config.incident_checks import incident_problems
 from engine.config.schema_errors import schema_problems
 from engine.config.loader import load_document
-from engine.config.models import Action, Config, Diagnosis, Invariant, Observation, Prompts, Subject, Target, Var
+from engine.config.models import (
+    Action, Config, Diagnosis, Incidents, Invariant, Observation, Prompts, Subject, Target, Var,
+)
 from engine.config.problems import Problem, sort_key
 from engine.errors import ConfigError
 
@@ -69,7 +72,9 @@ def check_config(
         config = Config.model_validate(doc.data)
     except ValidationError as exc:
         problems.extend(schema_problems(doc, exc, Config))
-    problems.extend(run_checks(doc, _partial(doc.data), strict))
+    partial = _partial(doc.data)
+    problems.extend(run_checks(doc, partial, strict))
+    problems.extend(incident_problems(doc, partial))
     # A place the loader already faulted (say, an unset ${VAR}) gets no follow-on problems.
     problems = problems[:loader_count] + [p for p in problems[loader_count:] if p.path not in located]
     problems = _unique(problems)
@@ -88,6 +93,7 @@ def _partial(data: Any) -> PartialConfig:
     partial.subject = _try(Subject, data.get("subject"))
     partial.prompts = _try(Prompts, data.get("prompts", {}))
     partial.diagnosis = _try(Diagnosis, data.get("diagnosis", {}))
+    partial.incidents = _try(Incidents, data.get("incidents", {}))
     variables = data.get("vars")
     if isinstance(variables, dict):
         partial.vars = {k: v for k, raw in variables.items() if isinstance(k, str) and (v := _try(Var, raw)) is not None}
@@ -115,8 +121,8 @@ def _partial(data: Any) -> PartialConfig:
         entries = data.get(section)
         if isinstance(entries, list):
             for index, raw in enumerate(entries):
-                if section == "actions" and isinstance(raw, dict) and isinstance(raw.get("name"), str):
-                    partial.action_names.add(raw["name"])
+                if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+                    (partial.action_names if section == "actions" else partial.invariant_names).add(raw["name"])
                 value = _try(model, raw)
                 if value is not None:
                     into_list.append((index, value))

@@ -35,6 +35,8 @@ SIMILAR_BUDGET = 3_000
 CONTEXT_BUDGET = 12_000
 TICKET_TEXT_BUDGET = 2_000  # the ticket's message and key (both may carry observed text)
 MAX_EVENTS = 20
+# the engine's own bookkeeping on a ticket (which incident it joined): nothing to diagnose from
+UNTOLD_EVENTS = frozenset({"incident"})
 MAX_SIMILAR = 5
 
 
@@ -55,7 +57,7 @@ def prompt_context(loaded: LoadedConfig, request: DiagnosisRequest, mode: str, n
 
     names = referenced_observations(request.invariant, config.observations.keys())
     observations = {name: request.observations.get(name) for name in names}
-    events = [_event(e) for e in list(request.events)[-MAX_EVENTS:]]
+    events = [_event(e) for e in [e for e in request.events if e.kind not in UNTOLD_EVENTS][-MAX_EVENTS:]]
     similar = [_similar(t) for t in list(request.similar_tickets)[:MAX_SIMILAR]]
     return {
         "subject": {"name": config.subject.name, "description": config.subject.description},

@@ -1,7 +1,7 @@
 """`opctl demo`: one chaos scenario on a real lab, watched and fixed by the real operator loop.
 
     result = run_demo("configs/ratelimiter.yaml", "kill_node", mode="execute", emit=print_entry)
-    result.as_json()   # {"scenario", "ok", "detected_s", "recovered_s", "actions", "mode"}
+    result.as_json()   # {"scenario", "ok", "detected_s", "recovered_s", "actions", "mode", "tickets_opened", "diagnoses"}
 
 The order: lab up (the config's `lab:`, reached through the lab's `exports`) → the scenario's
 `setup` → the operator (the real `Monitor`, in-process, in the requested mode, with a store of
@@ -67,6 +67,8 @@ class DemoResult:
     recovered_s: float | None
     actions: list[str]
     mode: str
+    tickets_opened: int = 0  # tickets this run opened (muted ones too)
+    diagnoses: int = 0  # diagnosis runs (runbook or model): one per incident
     reasons: tuple[str, ...] = ()  # why not ok (for the timeline; not part of the JSON line)
     store: Path | None = None  # this run's audit log (not part of the JSON line)
 
@@ -79,6 +81,8 @@ class DemoResult:
             "recovered_s": _round(self.recovered_s),
             "actions": list(self.actions),
             "mode": self.mode,
+            "tickets_opened": self.tickets_opened,
+            "diagnoses": self.diagnoses,
         }
 
 
@@ -409,6 +413,8 @@ class _DemoRun:
             recovered_s=None if progress.recovered_at is None else since(progress.recovered_at, progress.injected_at),
             actions=actions,
             mode=self.mode,
+            tickets_opened=len(self.store.tickets(limit=1_000_000)),
+            diagnoses=self.store.count_events("diagnosis"),
             reasons=tuple(reasons),
             store=self.store_path,
         )

@@ -24,7 +24,7 @@ Reverts (schema v4): an action that declares a `revert` arms it when it succeeds
 execution's own transaction; once the ticket resolves the engine proposes and runs the revert on
 the same ticket (engine.act.revert). A revert is `armed`, then `done` or `given_up`.
 
-Silences (schema v5, engine.store.silencing): matchers on invariant, key and severity with a
+Silences (schema v6, engine.store.silencing): matchers on invariant, key and severity with a
 window, an author and a comment (engine.silences); added and expired with their audit events.
 
 Credit: a verifying ticket that resolves gets `verified` (the action is credited) only when an
@@ -37,7 +37,7 @@ from __future__ import annotations
 from engine.store.base import BUSY_TIMEOUT_S
 from engine.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from engine.store.migrations import _statements as _statements  # tests split migrations with it
-from engine.store.records import ArmedRevert, Event, Execution, Proposal, TickChanges, Ticket, TicketAct
+from engine.store.records import ArmedRevert, Event, Execution, Incident, Proposal, TickChanges, Ticket, TicketAct
 from engine.store.reverting import REVERT_SOURCE
 from engine.store.statuses import (
     ESCALATED,
@@ -46,7 +46,9 @@ from engine.store.statuses import (
     LIVE_PROPOSALS,
     MODE_SWITCH,
     OPEN,
+    PARKED_GROUPED,
     PARKED_KILLED,
+    PARKED_MUTED,
     PARKED_NO_ACTION,
     PARKED_OBSERVE,
     PROPOSAL_STATUSES,
@@ -63,12 +65,15 @@ __all__ = [
     "EXECUTION_STATUSES",
     "Event",
     "Execution",
+    "Incident",
     "KILL_SWITCH",
     "LIVE_PROPOSALS",
     "MIGRATIONS",
     "MODE_SWITCH",
     "OPEN",
+    "PARKED_GROUPED",
     "PARKED_KILLED",
+    "PARKED_MUTED",
     "PARKED_NO_ACTION",
     "PARKED_OBSERVE",
     "PROPOSAL_STATUSES",

@@ -141,7 +141,21 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX reverts_by_status ON reverts(status, id);
     """,
-    # v5: silences (engine.silences): matchers on invariant/key/severity, a window, who and why
+    # v5: incidents (tickets grouped by `incidents.group_by`; one diagnosis per incident, by its
+    # lead ticket) and muting (`muted_by`: why a ticket is recorded only, e.g. an inhibition)
+    """
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        group_key TEXT NOT NULL,
+        opened_at REAL NOT NULL,
+        resolved_at REAL,
+        lead_ticket_id INTEGER REFERENCES tickets(id)
+    );
+    CREATE INDEX incidents_by_group ON incidents(group_key, resolved_at);
+    ALTER TABLE tickets ADD COLUMN incident_id INTEGER REFERENCES incidents(id);
+    ALTER TABLE tickets ADD COLUMN muted_by TEXT;
+    """,
+    # v6: silences (engine.silences): matchers on invariant/key/severity, a window, who and why
     """
     CREATE TABLE silences (
         id INTEGER PRIMARY KEY AUTOINCREMENT,

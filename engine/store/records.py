@@ -27,6 +27,9 @@ class Ticket:
         next_attempt_at: the engine may diagnose and propose again from then (None: now).
         parked: why the engine does not attempt it again until something changes (None: it may).
         verify_deadline / verify_proposal_id: while `verifying`, until when, and which proposal ran.
+        incident_id: the incident it belongs to (None for tickets from before incidents).
+        muted_by: why it is recorded only (not diagnosed, notified or acted on), e.g.
+            "inhibited by node_redis_reachable (...)"; None when it is not muted.
     """
 
     id: int
@@ -47,6 +50,8 @@ class Ticket:
     parked: str | None = None
     verify_deadline: float | None = None
     verify_proposal_id: int | None = None
+    incident_id: int | None = None
+    muted_by: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -84,6 +89,29 @@ class TickChanges:
     updated: tuple[int, ...] = ()
     held: tuple[int, ...] = ()
     events: int = 0
+
+
+@dataclass(frozen=True)
+class Incident:
+    """Tickets that share a cause (the same `incidents.group_by` values), diagnosed once.
+
+    Attributes:
+        group_key: the group_by values its tickets share, as text (`subject=ratelimiter`).
+        opened_at / resolved_at: when its first ticket opened / its last open ticket resolved.
+        lead_ticket_id: the ticket diagnosed for the whole incident (None until chosen).
+        ticket_ids: its member tickets, oldest first.
+    """
+
+    id: int
+    group_key: str
+    opened_at: float
+    resolved_at: float | None
+    lead_ticket_id: int | None
+    ticket_ids: tuple[int, ...] = ()
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
 
 
 @dataclass(frozen=True)
@@ -173,7 +201,7 @@ class TicketAct:
 _TICKET_COLUMNS = (
     "id, invariant, entity_key, labels, severity, status, held, first_seen, last_seen, "
     "resolved_at, occurrences, message, snapshot, previous_ticket_id, next_attempt_at, parked, "
-    "verify_deadline, verify_proposal_id"
+    "verify_deadline, verify_proposal_id, incident_id, muted_by"
 )
 _EVENT_COLUMNS = "id, ticket_id, invariant, entity_key, kind, actor, at, data"
 _PROPOSAL_COLUMNS = (
@@ -209,6 +237,8 @@ def _ticket_from_row(r: tuple[Any, ...]) -> Ticket:
         parked=r[15],
         verify_deadline=r[16],
         verify_proposal_id=r[17],
+        incident_id=r[18],
+        muted_by=r[19],
     )
 
 

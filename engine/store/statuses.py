@@ -30,5 +30,7 @@ MODE_SWITCH = "mode"
 PARKED_KILLED = "kill_switch"  # until `opctl resume`
 PARKED_OBSERVE = "observe"  # proposals recorded in observe mode; until the mode changes
 PARKED_NO_ACTION = "no_action"  # the diagnosis recommends nothing: a human reads it
+PARKED_MUTED = "muted"  # recorded only while a muting source (an inhibition) mutes it
+PARKED_GROUPED = "grouped"  # its incident is diagnosed through another (the lead) ticket
 # the live proposal statuses as an SQL list, for `status IN ...`
 _LIVE = "('awaiting_approval', 'approved', 'executing')"

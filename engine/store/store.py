@@ -9,12 +9,13 @@ from pathlib import Path
 
 from engine.evaluate import EntityState
 from engine.store.base import BUSY_TIMEOUT_S
+from engine.store.incidents import IncidentStore
 from engine.store.reverting import RevertingStore
 from engine.store.silencing import SilencingStore
 from engine.store.ticketing import TicketingStore
 
 
-class Store(TicketingStore, RevertingStore, SilencingStore):
+class Store(TicketingStore, RevertingStore, IncidentStore, SilencingStore):
     """The SQLite ticket store of one subject. Not shared between processes that both write
     ticks: one engine per file (readers such as `opctl tickets` are fine)."""
 

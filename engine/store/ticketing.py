@@ -70,13 +70,15 @@ class TicketingStore(StoreBase):
         messages: Mapping[tuple[str, str], str],
         now: float,
         actor: str = "engine",
+        entity_invariants: Mapping[tuple[str, str], Invariant] | None = None,
     ) -> TickChanges:
         """Write one tick in one transaction: states, tickets, and an event per transition.
 
         `firing` opens a ticket (linked to the previous ticket of the same key); `resolved`
         resolves the open ticket unless it is held; open tickets whose entity is still firing get
         last_seen/occurrences bumped. A manually resolved ticket stays resolved while its entity
-        keeps firing; the next ticket opens on the next firing episode.
+        keeps firing; the next ticket opens on the next firing episode. `entity_invariants`:
+        an invariant of one entity that differs from its name's (target_up's severity per target).
         """
         opened: list[Ticket] = []
         resolved: list[Ticket] = []
@@ -111,7 +113,8 @@ class TicketingStore(StoreBase):
                     else:
                         entity = entities.get(sk)
                         ticket_id = self._open_ticket(
-                            conn, t, invariants.get(t.invariant), entity.item if entity else None,
+                            conn, t, (entity_invariants or {}).get(sk) or invariants.get(t.invariant),
+                            entity.item if entity else None,
                             observations_snapshot, messages.get(sk), now,
                         )
                         open_ids[sk] = (ticket_id, False)

@@ -177,7 +177,7 @@ class _Checker:
 
     def _cases(self, spec: TestFile, loaded: LoadedConfig, tick: float) -> None:
         config = loaded.config
-        invariants = {inv.name: inv for inv in config.invariants}
+        invariants = config.invariants_by_name()
         actions = {a.name for a in config.actions}
         counters = counter_names(EngineMetrics().registry)
         seen: dict[str, int] = {}
@@ -243,7 +243,7 @@ class _Checker:
     def _diagnoses(self, spec: TestFile, loaded: LoadedConfig) -> None:
         from engine.diagnose.types import Submission
 
-        invariants = {inv.name for inv in loaded.config.invariants}
+        invariants = set(loaded.config.invariants_by_name())
         for index, recorded in enumerate(spec.diagnoses):
             where: DocPath = ("diagnoses", index)
             if recorded.invariant not in invariants:

@@ -104,6 +104,7 @@ async def _run(
                     samples={(name, key): kind for name, rep in monitor.last_reports.items()
                              for kind, keys in (("error", rep.errors), ("unknown", rep.unknown)) for key in keys},
                     invariant_names=[inv.name for inv in test.loaded.config.invariants],
+                    inputs_missing=frozenset(name for name, rep in monitor.last_reports.items() if rep.inputs_missing),
                     tickets=sorted(store.tickets(limit=1_000_000), key=lambda t: t.id),
                     observations=observer.last,
                     registry=monitor.metrics.registry,

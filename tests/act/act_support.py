@@ -59,6 +59,9 @@ def config_data(url: str, **overrides: Any) -> dict[str, Any]:
         "subject": {"name": "acts", "description": "Nodes behind one registry."},
         "targets": {"api": {"url": url, "token": "${API_TOKEN}", "timeout": "2s"}},
         "interval": "1s",
+        # acting tests diagnose every ticket, on the tick it opens (one incident per ticket;
+        # grouping is tested in test_incidents.py)
+        "incidents": {"group_by": ["invariant", "key"], "group_wait": "0s"},
         "observations": {"nodes": {"http": {"target": "api", "path": "/v1/nodes"}, "select": "body.nodes"}},
         "invariants": [
             {

@@ -87,7 +87,7 @@ def test_approve_from_another_process_executes_on_the_next_tick(tmp_path: Path, 
         assert done is not None and done.status == "succeeded" and done.decided_by and done.decided_by.startswith("cli:")
     shown = opctl("tickets", "show", str(config), str(waiting.ticket_id), "--json")
     kinds = [e["kind"] for e in json.loads(shown.stdout)["events"]]
-    assert kinds[:4] == ["firing", "diagnosis", "awaiting_approval", "approved"] and "succeeded" in kinds
+    assert kinds[:5] == ["firing", "incident", "diagnosis", "awaiting_approval", "approved"] and "succeeded" in kinds
     again = opctl("actions", "approve", str(config), str(waiting.id))
     assert again.returncode == 1 and "error: cannot approve proposal" in again.stderr and "Traceback" not in again.stderr
 

@@ -95,7 +95,7 @@ def test_schema_unknown_key(tmp_path: Path) -> None:
             5,
             "invariants.0.severty",
             "unknown key 'severty'; allowed keys here: name, description, severity, for_each, key, "
-            "expr, for, keep_firing_for, resolve_when, on_error, labels, message, runbook",
+            "expr, for, keep_firing_for, resolve_when, on_error, labels, message, runbook, inhibited_by",
         )
     ]
 

@@ -18,7 +18,7 @@ from tests.ports import free_port
 ROOT = Path(__file__).resolve().parents[2]
 RATELIMITER = ROOT / "configs" / "ratelimiter.yaml"
 TIKV = ROOT / "configs" / "tikv.yaml"
-RESULT_KEYS = {"scenario", "ok", "detected_s", "recovered_s", "actions", "mode"}
+RESULT_KEYS = {"scenario", "ok", "detected_s", "recovered_s", "actions", "mode", "tickets_opened", "diagnoses"}
 
 
 def lab_env(config: Path, state_dir: Path) -> dict[str, str]:

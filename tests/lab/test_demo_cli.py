@@ -77,6 +77,7 @@ def test_lab_up_status_down_json_and_a_demo_refused_while_it_runs(tmp_path: Path
         assert demo.returncode == 1 and "already running" in demo.stderr and "Traceback" not in demo.stderr
         assert last_json_line(demo.stdout) == {
             "scenario": "disk_full", "ok": False, "detected_s": None, "recovered_s": None, "actions": [], "mode": "execute",
+            "tickets_opened": 0, "diagnoses": 0,
         }  # fmt: skip
         assert all(pid_alive(pid) for pid in pids)  # the refused demo did not touch the running lab
     finally:

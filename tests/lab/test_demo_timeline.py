@@ -87,9 +87,11 @@ def test_a_line_is_one_bounded_line_whatever_the_engine_recorded(summary: str, d
 
 
 def test_the_result_line_has_exactly_the_fixed_keys() -> None:
-    result = DemoResult("kill_node", True, 2.149, 11.25, ["deregister_node"], "execute", reasons=("ignored",))
+    result = DemoResult("kill_node", True, 2.149, 11.25, ["deregister_node"], "execute", tickets_opened=1, diagnoses=1,
+                        reasons=("ignored",))
     assert result.as_json() == {
         "scenario": "kill_node", "ok": True, "detected_s": 2.1, "recovered_s": 11.2, "actions": ["deregister_node"], "mode": "execute",
+        "tickets_opened": 1, "diagnoses": 1,
     }  # fmt: skip
     assert DemoResult("x", False, None, None, [], "observe").as_json()["detected_s"] is None
 

@@ -1,0 +1,97 @@
+"""Muting: why a ticket is recorded only (not diagnosed, notified or acted on), or None.
+
+One protocol, several sources (as in Alertmanager, where inhibitions and silences are both a
+`Muter`): each source answers `mutes(ticket, context)` with a reason or None, and `muted_by`
+asks them in order. Inhibition is the first source: an invariant's `inhibited_by` names
+invariants (or `target_up`) that, while one of their entities fires, mute its tickets. Silences
+are the second (matchers with a window, in the store). A new kind of muting is one more class
+with `mutes` and one more entry in `muters_of`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from engine.config.models import Config
+from engine.evaluate import EntityState, StateMap
+from engine.silences import Silence, silencing, ticket_labels
+from engine.store import Ticket
+
+LISTED_KEYS = 3  # firing keys named in a reason
+
+
+@dataclass(frozen=True)
+class MuteContext:
+    """What a muting source may look at: the firing entity keys per invariant this tick, and now."""
+
+    firing: Mapping[str, tuple[str, ...]]
+    now: float
+    extra: Mapping[str, object] = field(default_factory=dict)  # for future sources
+
+    @classmethod
+    def of(cls, states: Mapping[tuple[str, str], EntityState], now: float) -> MuteContext:
+        unsettled = states.unsettled if isinstance(states, StateMap) else states
+        firing: dict[str, list[str]] = {}
+        for (invariant, key), state in unsettled.items():
+            if state.status == "firing":
+                firing.setdefault(invariant, []).append(key)
+        return cls({name: tuple(sorted(keys)) for name, keys in firing.items()}, now)
+
+
+class Muter(Protocol):
+    def mutes(self, ticket: Ticket, context: MuteContext) -> str | None:
+        """Why this source mutes the ticket now, or None."""
+
+
+class Inhibition:
+    """`inhibited_by`: while one of the named invariants fires, the invariant only records."""
+
+    def __init__(self, config: Config) -> None:
+        self.inhibitors = {inv.name: tuple(inv.inhibited_by) for inv in config.invariants if inv.inhibited_by}
+
+    def mutes(self, ticket: Ticket, context: MuteContext) -> str | None:
+        for name in self.inhibitors.get(ticket.invariant, ()):
+            keys = context.firing.get(name)
+            if keys:
+                listed = ", ".join(repr(k) if k else "the cluster" for k in keys[:LISTED_KEYS])
+                more = f" and {len(keys) - LISTED_KEYS} more" if len(keys) > LISTED_KEYS else ""
+                return f"inhibited by {name} (firing for {listed}{more})"
+        return None
+
+
+class Silences:
+    """Silences (engine.silences, kept in the store): an active silence whose every matcher
+    matches the ticket's invariant, key and severity mutes it. Made with `opctl silence add` or
+    the console, so they are read from the store (once per tick: `now` changes each tick)."""
+
+    def __init__(self, store: SilenceSource) -> None:
+        self.store = store
+        self._read: tuple[float, list[Silence]] | None = None
+
+    def mutes(self, ticket: Ticket, context: MuteContext) -> str | None:
+        if self._read is None or self._read[0] != context.now:
+            self._read = (context.now, self.store.silences(active_at=context.now))
+        found = silencing(self._read[1], ticket_labels(ticket.invariant, ticket.entity_key, ticket.severity), context.now)
+        if found is None:
+            return None
+        return f"silenced by #{found.id} ({' '.join(m.text() for m in found.matchers)}; {found.created_by}: {found.comment})"
+
+
+class SilenceSource(Protocol):
+    def silences(self, *, active_at: float | None = None, limit: int = 1000) -> list[Silence]: ...
+
+
+def muters_of(config: Config, store: SilenceSource | None = None) -> list[Muter]:
+    """Every muting source of a config (and its store's silences), in the order they are asked."""
+    return [Inhibition(config), *([Silences(store)] if store is not None else [])]
+
+
+def muted_by(ticket: Ticket, context: MuteContext, muters: Sequence[Muter]) -> str | None:
+    """The first reason a source gives to mute the ticket, or None: it is not muted."""
+    for muter in muters:
+        reason = muter.mutes(ticket, context)
+        if reason is not None:
+            return reason
+    return None

@@ -1,0 +1,65 @@
+"""Bad incident and muting config: an `inhibited_by` naming an unknown invariant or its own, an
+inhibition cycle, a `group_by` that is no ticket field, a declared `target_up`: exit 1 at
+file:line:col, for `opctl validate` and `opctl run` alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from engine.cli import main
+from tests.config.test_validate import BASE, line_of, problems_of, write
+
+
+def with_inhibitions(node_up: str, memory_ok: str | None = None) -> str:
+    text = BASE.replace("    for: 10s\n", f"    for: 10s\n    inhibited_by: {node_up}\n", 1)
+    if memory_ok is not None:
+        text = text.replace("  - name: memory_ok\n", f"  - name: memory_ok\n    inhibited_by: {memory_ok}\n", 1)
+    return text
+
+
+def test_declared_inhibitions_and_target_up_are_valid(tmp_path: Path) -> None:
+    assert problems_of(tmp_path, with_inhibitions("[memory_ok, target_up]")) == []
+
+
+def test_inhibited_by_an_unknown_invariant_is_located_with_a_hint(tmp_path: Path) -> None:
+    text = with_inhibitions("[memory_okk]")
+    [(line, col, path, message)] = problems_of(tmp_path, text)
+    assert (line, path) == (line_of(text, "inhibited_by: [memory_okk]"), "invariants.0.inhibited_by.0")
+    assert col == text.splitlines()[line - 1].index("memory_okk") + 1
+    assert "unknown invariant 'memory_okk'" in message and "did you mean 'memory_ok'?" in message
+
+
+def test_an_invariant_cannot_inhibit_itself(tmp_path: Path) -> None:
+    [(_, _, path, message)] = problems_of(tmp_path, with_inhibitions("[node_up]"))
+    assert path == "invariants.0.inhibited_by.0" and "cannot inhibit itself" in message
+
+
+def test_an_inhibition_cycle_is_refused_once_at_its_first_edge(tmp_path: Path) -> None:
+    text = with_inhibitions("[memory_ok]", memory_ok="[node_up]")
+    [(line, _, path, message)] = problems_of(tmp_path, text)
+    assert "inhibition cycle: memory_ok -> node_up -> memory_ok" in message
+    assert path == "invariants.1.inhibited_by.0" and line == line_of(text, "inhibited_by: [node_up]")
+
+
+def test_group_by_must_name_a_ticket_field(tmp_path: Path) -> None:
+    text = BASE + "incidents:\n  group_by: [invariant, labels.team, colour]\n"
+    [(line, _, path, message)] = problems_of(tmp_path, text)
+    assert path == "incidents.group_by.2" and line == line_of(text, "group_by:")
+    assert "group_by 'colour' is not a ticket field" in message
+
+
+def test_target_up_is_built_in(tmp_path: Path) -> None:
+    text = BASE.replace("  - name: memory_ok\n", "  - name: target_up\n", 1)
+    [(_, _, path, message)] = problems_of(tmp_path, text)
+    assert path == "invariants.1.name" and "built-in invariant" in message
+
+
+def test_run_and_validate_exit_1_with_the_place(tmp_path: Path) -> None:
+    path = write(tmp_path, with_inhibitions("[memory_ok]", memory_ok="[node_up]"))
+    for command in (["validate", str(path)], ["run", str(path), "--once"]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 1, result.output
+        assert f"{path}:" in result.output and "inhibition cycle" in result.output
+        assert "Traceback" not in result.output

@@ -1,0 +1,191 @@
+"""Incidents and muting end to end through the Monitor (real loopback HTTP server, real SQLite
+store, injected clock, the offline runbook diagnoser): one cause is one incident diagnosed once;
+an inhibited ticket is recorded with what inhibits it, and neither diagnosed nor acted on;
+`group_wait` lets tickets of the next tick join before the first diagnosis."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from engine.config.validate import load_config
+from engine.loop import Monitor
+from engine.store import PARKED_GROUPED, PARKED_MUTED, Store
+from tests.json_server import JsonServer
+
+CONFIG = """\
+version: 1
+subject: {{name: lab}}
+targets:
+  api: {{url: "{api}", timeout: 1s}}
+interval: 2s
+observations:
+  nodes: {{http: {{target: api, path: /nodes}}, select: body.nodes}}
+invariants:
+  - name: redis_reachable
+    severity: critical
+    for_each: nodes
+    key: item.id
+    expr: item.redis
+    for: {cause_for}
+    runbook:
+      - {{action: poke, params: {{node: item.id}}, reason: cause}}
+  - name: latency
+    severity: warning
+    inhibited_by: [redis_reachable]
+    for_each: nodes
+    key: item.id
+    expr: item.fast
+    for: {symptom_for}
+    runbook:
+      - {{action: poke, params: {{node: item.id}}, reason: symptom}}
+actions:
+  - name: poke
+    description: Poke a node.
+    params: {{type: object, required: [node], additionalProperties: false, properties: {{node: {{type: string}}}}}}
+    http: {{target: api, method: POST, path: "/poke/{{node}}"}}
+    risk: low
+    cooldown: 1s
+diagnosis: {{provider: runbook}}
+{incidents}
+mode: observe
+store: state.db
+"""
+
+
+class Clock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def nodes(redis: bool, fast: bool, count: int = 3) -> dict[str, object]:
+    return {"nodes": [{"id": f"n{i}", "redis": redis, "fast": fast} for i in range(1, count + 1)]}
+
+
+def monitor_for(tmp_path: Path, srv: JsonServer, clock: Clock, *, cause_for: str = "2s", symptom_for: str = "2s",
+                incidents: str = "") -> Monitor:
+    config = tmp_path / "lab.yaml"
+    config.write_text(CONFIG.format(api=srv.url, cause_for=cause_for, symptom_for=symptom_for, incidents=incidents))
+    loaded = load_config(config)
+    return Monitor(loaded, store=Store(loaded.store_path), clock=clock)
+
+
+def run_ticks(monitor: Monitor, clock: Clock, count: int) -> None:
+    async def go() -> None:
+        for _ in range(count):
+            await monitor.tick()
+            clock.now += monitor.config.interval
+        await monitor.aclose()
+
+    asyncio.run(go())
+
+
+@pytest.fixture
+def srv() -> JsonServer:
+    with JsonServer() as server:
+        yield server
+
+
+def test_one_cause_is_one_incident_with_one_diagnosis_and_inhibited_symptoms(tmp_path: Path, srv: JsonServer) -> None:
+    srv.set("/nodes", nodes(redis=False, fast=False))  # Redis unreachable from every node, and slow
+    clock = Clock()
+    monitor = monitor_for(tmp_path, srv, clock, cause_for="2s", symptom_for="4s")
+    run_ticks(monitor, clock, 6)
+    store = monitor.store
+    tickets = sorted(store.tickets(), key=lambda t: t.id)
+    assert sorted((t.invariant, t.entity_key) for t in tickets) == [
+        ("latency", "n1"), ("latency", "n2"), ("latency", "n3"),
+        ("redis_reachable", "n1"), ("redis_reachable", "n2"), ("redis_reachable", "n3"),
+    ]
+    [incident] = store.incidents()
+    assert incident.ticket_ids == tuple(t.id for t in tickets)  # group_by defaults to the subject
+    assert store.count_events("diagnosis") == 1
+    lead = store.ticket(incident.lead_ticket_id)  # type: ignore[arg-type]
+    assert lead is not None and (lead.invariant, lead.entity_key) == ("redis_reachable", "n1")
+    for ticket in tickets:
+        if ticket.invariant == "latency":
+            assert ticket.parked == PARKED_MUTED
+            assert ticket.muted_by is not None and ticket.muted_by.startswith("inhibited by redis_reachable")
+            kinds = [e.kind for e in store.events(ticket.id)]
+            assert "muted" in kinds and "diagnosis" not in kinds
+            assert store.proposals(ticket_id=ticket.id) == []
+        elif ticket.id != lead.id:
+            assert ticket.parked == PARKED_GROUPED
+            [grouped] = [e for e in store.events(ticket.id) if e.kind == "grouped"]
+            assert grouped.data["diagnosed_with"] == lead.id
+    assert [p.reason for p in store.proposals(ticket_id=lead.id)] == ["cause"]
+
+
+def test_group_wait_lets_a_more_severe_ticket_of_the_next_tick_lead(tmp_path: Path, srv: JsonServer) -> None:
+    """The symptom fires first; with group_wait of one interval the cause, a tick later, still
+    joins the incident before its first diagnosis, and leads it (the more severe one)."""
+    srv.set("/nodes", nodes(redis=False, fast=False, count=1))
+    clock = Clock()
+    monitor = monitor_for(tmp_path, srv, clock, cause_for="4s", symptom_for="2s")
+    run_ticks(monitor, clock, 5)
+    store = monitor.store
+    [incident] = store.incidents()
+    assert len(incident.ticket_ids) == 2
+    lead = store.ticket(incident.lead_ticket_id)  # type: ignore[arg-type]
+    assert lead is not None and lead.invariant == "redis_reachable"
+    assert store.count_events("diagnosis") == 1
+
+
+def test_without_group_wait_the_first_ticket_leads_at_once(tmp_path: Path, srv: JsonServer) -> None:
+    srv.set("/nodes", nodes(redis=False, fast=False, count=1))
+    clock = Clock()
+    monitor = monitor_for(tmp_path, srv, clock, cause_for="4s", symptom_for="2s", incidents="incidents: {group_wait: 0s}")
+    run_ticks(monitor, clock, 5)
+    [incident] = monitor.store.incidents()
+    lead = monitor.store.ticket(incident.lead_ticket_id)  # type: ignore[arg-type]
+    assert lead is not None and lead.invariant == "latency"
+    assert monitor.store.count_events("diagnosis") == 1
+
+
+def test_group_by_invariant_and_key_makes_one_incident_per_entity(tmp_path: Path, srv: JsonServer) -> None:
+    srv.set("/nodes", nodes(redis=False, fast=True, count=2))
+    clock = Clock()
+    monitor = monitor_for(tmp_path, srv, clock, incidents="incidents: {group_by: [invariant, key]}")
+    run_ticks(monitor, clock, 4)
+    incidents = monitor.store.incidents()
+    assert sorted(i.group_key for i in incidents) == ["invariant=redis_reachable,key=n1", "invariant=redis_reachable,key=n2"]
+    assert monitor.store.count_events("diagnosis") == 2
+
+
+def test_incident_resolves_with_its_last_ticket_and_a_new_episode_is_a_new_incident(tmp_path: Path, srv: JsonServer) -> None:
+    srv.set("/nodes", nodes(redis=False, fast=True, count=1))
+    clock = Clock()
+    monitor = monitor_for(tmp_path, srv, clock)
+    run_ticks(monitor, clock, 4)
+    srv.set("/nodes", nodes(redis=True, fast=True, count=1))
+    again = Monitor(monitor.loaded, store=monitor.store, clock=clock)
+    run_ticks(again, clock, 2)
+    [first] = monitor.store.incidents()
+    assert first.resolved_at is not None
+    srv.set("/nodes", nodes(redis=False, fast=True, count=1))
+    third = Monitor(monitor.loaded, store=monitor.store, clock=clock)
+    run_ticks(third, clock, 4)
+    newest, older = monitor.store.incidents()
+    assert older.id == first.id and newest.id != first.id and newest.resolved_at is None
+    assert monitor.store.count_events("diagnosis") == 2
+
+
+def test_a_muted_ticket_is_unmuted_when_its_inhibitor_resolves_and_stays_in_its_incident(tmp_path: Path, srv: JsonServer) -> None:
+    srv.set("/nodes", nodes(redis=False, fast=False, count=1))
+    clock = Clock()
+    monitor = monitor_for(tmp_path, srv, clock)
+    run_ticks(monitor, clock, 4)
+    srv.set("/nodes", nodes(redis=True, fast=False, count=1))  # the cause heals, the symptom stays
+    again = Monitor(monitor.loaded, store=monitor.store, clock=clock)
+    run_ticks(again, clock, 3)
+    [symptom] = [t for t in monitor.store.tickets() if t.invariant == "latency"]
+    kinds = [e.kind for e in monitor.store.events(symptom.id)]
+    assert kinds.index("muted") < kinds.index("unmuted")
+    assert symptom.muted_by is None
+    assert "diagnosis" not in kinds  # the incident stays open through it: it was diagnosed once
+    assert monitor.store.count_events("diagnosis") == 1
