@@ -15,6 +15,7 @@ from engine.serve.console import Console
 from engine.serve.models import (
     Comment,
     EventOut,
+    IncidentOut,
     InvariantOut,
     KillOut,
     KillResultOut,
@@ -93,6 +94,18 @@ def whoami(who: Reader) -> dict[str, str]:
 def list_invariants(_: Reader, c: Store) -> list[dict[str, Any]]:
     """Every invariant of the config with its entities that are not ok."""
     return c.invariants()
+
+
+@router.get("/incidents", response_model=list[IncidentOut], tags=["tickets"])
+def list_incidents(_: Reader, c: Store, status: Literal["open", "all"] = "open", limit: Limit = 50) -> list[dict[str, Any]]:
+    """Incidents (tickets grouped by `incidents.group_by`, diagnosed once through their lead), newest first."""
+    return c.incidents(status == "open", limit)
+
+
+@router.get("/incidents/{incident_id}", response_model=IncidentOut, responses=_NOT_FOUND, tags=["tickets"])
+def get_incident(incident_id: Id, _: Reader, c: Store) -> dict[str, Any]:
+    """One incident with its tickets."""
+    return c.incident(incident_id)
 
 
 @router.get("/tickets", response_model=list[TicketOut], tags=["tickets"])

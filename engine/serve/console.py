@@ -7,6 +7,7 @@ Every value handed out passes the config's Redactor first, as the CLI's output d
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,6 +99,17 @@ class Console:
             "executions": [record_json(x) for x in self.store.executions(ticket_id=ticket_id, limit=10_000)],
             "tokens": {"input": tokens[0], "output": tokens[1]},
         })  # fmt: skip
+
+    def incidents(self, open_only: bool, limit: int) -> list[dict[str, Any]]:
+        return [self.incident(i.id) for i in self.store.incidents(open_only=open_only, limit=limit)]
+
+    def incident(self, incident_id: int) -> dict[str, Any]:
+        incident = self.store.incident(incident_id)
+        if incident is None:
+            raise NotFound(f"there is no incident #{incident_id}")
+        silences = self.store.silences(active_at=self.clock())
+        tickets = [self._ticket_json(t, silences) for t in self.store.incident_tickets(incident_id)]
+        return self.clean({**dataclasses.asdict(incident), "tickets": tickets})
 
     def prompt(self, ticket_id: int) -> dict[str, str]:
         from engine.runtime import rendered_prompt

@@ -9,7 +9,7 @@ from typing import Any, Literal, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from engine.silences import Matcher
-from engine.store import Event, Execution, Proposal, Ticket
+from engine.store import Event, Execution, Incident, Proposal, Ticket
 
 Mode = Literal["observe", "approve", "execute"]
 
@@ -86,6 +86,10 @@ EventOut = _record_model(
     text=(str | None, Field(None, description="The sentence the CLI's timeline prints.")),
 )  # fmt: skip
 ProposalOut = _record_model(Proposal, "ProposalOut")
+IncidentOut = _record_model(
+    Incident, "IncidentOut",
+    tickets=(list[TicketOut], Field(description="Its tickets, oldest first (the lead's page holds the diagnosis).")),  # type: ignore[valid-type]
+)  # fmt: skip
 ExecutionOut = _record_model(Execution, "ExecutionOut")
 
 

@@ -20,7 +20,8 @@ from tests.serve.serve_support import APPROVER, PAYLOAD, ROOT, VIEWER, Console, 
 pytestmark = pytest.mark.slow
 
 READS = [
-    ("GET", "/api/v1/status"), ("GET", "/api/v1/whoami"), ("GET", "/api/v1/invariants"), ("GET", "/api/v1/tickets"),
+    ("GET", "/api/v1/status"), ("GET", "/api/v1/whoami"), ("GET", "/api/v1/invariants"), ("GET", "/api/v1/incidents"),
+    ("GET", "/api/v1/incidents/1"), ("GET", "/api/v1/tickets"),
     ("GET", "/api/v1/tickets/1"), ("GET", "/api/v1/tickets/1/prompt"), ("GET", "/api/v1/events"),
     ("GET", "/api/v1/proposals"), ("GET", "/api/v1/kill"), ("GET", "/api/v1/mode"), ("GET", "/api/v1/silences"),
 ]  # fmt: skip
@@ -60,7 +61,8 @@ def test_the_openapi_document_lists_exactly_the_endpoints_tested(served: tuple[C
     console, _ = served
     spec = console.call("GET", "/api/v1/openapi.json", token=None).json()
     documented = {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
-    tested = {(m, p.replace("/1/", "/{ticket_id}/").replace("tickets/1", "tickets/{ticket_id}")) for m, p in READS}
+    tested = {(m, p.replace("/1/", "/{ticket_id}/").replace("tickets/1", "tickets/{ticket_id}")
+                .replace("incidents/1", "incidents/{incident_id}")) for m, p in READS}  # fmt: skip
     tested |= {(m, p.replace("proposals/1", "proposals/{proposal_id}").replace("proposals/2", "proposals/{proposal_id}")
                 .replace("silences/1", "silences/{silence_id}")) for m, p, _ in WRITES}  # fmt: skip
     assert documented == tested | {STREAM}
@@ -131,9 +133,19 @@ def test_a_ticket_shows_its_whole_timeline_redacted(served: tuple[Console, Path]
     assert "n3" in prompt["user"] and SECRET not in json.dumps(prompt)
 
 
+def test_an_incident_lists_its_tickets(served: tuple[Console, Path]) -> None:
+    console, _ = served
+    # the tests' config groups by invariant and key: one incident per dead node, newest first
+    incidents = console.call("GET", "/api/v1/incidents", token=VIEWER).json()
+    assert [(i["group_key"], [t["key"] for t in i["tickets"]], i["lead_ticket_id"]) for i in incidents] == [
+        ("invariant=node_up,key=n3", ["n3"], 2), ("invariant=node_up,key=n2", ["n2"], 1)]
+    assert all(i["resolved_at"] is None for i in incidents)
+    assert console.call("GET", f"/api/v1/incidents/{incidents[0]['id']}", token=VIEWER).json() == incidents[0]
+
+
 def test_unknown_records_are_404_and_bad_input_422(served: tuple[Console, Path]) -> None:
     console, _ = served
-    for path in ("/api/v1/tickets/999", "/api/v1/tickets/999/prompt"):
+    for path in ("/api/v1/tickets/999", "/api/v1/tickets/999/prompt", "/api/v1/incidents/999"):
         assert console.call("GET", path).status_code == 404
     assert console.call("POST", "/api/v1/proposals/999/approve", json={}).status_code == 404
     assert console.call("DELETE", "/api/v1/silences/999").status_code == 404

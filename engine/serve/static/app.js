@@ -57,7 +57,8 @@ function showError(error) {
 // ------------------------------------------------------------------ pages
 
 async function overview() {
-  const [status, invariants, tickets] = await Promise.all([api("/status"), api("/invariants"), api("/tickets?status=open")]);
+  const [status, invariants, incidents, tickets] = await Promise.all(
+    [api("/status"), api("/invariants"), api("/incidents?status=open"), api("/tickets?status=open")]);
   const killed = status.kill.on;
   const killButton = el("button", {
     id: "kill-button", class: killed ? "primary" : "danger", type: "button",
@@ -80,14 +81,23 @@ async function overview() {
         el("td", { text: inv.name }), el("td", {}, chip(inv.state)), el("td", { class: "wide", text: inv.severity }),
         el("td", { text: inv.entities.map((e) => `${e.key || "-"} (${e.status})`).join(", ") || "-" }),
         el("td", { text: inv.open_tickets })))))),
-    el("h2", { text: "Open incidents and tickets" }),
+    el("h2", { text: "Open incidents" }),
+    incidents.length === 0 ? el("p", { class: "muted", id: "no-incidents", text: "No open incidents." }) :
+      el("ul", { id: "incidents", class: "stack" }, incidents.map((i) => el("li", { class: "incident", "data-incident": i.id },
+        el("strong", { text: `Incident #${i.id}` }), " ", el("span", { class: "muted", text: i.group_key }), " · ",
+        i.lead_ticket_id ? el("a", { href: `#/tickets/${i.lead_ticket_id}`, class: "incident-lead", text: `diagnosed through ticket #${i.lead_ticket_id}` })
+          : el("span", { class: "muted", text: "not diagnosed yet" }),
+        " · ", `${i.tickets.length} ticket(s): `,
+        i.tickets.map((t) => [el("a", { href: `#/tickets/${t.id}`, text: `#${t.id} ${t.invariant}/${t.key || "-"}` }), " "])))),
+    el("h2", { text: "Open tickets" }),
     tickets.length === 0 ? el("p", { class: "muted", id: "no-tickets", text: "No open tickets." }) :
       el("div", { class: "scroll" }, el("table", { id: "tickets" },
         el("thead", {}, el("tr", {}, el("th", { text: "#" }), el("th", { text: "Status" }), el("th", { text: "Invariant / key" }),
           el("th", { text: "Message" }), el("th", { class: "wide", text: "Since" }))),
         el("tbody", {}, tickets.map((t) => el("tr", { class: "ticket-row", "data-ticket": t.id },
           el("td", {}, el("a", { href: `#/tickets/${t.id}`, class: "ticket-link", text: `#${t.id}` })),
-          el("td", {}, chip(t.status), t.silenced_by ? el("span", { class: "chip", text: `silenced #${t.silenced_by}` }) : null),
+          el("td", {}, chip(t.status), t.silenced_by ? el("span", { class: "chip", text: `silenced #${t.silenced_by}` }) : null,
+            t.muted_by ? el("span", { class: "chip", title: t.muted_by, text: "muted" }) : null),
           el("td", { text: `${t.invariant} / ${t.key || "-"}` }), el("td", { text: t.message }),
           el("td", { class: "wide", text: when(t.first_seen) })))))),
   ];
@@ -109,6 +119,8 @@ async function ticketPage(id) {
       t.silenced_by ? el("span", { class: "chip", text: `silenced by #${t.silenced_by}` }) : null,
       el("span", { class: "muted", text: `${t.severity} · since ${when(t.first_seen)} · seen ${t.occurrences}×` })),
     el("p", { id: "message", text: t.message }),
+    t.incident_id ? el("p", { class: "muted", id: "incident" }, `Incident #${t.incident_id}`) : null,
+    t.muted_by ? el("p", { id: "muted", text: `Recorded only (not diagnosed, notified or acted on): ${t.muted_by}` }) : null,
     el("h2", { text: "Diagnosis" }),
     diagnosis ? el("div", { class: "diag", id: "diagnosis" },
       el("p", {}, el("strong", { text: "Summary: " }), el("span", { id: "diagnosis-summary", text: diagnosis.summary || "" })),
