@@ -242,4 +242,11 @@ def test_a_silence_made_in_the_ui_mutes_the_next_matching_ticket(tmp_path: Path,
 
         server.set("/v1/nodes", nodes("n2"))
         click(browser, "nav a[href='#/']")
-        until(browser, lambda d: f"silenced #{silence.id}" in text_of(d, "tr.ticket-row"), timeout=60)
+        until(browser, lambda d: f"silenced #{silence.id}" in text_of(d, "tr.ticket-row") and "muted" in text_of(d, "tr.ticket-row"),
+              timeout=60)  # fmt: skip
+        with Store(store) as opened:
+            [ticket] = opened.tickets()
+        assert ticket.parked == "muted" and (ticket.muted_by or "").startswith(f"silenced by #{silence.id} (key=n2")
+        assert [m for m, _, _, _ in server.requests if m != "GET"] == []  # execute mode, and nothing acted
+        click(browser, "tr.ticket-row a.ticket-link")
+        until(browser, lambda d: f"silenced by #{silence.id}" in text_of(d, "#muted"))
