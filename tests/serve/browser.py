@@ -74,7 +74,10 @@ def screenshots(driver: Any, name: str, ready: Callable[[Any], Any]) -> list[Pat
         until(driver, ready)
         path = SCREENSHOTS / f"{name}-{label}.png"
         # the whole page, not only the viewport (Chromium's DevTools protocol)
-        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+        width, height = driver.execute_script(
+            "const e = document.documentElement; return [Math.max(e.scrollWidth, window.innerWidth), e.scrollHeight]")
+        clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip})
         path.write_bytes(base64.b64decode(shot["data"]))
         saved.append(path)
     print(f"screenshots: {' '.join(str(p) for p in saved)}")
