@@ -1,4 +1,4 @@
-"""The run loop: one tick = observe → evaluate → store → group and mute → act. Only this module knows the order.
+"""The run loop: one tick = observe → evaluate → store → group and mute → act → queue notifications. Only this module knows the order.
 
 `Monitor.tick()` does the work of one tick and returns a `TickReport`; `Monitor.run()` only
 schedules ticks and stops cleanly (after the current tick) when asked.
@@ -28,6 +28,7 @@ from engine.diagnose.prompt import referenced_observations
 from engine.evaluate import Entity, Evaluation, Evaluator, InvariantReport
 from engine.incidents import IncidentStage
 from engine.metrics import EngineMetrics
+from engine.notify import Notifier
 from engine.observe import ObservationResult, Observer
 from engine.redact import Redactor
 from engine.store import Store
@@ -108,6 +109,7 @@ class Monitor:
             cache=cache if diagnoser is None else None, clock=clock,
         )
         self.incidents = IncidentStage(self.config, store)
+        self.notifier = Notifier(loaded, store, clock=clock, redactor=self.redactor) if self.config.notify else None
         # executions a crash left running are never replayed: their outcome is unknown
         store.interrupted_executions(clock())
 
@@ -145,6 +147,8 @@ class Monitor:
             admit=lambda ticket: self.incidents.admit(ticket, evaluation.states, now),
         )
         self.previous.update({name: r.value for name, r in results.items() if r.ok})
+        if self.notifier is not None:
+            self.notifier.collect(now)  # store writes only: delivery is the notifier's thread
         self.ticks += 1
         open_count = self.store.open_ticket_count()
         report = TickReport(
@@ -173,6 +177,8 @@ class Monitor:
     ) -> None:
         """Tick every `interval` seconds until `stop` is set; a tick in progress completes."""
         period = interval if interval is not None else self.config.interval
+        if self.notifier is not None:
+            self.notifier.start()
         try:
             while not stop.is_set():
                 started = time.monotonic()
@@ -189,6 +195,8 @@ class Monitor:
 
     async def aclose(self) -> None:
         """Close the connections of the observer, executor and diagnoser (in the tick's loop)."""
+        if self.notifier is not None:
+            await asyncio.to_thread(self.notifier.stop)
         await self.observer.aclose()
         await self.executor.aclose()
         await self.diagnoser.aclose()

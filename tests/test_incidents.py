@@ -175,17 +175,32 @@ def test_incident_resolves_with_its_last_ticket_and_a_new_episode_is_a_new_incid
     assert monitor.store.count_events("diagnosis") == 2
 
 
-def test_a_muted_ticket_is_unmuted_when_its_inhibitor_resolves_and_stays_in_its_incident(tmp_path: Path, srv: JsonServer) -> None:
+def test_a_muted_ticket_stays_recorded_only_when_its_cause_heals_first(tmp_path: Path, srv: JsonServer) -> None:
     srv.set("/nodes", nodes(redis=False, fast=False, count=1))
     clock = Clock()
     monitor = monitor_for(tmp_path, srv, clock)
     run_ticks(monitor, clock, 4)
-    srv.set("/nodes", nodes(redis=True, fast=False, count=1))  # the cause heals, the symptom stays
+    srv.set("/nodes", nodes(redis=True, fast=False, count=1))  # the cause heals, the symptom lingers
     again = Monitor(monitor.loaded, store=monitor.store, clock=clock)
     run_ticks(again, clock, 3)
     [symptom] = [t for t in monitor.store.tickets() if t.invariant == "latency"]
-    kinds = [e.kind for e in monitor.store.events(symptom.id)]
-    assert kinds.index("muted") < kinds.index("unmuted")
-    assert symptom.muted_by is None
-    assert "diagnosis" not in kinds  # the incident stays open through it: it was diagnosed once
+    assert symptom.is_open and symptom.muted_by is not None and symptom.parked == PARKED_MUTED
+    assert "diagnosis" not in [e.kind for e in monitor.store.events(symptom.id)]
+    assert monitor.store.count_events("diagnosis") == 1
+
+
+def test_a_symptom_that_fires_just_after_its_cause_resolved_is_still_muted(tmp_path: Path, srv: JsonServer) -> None:
+    """The symptom's longer `for` makes it fire on the tick its cause resolves: its violation
+    began while the cause fired, so it is the cause's symptom (not a second diagnosis)."""
+    srv.set("/nodes", nodes(redis=False, fast=False, count=1))
+    clock = Clock()
+    monitor = monitor_for(tmp_path, srv, clock, cause_for="2s", symptom_for="6s")
+    run_ticks(monitor, clock, 3)  # t=0, 2, 4: the cause fires at 2s; the symptom is pending
+    srv.set("/nodes", nodes(redis=True, fast=False, count=1))
+    again = Monitor(monitor.loaded, store=monitor.store, clock=clock)
+    run_ticks(again, clock, 2)  # t=6: the cause resolves and the symptom fires
+    [cause] = [t for t in monitor.store.tickets() if t.invariant == "redis_reachable"]
+    [symptom] = [t for t in monitor.store.tickets() if t.invariant == "latency"]
+    assert cause.status == "resolved" and symptom.first_seen >= (cause.resolved_at or 0)
+    assert symptom.muted_by is not None and "while this violation began" in symptom.muted_by
     assert monitor.store.count_events("diagnosis") == 1

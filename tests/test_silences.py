@@ -110,8 +110,8 @@ def test_the_cli_refuses_a_bad_silence_with_a_usage_error(tmp_path: Path, args: 
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_silenced_ticket_is_recorded_but_not_acted_on_until_the_silence_expires(tmp_path: Path) -> None:
-    from tests.act.act_support import api, config_data, open_engine
+def test_a_silenced_ticket_is_recorded_but_not_acted_on_and_the_next_episode_after_it_expires_is(tmp_path: Path) -> None:
+    from tests.act.act_support import api, config_data, nodes, open_engine
 
     for server in api():  # a registry on a real HTTP server: n2 is down
         engine = open_engine(tmp_path, config_data(server.url, diagnosis={"provider": "runbook"}))
@@ -127,8 +127,14 @@ def test_a_silenced_ticket_is_recorded_but_not_acted_on_until_the_silence_expire
             assert [m for m, _, _, _ in server.requests if m != "GET"] == []
             engine.store.expire_silence(silence.id, actor="me")
             engine.tick(engine.clock.now + 1)
+            # muting holds for the ticket's episode (engine.incidents.muting); the next episode is acted on
+            assert engine.ticket(ticket.id).parked == "muted" and engine.proposals() == []
+            server.set("/v1/nodes", nodes(up=("n1", "n2")))
             engine.tick(engine.clock.now + 1)
-            assert "unmuted" in engine.kinds(ticket.id)
-            assert [(p.action, p.status) for p in engine.proposals()] == [("deregister_node", "succeeded")]
+            assert engine.ticket(ticket.id).status == "resolved"
+            server.set("/v1/nodes", nodes("n2"))
+            for _ in range(2):
+                engine.tick(engine.clock.now + 1)
+            assert [(p.ticket_id, p.action, p.status) for p in engine.proposals()] == [(ticket.id + 1, "deregister_node", "succeeded")]
         finally:
             engine.close()

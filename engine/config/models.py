@@ -549,6 +549,67 @@ class Incidents(Strict):
 
 GROUP_BY_FIELDS = ("subject", "invariant", "key", "severity")
 
+
+# --------------------------------------------------------------------------- notifications
+
+NOTIFY_EVENTS = ("opened", "resolved", "approval_needed", "executed", "escalated", "kill_switch")
+NotifyEvent = Literal["opened", "resolved", "approval_needed", "executed", "escalated", "kill_switch"]
+
+
+class AlertmanagerReceiver(Strict):
+    """Incidents as alerts through Alertmanager's API v2 (`POST /api/v2/alerts`)."""
+
+    url: str = Field(description="Alertmanager's base URL.", examples=["${ALERTMANAGER_URL:-http://127.0.0.1:9093}"])
+    timeout: Duration = Field(5.0, description="Per request.", examples=["2s"])
+    resend: Duration = Field(
+        60.0, description="Firing alerts are sent again this often (Alertmanager resolves what it stops hearing about).",
+        examples=["30s"],
+    )
+    watchdog: bool = Field(
+        True, description="Also send `Watchdog`, an alert that always fires (a dead man's switch).", examples=[False]
+    )
+
+
+class WebhookReceiver(Strict):
+    """One POST per event: JSON (`format: json`) or a Slack incoming-webhook payload (`slack`)."""
+
+    url: str = Field(description="Where events are POSTed.", examples=["${HOOK_URL:-http://127.0.0.1:9000/hook}"])
+    secret: str | None = Field(
+        None, description="HMAC-SHA256 key: the body's signature goes in `X-Opctl-Signature: sha256=<hex>`.",
+        examples=["${HOOK_SECRET:-change-me}"],
+    )
+    format: Literal["json", "slack"] = Field("json", examples=["slack"])
+    timeout: Duration = Field(5.0, description="Per request.", examples=["2s"])
+
+
+class Notify(Strict):
+    """A receiver of notifications: exactly one of `alertmanager` or `webhook`."""
+
+    name: Name = Field(examples=["oncall"])
+    alertmanager: AlertmanagerReceiver | None = Field(None, examples=[{"url": "${ALERTMANAGER_URL:-http://127.0.0.1:9093}"}])
+    webhook: WebhookReceiver | None = Field(
+        None, examples=[{"url": "${HOOK_URL:-http://127.0.0.1:9000/hook}", "secret": "${HOOK_SECRET:-change-me}", "format": "json"}]
+    )
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: list(NOTIFY_EVENTS), description="The events sent (webhooks; default: all).",
+        examples=[["opened", "resolved", "approval_needed", "executed", "escalated", "kill_switch"]],
+    )
+    max_age: Duration = Field(
+        3600.0, description="A notification not delivered within this time is given up (and recorded).", examples=["30m"]
+    )
+
+    @model_validator(mode="after")
+    def _one_receiver(self) -> Notify:
+        if (self.alertmanager is None) == (self.webhook is None):
+            raise ValueError("a notify entry needs exactly one of `alertmanager` or `webhook`")
+        return self
+
+    @property
+    def url(self) -> str:
+        receiver = self.alertmanager or self.webhook
+        assert receiver is not None
+        return receiver.url
+
 # The built-in invariant every config has: one entity per target, firing when the target is down.
 TARGET_UP = "target_up"
 TARGET_UP_MESSAGE = (
@@ -593,6 +654,10 @@ class Config(Strict):
     prompts: Prompts = Field(default_factory=Prompts, description="Diagnosis prompt templates.")
     diagnosis: Diagnosis = Field(default_factory=Diagnosis, description="Who diagnoses tickets.")
     gate: Gate = Field(default_factory=Gate, description="Global limits of the action gate.")
+    notify: list[Notify] = Field(
+        default_factory=list, description="Who is told about incidents, approvals and actions.",
+        examples=[[{"name": "oncall", "alertmanager": {"url": "${ALERTMANAGER_URL:-http://127.0.0.1:9093}"}}]],
+    )
     incidents: Incidents = Field(
         default_factory=Incidents, description="Grouping of tickets into incidents.",
         examples=[{"group_by": ["subject"], "group_wait": "10s"}],

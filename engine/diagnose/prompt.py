@@ -36,7 +36,7 @@ CONTEXT_BUDGET = 12_000
 TICKET_TEXT_BUDGET = 2_000  # the ticket's message and key (both may carry observed text)
 MAX_EVENTS = 20
 # the engine's own bookkeeping on a ticket (which incident it joined): nothing to diagnose from
-UNTOLD_EVENTS = frozenset({"incident"})
+UNTOLD_EVENTS = frozenset({"incident", "incident_opened"})
 MAX_SIMILAR = 5
 
 

@@ -24,20 +24,36 @@ LISTED_KEYS = 3  # firing keys named in a reason
 
 @dataclass(frozen=True)
 class MuteContext:
-    """What a muting source may look at: the firing entity keys per invariant this tick, and now."""
+    """What a muting source may look at.
+
+    Attributes:
+        firing: the firing entity keys per invariant this tick.
+        episodes: per invariant, (key, fired at, resolved at or None) of its recent tickets.
+        violated_since: when each (invariant, key) entity's current violation began (pending).
+        now: the tick's time.
+    """
 
     firing: Mapping[str, tuple[str, ...]]
     now: float
-    extra: Mapping[str, object] = field(default_factory=dict)  # for future sources
+    episodes: Mapping[str, tuple[tuple[str, float, float | None], ...]] = field(default_factory=dict)
+    violated_since: Mapping[tuple[str, str], float] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, states: Mapping[tuple[str, str], EntityState], now: float) -> MuteContext:
+    def of(cls, states: Mapping[tuple[str, str], EntityState], now: float,
+           episodes: Sequence[tuple[str, str, float, float | None]] = ()) -> MuteContext:
         unsettled = states.unsettled if isinstance(states, StateMap) else states
         firing: dict[str, list[str]] = {}
+        since: dict[tuple[str, str], float] = {}
         for (invariant, key), state in unsettled.items():
             if state.status == "firing":
                 firing.setdefault(invariant, []).append(key)
-        return cls({name: tuple(sorted(keys)) for name, keys in firing.items()}, now)
+            if state.active_since is not None:
+                since[(invariant, key)] = state.active_since
+        by_invariant: dict[str, list[tuple[str, float, float | None]]] = {}
+        for invariant, key, started, ended in episodes:
+            by_invariant.setdefault(invariant, []).append((key, started, ended))
+        return cls({name: tuple(sorted(keys)) for name, keys in firing.items()}, now,
+                   {name: tuple(sorted(e)) for name, e in by_invariant.items()}, since)
 
 
 class Muter(Protocol):
@@ -52,13 +68,27 @@ class Inhibition:
         self.inhibitors = {inv.name: tuple(inv.inhibited_by) for inv in config.invariants if inv.inhibited_by}
 
     def mutes(self, ticket: Ticket, context: MuteContext) -> str | None:
+        began = context.violated_since.get((ticket.invariant, ticket.entity_key), ticket.first_seen)
         for name in self.inhibitors.get(ticket.invariant, ()):
             keys = context.firing.get(name)
             if keys:
-                listed = ", ".join(repr(k) if k else "the cluster" for k in keys[:LISTED_KEYS])
-                more = f" and {len(keys) - LISTED_KEYS} more" if len(keys) > LISTED_KEYS else ""
-                return f"inhibited by {name} (firing for {listed}{more})"
+                return f"inhibited by {name} (firing for {_listed(keys)})"
+            # a symptom whose violation began while its cause fired is that cause's, even when
+            # its own `for` makes it fire just after the cause resolved
+            overlapping = tuple(key for key, fired, resolved in context.episodes.get(name, ())
+                                if fired <= context.now and (resolved is None or resolved >= began))
+            if overlapping:
+                return f"inhibited by {name} (fired for {_listed(overlapping)} while this violation began)"
         return None
+
+    def invariants(self) -> list[str]:
+        """The inhibiting invariants, whose recent tickets the context needs."""
+        return sorted({name for names in self.inhibitors.values() for name in names})
+
+
+def _listed(keys: Sequence[str]) -> str:
+    listed = ", ".join(repr(k) if k else "the cluster" for k in keys[:LISTED_KEYS])
+    return listed + (f" and {len(keys) - LISTED_KEYS} more" if len(keys) > LISTED_KEYS else "")
 
 
 class Silences:

@@ -167,7 +167,9 @@ def run_store_path(spec: LabSpec, scenario: str, now: float) -> Path:
 class _Progress:
     injected_at: float | None = None
     detected_at: float | None = None
-    diagnosed: bool = False
+    diagnosed: bool = False  # the expected ticket, or the cause it is muted by or grouped under
+    covered: bool = False  # the expected ticket is muted or grouped: another ticket's diagnosis is its
+    diagnoses: int = 0
     recovered_at: float | None = None
     last_event: int = 0
     approved: set[int] = field(default_factory=set)
@@ -311,7 +313,13 @@ class _DemoRun:
             if event.id <= self.progress.last_event:
                 continue
             self.progress.last_event = event.id
-            if event.kind == "diagnosis" and self._is_expected(event.invariant, event.entity_key):
+            if event.kind == "diagnosis":
+                self.progress.diagnoses += 1
+                if self._is_expected(event.invariant, event.entity_key):
+                    self.progress.diagnosed = True
+            if event.kind in ("muted", "grouped") and self._is_expected(event.invariant, event.entity_key):
+                self.progress.covered = True  # diagnosed through its cause's (or its incident's) ticket
+            if self.progress.covered and self.progress.diagnoses:
                 self.progress.diagnosed = True
             entry = from_event(event, self.progress.injected_at)
             if entry is not None and (self.progress.injected_at is not None or entry.kind != "obs ok"):

@@ -24,7 +24,7 @@ Reverts (schema v4): an action that declares a `revert` arms it when it succeeds
 execution's own transaction; once the ticket resolves the engine proposes and runs the revert on
 the same ticket (engine.act.revert). A revert is `armed`, then `done` or `given_up`.
 
-Silences (schema v6, engine.store.silencing): matchers on invariant, key and severity with a
+Silences (schema v7, engine.store.silencing): matchers on invariant, key and severity with a
 window, an author and a comment (engine.silences); added and expired with their audit events.
 
 Credit: a verifying ticket that resolves gets `verified` (the action is credited) only when an

@@ -9,7 +9,7 @@ from typing import Any
 
 from engine.store.base import StoreBase
 from engine.store.records import _TICKET_COLUMNS, Incident, Ticket, _ticket_from_row
-from engine.store.statuses import OPEN, PARKED_GROUPED, PARKED_MUTED, RESOLVED
+from engine.store.statuses import PARKED_GROUPED, PARKED_MUTED, RESOLVED
 
 _INCIDENT_COLUMNS = "id, group_key, opened_at, resolved_at, lead_ticket_id"
 
@@ -46,13 +46,24 @@ class IncidentStore(StoreBase):
             ).fetchall()
             for (incident_id,) in rows:
                 conn.execute("UPDATE incidents SET resolved_at = ? WHERE id = ?", (at, incident_id))
+                lead = conn.execute("SELECT lead_ticket_id FROM incidents WHERE id = ?", (incident_id,)).fetchone()[0]
+                if lead is not None:  # an incident never opened for people (all muted) is not resolved for them
+                    ticket = self._ticket(conn, lead)
+                    assert ticket is not None
+                    self._insert_event(conn, "incident_resolved", lead, ticket.invariant, ticket.entity_key, "engine", at,
+                                       {"incident": incident_id})
             return [self._incident(conn, r[0]) for r in rows]  # type: ignore[misc]
 
-    def lead_incident(self, incident_id: int, ticket_id: int) -> None:
-        """The ticket through which the incident is diagnosed (set once)."""
+    def lead_incident(self, incident_id: int, ticket_id: int, *, at: float, actor: str = "engine") -> None:
+        """The ticket through which the incident is diagnosed (set once): the incident is open
+        for people from now on (the `incident_opened` event is what notifications say)."""
         with self._transaction() as conn:
-            conn.execute("UPDATE incidents SET lead_ticket_id = ? WHERE id = ? AND lead_ticket_id IS NULL",
-                         (ticket_id, incident_id))
+            ticket = self._require(conn, ticket_id, "lead with")
+            changed = conn.execute("UPDATE incidents SET lead_ticket_id = ? WHERE id = ? AND lead_ticket_id IS NULL",
+                                   (ticket_id, incident_id)).rowcount
+            if changed:
+                self._insert_event(conn, "incident_opened", ticket_id, ticket.invariant, ticket.entity_key, actor, at,
+                                   {"incident": incident_id})
 
     def group_ticket(self, ticket: Ticket, lead: int, *, at: float, actor: str = "engine") -> None:
         """Park a ticket whose incident is diagnosed through `lead`."""
@@ -70,21 +81,18 @@ class IncidentStore(StoreBase):
             self._insert_event(conn, "muted", ticket.id, ticket.invariant, ticket.entity_key, actor, at,
                                {"by": reason, "incident": ticket.incident_id})
 
-    def unmute_ticket(self, ticket: Ticket, *, at: float, actor: str = "engine") -> None:
-        """What muted it no longer holds while it is open: it may be attempted again."""
-        with self._transaction() as conn:
-            conn.execute(f"UPDATE tickets SET parked = NULL, muted_by = NULL WHERE id = ? AND parked = '{PARKED_MUTED}'",
-                         (ticket.id,))
-            self._insert_event(conn, "unmuted", ticket.id, ticket.invariant, ticket.entity_key, actor, at,
-                               {"was": ticket.muted_by})
-
-    def muted_tickets(self) -> list[Ticket]:
-        """Open tickets parked because they are muted, oldest first."""
+    def episodes(self, invariants: list[str], *, since: float) -> list[tuple[str, str, float, float | None]]:
+        """(invariant, key, first_seen, resolved_at) of the tickets of these invariants that are
+        open or resolved since `since`: when each of them fired."""
+        if not invariants:
+            return []
+        marks = ", ".join("?" for _ in invariants)
         with self._reading() as conn:
             rows = conn.execute(
-                f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE status = '{OPEN}' AND parked = '{PARKED_MUTED}' ORDER BY id"
+                f"SELECT invariant, entity_key, first_seen, resolved_at FROM tickets WHERE invariant IN ({marks}) "
+                "AND (resolved_at IS NULL OR resolved_at >= ?)", (*invariants, since),
             ).fetchall()
-        return [_ticket_from_row(r) for r in rows]
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     def incident(self, incident_id: int) -> Incident | None:
         with self._reading() as conn:

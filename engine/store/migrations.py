@@ -155,7 +155,31 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tickets ADD COLUMN incident_id INTEGER REFERENCES incidents(id);
     ALTER TABLE tickets ADD COLUMN muted_by TEXT;
     """,
-    # v6: silences (engine.silences): matchers on invariant/key/severity, a window, who and why
+    # v6: the notification outbox: one row per (receiver, event), written in the tick and
+    # delivered off it; `notify_cursor` is the last audit event turned into notifications
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        receiver TEXT NOT NULL,
+        event TEXT NOT NULL,
+        source_event_id INTEGER NOT NULL,
+        ticket_id INTEGER REFERENCES tickets(id),
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'expired')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        delivered_at REAL,
+        last_error TEXT,
+        UNIQUE (receiver, source_event_id)
+    );
+    CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+    CREATE TABLE notify_cursor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        event_id INTEGER NOT NULL
+    );
+    """,
+    # v7: silences (engine.silences): matchers on invariant/key/severity, a window, who and why
     """
     CREATE TABLE silences (
         id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -242,6 +242,10 @@ def _ticket_from_row(r: tuple[Any, ...]) -> Ticket:
     )
 
 
+def _event_from_row(r: tuple[Any, ...]) -> Event:
+    return Event(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]))
+
+
 def _proposal_from_row(r: tuple[Any, ...]) -> Proposal:
     return Proposal(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12])
 

@@ -10,12 +10,13 @@ from pathlib import Path
 from engine.evaluate import EntityState
 from engine.store.base import BUSY_TIMEOUT_S
 from engine.store.incidents import IncidentStore
+from engine.store.outbox import OutboxStore
 from engine.store.reverting import RevertingStore
 from engine.store.silencing import SilencingStore
 from engine.store.ticketing import TicketingStore
 
 
-class Store(TicketingStore, RevertingStore, IncidentStore, SilencingStore):
+class Store(TicketingStore, RevertingStore, IncidentStore, OutboxStore, SilencingStore):
     """The SQLite ticket store of one subject. Not shared between processes that both write
     ticks: one engine per file (readers such as `opctl tickets` are fine)."""
 

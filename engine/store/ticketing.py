@@ -14,7 +14,9 @@ from engine.config.models import Invariant
 from engine.errors import StoreError
 from engine.evaluate import Entity, EntityState, StateMap, Transition
 from engine.store.base import StoreBase
-from engine.store.records import _EVENT_COLUMNS, _TICKET_COLUMNS, Event, TickChanges, Ticket, _dumps, _ticket_from_row
+from engine.store.records import (
+    _EVENT_COLUMNS, _TICKET_COLUMNS, Event, TickChanges, Ticket, _dumps, _event_from_row, _ticket_from_row,
+)
 from engine.store.statuses import OPEN, RESOLVED, VERIFYING
 
 
@@ -310,7 +312,7 @@ class TicketingStore(StoreBase):
                 f"SELECT {_EVENT_COLUMNS} FROM (SELECT * FROM events {clause}ORDER BY id DESC LIMIT ?) ORDER BY id",
                 (*args, limit),
             ).fetchall()
-        return [Event(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in rows]
+        return [_event_from_row(r) for r in rows]
 
     def last_event_id(self) -> int:
         """The id of the newest event (0 for none): cheap, so watchers poll it for changes."""

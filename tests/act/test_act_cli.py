@@ -65,7 +65,7 @@ def running(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
     for proc in procs:
         if proc.poll() is None:
             proc.terminate()
-            proc.wait(timeout=10)
+            proc.communicate(timeout=10)  # drained: a full pipe of tick lines would block the loop
 
 
 @pytest.mark.slow
@@ -87,7 +87,7 @@ def test_approve_from_another_process_executes_on_the_next_tick(tmp_path: Path, 
         assert done is not None and done.status == "succeeded" and done.decided_by and done.decided_by.startswith("cli:")
     shown = opctl("tickets", "show", str(config), str(waiting.ticket_id), "--json")
     kinds = [e["kind"] for e in json.loads(shown.stdout)["events"]]
-    assert kinds[:5] == ["firing", "incident", "diagnosis", "awaiting_approval", "approved"] and "succeeded" in kinds
+    assert kinds[:6] == ["firing", "incident", "incident_opened", "diagnosis", "awaiting_approval", "approved"] and "succeeded" in kinds
     again = opctl("actions", "approve", str(config), str(waiting.id))
     assert again.returncode == 1 and "error: cannot approve proposal" in again.stderr and "Traceback" not in again.stderr
 

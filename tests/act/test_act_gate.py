@@ -62,7 +62,7 @@ def test_a_sound_recommendation_executes_then_verifies_and_credits_the_action(ma
     assert diagnosis.data["provider"] == "claude" and diagnosis.data["model"] == "claude-sonnet-4-6"
     assert diagnosis.data["recommended_actions"][0]["params"] == {"node_id": "n2"}
     assert engine.store.tokens_by_ticket(ticket.id) == (1500, 250)
-    assert engine.kinds(ticket.id) == ["firing", "incident", "diagnosis", "approved", "executing", "succeeded", "verifying"]
+    assert engine.kinds(ticket.id) == ["firing", "incident", "incident_opened", "diagnosis", "approved", "executing", "succeeded", "verifying"]
     [execution] = engine.store.executions(ticket_id=ticket.id)
     assert execution.status == "succeeded" and execution.response == '{"deleted": "n2"}'
     assert SECRET not in str(engine.store.events(limit=10_000))

@@ -112,7 +112,7 @@ def test_the_revert_runs_once_after_resolution_and_only_when_its_when_holds(engi
     assert (revert.action, revert.params, revert.status) == ("unfence_node", {"node_id": "n2"}, "succeeded")
     assert engine.store.reverts(ticket_id=ticket.id)[0].status == "done"
     kinds = engine.kinds(ticket.id)
-    assert kinds[kinds.index("resolved"):] == ["resolved", "revert_waiting", "approved", "executing", "succeeded", "reverted"]
+    assert kinds[kinds.index("resolved"):] == ["resolved", "incident_resolved", "revert_waiting", "approved", "executing", "succeeded", "reverted"]
     assert [t.id for t in engine.store.tickets()] == [ticket.id]  # nothing else opened
 
 
