@@ -97,15 +97,17 @@ def serve(processes: Processes, config: Path, store: Path, env: dict[str, str]) 
     return url
 
 
-def registry_console(tmp_path: Path, processes: Processes, server: JsonServer, browser: Any) -> tuple[str, Path]:
+def registry_console(
+    tmp_path: Path, processes: Processes, server: JsonServer, browser: Any, **overrides: Any
+) -> tuple[str, Path]:
     """`opctl run` (execute mode, 300 ms ticks) against a registry of healthy nodes on `server`,
     `opctl serve` beside it, and the browser signed in as an approver: (console url, store)."""
     server.set("/v1/nodes", nodes())
     server.set("/v1/nodes/n2", {"deleted": "n2"})
-    data = config_data(server.url, diagnosis={"provider": "runbook"}, interval="300ms", mode="execute")
+    data = config_data(server.url, diagnosis={"provider": "runbook"}, interval="300ms", mode="execute", **overrides)
     config = tmp_path / "opctl.yaml"
     config.write_text(yaml.safe_dump(data, sort_keys=False))
-    env = {**os.environ, "API_TOKEN": SECRET}
+    env = {**os.environ, "API_TOKEN": SECRET, "HOOK_SECRET": "hook-secret-42"}
     store = tmp_path / "state.db"
     processes.start("run", "run", str(config), "--json", env=env)
     wait_for(lambda: processes.ticks(), timeout=60)
@@ -226,8 +228,11 @@ def test_the_kill_switch_from_the_ui_stops_acting_and_observed_html_is_text(
 def test_a_silence_made_in_the_ui_mutes_the_next_matching_ticket(tmp_path: Path, processes: Processes, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
-    with JsonServer() as server:
-        url, store = registry_console(tmp_path, processes, server, browser)
+    from tests.notify.receiver import Receiver
+
+    with JsonServer() as server, Receiver() as hook:
+        notify = [{"name": "chatops", "webhook": {"url": hook.url, "secret": "${HOOK_SECRET}", "format": "json"}, "events": ["opened"]}]
+        url, store = registry_console(tmp_path, processes, server, browser, notify=notify)
 
         click(browser, "nav a[href='#/silences']")
         until(browser, lambda d: d.find_elements(By.ID, "silence-form"))
@@ -240,13 +245,15 @@ def test_a_silence_made_in_the_ui_mutes_the_next_matching_ticket(tmp_path: Path,
         assert [m.text() for m in silence.matchers] == ["key=n2"] and silence.created_by == "console:ann"
         assert silence.ends_at - silence.starts_at == 3600 and silence.comment == "replacing n2's disk"
 
-        server.set("/v1/nodes", nodes("n2"))
+        server.set("/v1/nodes", nodes("n2", "n3"))  # n2 is silenced, n3 is not
         click(browser, "nav a[href='#/']")
         until(browser, lambda d: f"silenced #{silence.id}" in text_of(d, "tr.ticket-row") and "muted" in text_of(d, "tr.ticket-row"),
               timeout=60)  # fmt: skip
+        wait_for(lambda: any(b"n3" in body for _, body, _ in hook.accepted()), timeout=60)  # n3's incident is notified
+        assert not any(b"n2" in body for _, body, _ in hook.requests)  # the silenced one never is
         with Store(store) as opened:
-            [ticket] = opened.tickets()
+            [ticket] = [t for t in opened.tickets() if t.entity_key == "n2"]
         assert ticket.parked == "muted" and (ticket.muted_by or "").startswith(f"silenced by #{silence.id} (key=n2")
-        assert [m for m, _, _, _ in server.requests if m != "GET"] == []  # execute mode, and nothing acted
-        click(browser, "tr.ticket-row a.ticket-link")
+        assert "/v1/nodes/n2" not in [p for m, p, _, _ in server.requests if m != "GET"]  # execute mode: n2 not acted on
+        browser.get(f"{url}/#/tickets/{ticket.id}")
         until(browser, lambda d: f"silenced by #{silence.id}" in text_of(d, "#muted"))
