@@ -488,6 +488,100 @@ def mode(args: tuple[str, ...], clear: bool, deprecated_config: str | None, stor
         click.echo(f"mode is {info.mode} ({mode_source(info)})")
 
 
+# ----------------------------------------------------------------------------- silences
+
+
+@main.group()
+def silence() -> None:
+    """Silence tickets (Alertmanager's model): matched tickets are recorded, not notified or acted on."""
+
+
+@silence.command("add")
+@config_argument()
+@store_option
+@click.option("--match", "matches", multiple=True, required=True, metavar="NAME=VALUE|NAME=~REGEX",
+              help="invariant, key or severity; repeat for more (all must match).")
+@click.option("--duration", required=True, help="How long from its start, e.g. 2h or 30m.")
+@click.option("--start", "start_at", type=float, default=None, help="Unix seconds (default: now).")
+@click.option("--comment", required=True, help="Why (recorded with the silence).")
+@user_errors
+def silence_add(config: str | None, store: str | None, matches: tuple[str, ...], duration: str, start_at: float | None,
+                comment: str) -> None:  # fmt: skip
+    """Add a silence; it takes effect on a running engine's next tick."""
+    import time
+
+    from engine.durations import parse_duration, utc_text
+    from engine.runtime import actor_name, open_store
+    from engine.silences import parse_matcher
+
+    try:
+        matchers = [parse_matcher(m) for m in matches]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--match") from exc
+    try:
+        length = parse_duration(duration)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--duration") from exc
+    start = time.time() if start_at is None else start_at
+    with open_store(config, store, create=True) as opened:
+        added = opened.add_silence(matchers, starts_at=start, ends_at=start + length, actor=actor_name(), comment=comment)
+    click.echo(safe(f"silence #{added.id} ({' '.join(m.text() for m in added.matchers)}) until {utc_text(added.ends_at)} UTC"))
+
+
+@silence.command("list")
+@config_argument()
+@store_option
+@click.option("--all", "show_all", is_flag=True, help="Also expired ones.")
+@output_option
+@user_errors
+def silence_list(config: str | None, store: str | None, show_all: bool, output: str) -> None:
+    """List silences, newest first (pending and active; --all: also expired)."""
+    import time
+
+    from engine.runtime import open_store
+    from engine.view import silences_listing
+
+    now = time.time()
+    with open_store(config, store) as opened:
+        found = [s for s in opened.silences() if show_all or s.state(now) != "expired"]
+    print_listing(silences_listing(found, now), output, lambda: [s.as_json(now) for s in found])
+
+
+@silence.command("expire")
+@config_argument(Positional("silence_id", "ID", click.INT))
+@store_option
+@user_errors
+def silence_expire(config: str | None, store: str | None, silence_id: int) -> None:
+    """End a silence now."""
+    from engine.runtime import actor_name, open_store
+
+    with open_store(config, store) as opened:
+        opened.expire_silence(silence_id, actor=actor_name())
+    click.echo(f"silence #{silence_id} has expired")
+
+
+# ----------------------------------------------------------------------------- serve
+
+
+@main.command()
+@config_argument(store_suffices=False)
+@store_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (not loopback: needs OPCTL_SERVE_TOKENS).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8089, show_default=True)
+@user_errors
+def serve(config: str, store: str | None, host: str, port: int) -> None:
+    """The web console and JSON API (/api/v1) over the store `opctl run` writes. It never acts:
+    approvals, the kill switch, the mode and silences are store writes the loop picks up."""
+    import os
+
+    from engine.serve import build
+    from engine.serve.app import run as run_app
+
+    app = build(config, host=host, env=os.environ, store=store)
+    click.echo(f"console on http://{host}:{port}/ (API /api/v1, OpenAPI /api/v1/openapi.json)", err=True)
+    run_app(app, host=host, port=port)
+
+
 # ----------------------------------------------------------------------------- prompt
 
 

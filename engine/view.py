@@ -31,6 +31,7 @@ from engine.safe_text import plain, safe
 if TYPE_CHECKING:
     from engine.cockpit import Cockpit, ModeInfo, OpenTicket, StoreStatus
     from engine.loop import TickReport
+    from engine.silences import Silence
     from engine.store import Event, Execution, Lease, Proposal, Ticket
 
 STATES = ("ok", "pending", "firing", "unknown", "error")  # the per-invariant counts of a tick
@@ -143,6 +144,18 @@ def tickets_listing(tickets: Iterable[Ticket], title: str = "Tickets") -> Listin
             f"#{t.incident_id}" if t.incident_id else "-", t.muted_by or "-",
         )
         for t in tickets
+    )
+    return Listing(title, columns, rows)
+
+
+def silences_listing(silences: Iterable[Silence], now: float, title: str = "Silences") -> Listing:
+    columns = (
+        Column("id", keep=True, numeric=True), Column("state", keep=True), Column("matchers", keep=True),
+        Column("starts", drop=2), Column("ends", drop=1), Column("by", drop=3), Column("comment", flex=True),
+    )  # fmt: skip
+    rows = tuple(
+        _cells(s.id, s.state(now), " ".join(m.text() for m in s.matchers), when(s.starts_at), when(s.ends_at), s.created_by, s.comment)
+        for s in silences
     )
     return Listing(title, columns, rows)
 

@@ -28,6 +28,7 @@ from engine.config.models import (
     Diagnosis,
     Invariant,
     Incidents,
+    Notify,
     Observation,
     Prompts,
     Subject,
@@ -69,6 +70,7 @@ class PartialConfig:
     action_names: set[str] = field(default_factory=set)
     invariant_names: set[str] = field(default_factory=set)
     incidents: Incidents | None = None
+    notify: list[tuple[int, Notify]] = field(default_factory=list)
     # False when some invariant or action failed the schema: usage of names is then unknown.
     entries_complete: bool = True
 

@@ -613,10 +613,10 @@ class AlertmanagerReceiver(Strict):
 class WebhookReceiver(Strict):
     """One POST per event: JSON (`format: json`) or a Slack incoming-webhook payload (`slack`)."""
 
-    url: str = Field(description="Where events are POSTed.", examples=["${HOOK_URL}"])
+    url: str = Field(description="Where events are POSTed.", examples=["${HOOK_URL:-http://127.0.0.1:9000/hook}"])
     secret: str | None = Field(
         None, description="HMAC-SHA256 key: the body's signature goes in `X-Opctl-Signature: sha256=<hex>`.",
-        examples=["${HOOK_SECRET}"],
+        examples=["${HOOK_SECRET:-change-me}"],
     )
     format: Literal["json", "slack"] = Field("json", examples=["slack"])
     timeout: Duration = Field(5.0, description="Per request.", examples=["2s"])
@@ -628,7 +628,7 @@ class Notify(Strict):
     name: Name = Field(examples=["oncall"])
     alertmanager: AlertmanagerReceiver | None = Field(None, examples=[{"url": "${ALERTMANAGER_URL:-http://127.0.0.1:9093}"}])
     webhook: WebhookReceiver | None = Field(
-        None, examples=[{"url": "${HOOK_URL}", "secret": "${HOOK_SECRET}", "format": "json"}]
+        None, examples=[{"url": "${HOOK_URL:-http://127.0.0.1:9000/hook}", "secret": "${HOOK_SECRET:-change-me}", "format": "json"}]
     )
     events: list[NotifyEvent] = Field(
         default_factory=lambda: list(NOTIFY_EVENTS), description="The events sent (webhooks; default: all).",

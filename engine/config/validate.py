@@ -15,10 +15,11 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from engine.config.checks import PartialConfig, run_checks
 from engine.config.incident_checks import incident_problems
+from engine.config.notify_checks import notify_problems
 from engine.config.schema_errors import schema_problems
 from engine.config.loader import load_document
 from engine.config.models import (
-    Action, Config, Diagnosis, Incidents, Invariant, Observation, Prompts, Subject, Target, Var,
+    Action, Config, Diagnosis, Incidents, Invariant, Notify, Observation, Prompts, Subject, Target, Var,
 )
 from engine.config.problems import Problem, sort_key
 from engine.config.secrets import positional_secrets
@@ -80,6 +81,7 @@ def check_config(
     partial = _partial(doc.data)
     problems.extend(run_checks(doc, partial, strict))
     problems.extend(incident_problems(doc, partial))
+    problems.extend(notify_problems(doc, partial))
     # A place the loader already faulted (say, an unset ${VAR}) gets no follow-on problems.
     problems = problems[:loader_count] + [p for p in problems[loader_count:] if p.path not in located]
     problems = _unique(problems)
@@ -102,6 +104,9 @@ def _partial(data: Any) -> PartialConfig:
     partial.prompts = _try(Prompts, data.get("prompts", {}))
     partial.diagnosis = _try(Diagnosis, data.get("diagnosis", {}))
     partial.incidents = _try(Incidents, data.get("incidents", {}))
+    receivers = data.get("notify")
+    if isinstance(receivers, list):
+        partial.notify = [(i, n) for i, raw in enumerate(receivers) if (n := _try(Notify, raw)) is not None]
     variables = data.get("vars")
     if isinstance(variables, dict):
         partial.vars = {k: v for k, raw in variables.items() if isinstance(k, str) and (v := _try(Var, raw)) is not None}

@@ -3,8 +3,9 @@
 One protocol, several sources (as in Alertmanager, where inhibitions and silences are both a
 `Muter`): each source answers `mutes(ticket, context)` with a reason or None, and `muted_by`
 asks them in order. Inhibition is the first source: an invariant's `inhibited_by` names
-invariants (or `target_up`) that, while one of their entities fires, mute its tickets. A new
-kind of muting (silences) is one more class with `mutes` and one more entry in `muters_of`.
+invariants (or `target_up`) that, while one of their entities fires, mute its tickets. Silences
+are the second (matchers with a window, in the store). A new kind of muting is one more class
+with `mutes` and one more entry in `muters_of`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Protocol
 
 from engine.config.models import Config
 from engine.evaluate import EntityState, StateMap
+from engine.silences import Silence, silencing, ticket_labels
 from engine.store import Ticket
 
 LISTED_KEYS = 3  # firing keys named in a reason
@@ -89,9 +91,31 @@ def _listed(keys: Sequence[str]) -> str:
     return listed + (f" and {len(keys) - LISTED_KEYS} more" if len(keys) > LISTED_KEYS else "")
 
 
-def muters_of(config: Config) -> list[Muter]:
-    """Every muting source of a config, in the order they are asked."""
-    return [Inhibition(config)]
+class Silences:
+    """Silences (engine.silences, kept in the store): an active silence whose every matcher
+    matches the ticket's invariant, key and severity mutes it. Made with `opctl silence add` or
+    the console, so they are read from the store (once per tick: `now` changes each tick)."""
+
+    def __init__(self, store: SilenceSource) -> None:
+        self.store = store
+        self._read: tuple[float, list[Silence]] | None = None
+
+    def mutes(self, ticket: Ticket, context: MuteContext) -> str | None:
+        if self._read is None or self._read[0] != context.now:
+            self._read = (context.now, self.store.silences(active_at=context.now))
+        found = silencing(self._read[1], ticket_labels(ticket.invariant, ticket.entity_key, ticket.severity), context.now)
+        if found is None:
+            return None
+        return f"silenced by #{found.id} ({' '.join(m.text() for m in found.matchers)}; {found.created_by}: {found.comment})"
+
+
+class SilenceSource(Protocol):
+    def silences(self, *, active_at: float | None = None, limit: int = 1000) -> list[Silence]: ...
+
+
+def muters_of(config: Config, store: SilenceSource | None = None) -> list[Muter]:
+    """Every muting source of a config (and its store's silences), in the order they are asked."""
+    return [Inhibition(config), *([Silences(store)] if store is not None else [])]
 
 
 def muted_by(ticket: Ticket, context: MuteContext, muters: Sequence[Muter]) -> str | None:

@@ -27,7 +27,7 @@ class IncidentStage:
     def __init__(self, config: Config, store: Store, *, muters: Sequence[Muter] | None = None) -> None:
         self.config = config
         self.store = store
-        self.muters: list[Muter] = list(muters) if muters is not None else muters_of(config)
+        self.muters: list[Muter] = list(muters) if muters is not None else muters_of(config, store)
         self.group_wait = config.incidents.group_wait if config.incidents.group_wait is not None else config.interval
         # how far back a cause's ticket can matter: the longest violation before firing, and a tick
         self.horizon = max((inv.hold for inv in config.invariants), default=0.0) + 2 * config.interval

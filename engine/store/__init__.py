@@ -35,6 +35,9 @@ its own transaction. Every status change of a proposal or an execution is a comp
 an execution starts in one transaction that checks the gates that read the store once more
 (engine.store.limits), so two processes never run one proposal twice.
 
+Silences (schema v9, engine.store.silencing): matchers on invariant, key and severity with a
+window, an author and a comment (engine.silences); added and expired with their audit events.
+
 Credit: a verifying ticket that resolves gets `verified` (the action is credited) only when an
 `effect_confirmed` event (its `verify.expr` held on fresh observations) exists for the proposal
 that ran; otherwise `recovered`: the invariant holds again, the action's effect was not confirmed.

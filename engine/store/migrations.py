@@ -201,6 +201,19 @@ MIGRATIONS: tuple[str, ...] = (
         event_id INTEGER NOT NULL
     );
     """,
+    # v9: silences (engine.silences): matchers on invariant/key/severity, a window, who and why
+    """
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        matchers TEXT NOT NULL,
+        starts_at REAL NOT NULL,
+        ends_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX silences_by_end ON silences(ends_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

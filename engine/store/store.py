@@ -13,10 +13,11 @@ from engine.store.leasing import LeasingStore
 from engine.store.location import store_location
 from engine.store.outbox import OutboxStore
 from engine.store.reverting import RevertingStore
+from engine.store.silencing import SilencingStore
 from engine.store.ticketing import TicketingStore
 
 
-class Store(TicketingStore, RevertingStore, LeasingStore, IncidentStore, OutboxStore):
+class Store(TicketingStore, RevertingStore, LeasingStore, IncidentStore, OutboxStore, SilencingStore):
     """The ticket store of one subject: a SQLite file (a path, or `sqlite:///PATH`) or a
     PostgreSQL database (`postgresql://user:pass@host:port/db`). Engines sharing it compete for
     the leader lease (engine.store.leasing): only the holder writes; readers such as

@@ -338,6 +338,11 @@ class TicketingStore(StoreBase):
             ).fetchall()
         return [_event_from_row(r) for r in rows]
 
+    def last_event_id(self) -> int:
+        """The id of the newest event (0 for none): cheap, so watchers poll it for changes."""
+        with self._reading() as conn:
+            return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+
     def add_event(
         self,
         kind: str,

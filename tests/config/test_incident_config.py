@@ -63,3 +63,43 @@ def test_run_and_validate_exit_1_with_the_place(tmp_path: Path) -> None:
         assert result.exit_code == 1, result.output
         assert f"{path}:" in result.output and "inhibition cycle" in result.output
         assert "Traceback" not in result.output
+
+
+NOTIFY = """notify:
+  - name: oncall
+    alertmanager: {url: "http://127.0.0.1:9093"}
+  - name: chatops
+    webhook: {url: "${HOOK_URL:-http://127.0.0.1:9/hook}", secret: "${HOOK_SECRET:-s}", format: json}
+    events: [opened, resolved, approval_needed, executed, escalated, kill_switch]
+"""
+
+
+def test_the_issue_notify_block_is_valid(tmp_path: Path) -> None:
+    assert problems_of(tmp_path, BASE + NOTIFY) == []
+
+
+def test_notify_with_both_or_neither_receiver_is_located(tmp_path: Path) -> None:
+    both = BASE + NOTIFY.replace('    alertmanager: {url: "http://127.0.0.1:9093"}\n',
+                                 '    alertmanager: {url: "http://127.0.0.1:9093"}\n    webhook: {url: "http://127.0.0.1:9/x"}\n')
+    [(line, _, path, message)] = problems_of(tmp_path, both)
+    assert path.startswith("notify.0") and "exactly one of `alertmanager` or `webhook`" in message
+    assert line == line_of(both, "- name: oncall")
+    neither = BASE + "notify:\n  - name: oncall\n"
+    [(_, _, path, message)] = problems_of(tmp_path, neither)
+    assert path.startswith("notify.0") and "exactly one of `alertmanager` or `webhook`" in message
+
+
+def test_an_unknown_event_name_is_located(tmp_path: Path) -> None:
+    text = BASE + NOTIFY.replace("kill_switch]", "kill_switch, paged]")
+    [(line, _, path, message)] = problems_of(tmp_path, text)
+    assert path == "notify.1.events.6" and line == line_of(text, "paged]") and "paged" in message
+
+
+def test_an_invalid_url_is_located_without_printing_an_environment_value(tmp_path: Path) -> None:
+    text = BASE + NOTIFY.replace('"http://127.0.0.1:9093"', '"127.0.0.1:9093"')
+    [(line, _, path, message)] = problems_of(tmp_path, text)
+    assert path == "notify.0.alertmanager.url" and line == line_of(text, "127.0.0.1:9093")
+    assert "'127.0.0.1:9093' is not an http(s)://host" in message
+    path_ = write(tmp_path, BASE + NOTIFY.replace("${HOOK_URL:-http://127.0.0.1:9/hook}", "${HOOK_URL}"))
+    result = CliRunner(env={"HOOK_URL": "hooks.example/T0KEN-123"}).invoke(main, ["validate", str(path_)])
+    assert result.exit_code == 1 and "from ${HOOK_URL}" in result.output and "T0KEN-123" not in result.output
