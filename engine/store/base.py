@@ -207,9 +207,9 @@ def _refuse_foreign_file(path: Path) -> None:
         return
     except IsADirectoryError:
         raise StoreError(f"the ticket store {path} is a directory; point `store:` at a file") from None
-    if head == b"":
-        raise StoreError(f"the ticket store {path} is an empty file, not an opctl ticket store; remove it (opctl creates the store) or point `store:` at another file")
-    if head != SQLITE_HEADER:
+    # An empty file is one being created right now (by opctl, in another process, before SQLite
+    # writes its header) or left empty: SQLite makes it a store either way.
+    if head and head != SQLITE_HEADER:
         raise StoreError(f"{path} is not an opctl ticket store (it is not a SQLite database); point `store:` at another file")
 
 
