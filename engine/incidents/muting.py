@@ -10,11 +10,12 @@ with `mutes` and one more entry in `muters_of`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from engine.config.models import Config
+from engine.config.models import TARGET_UP, Config
+from engine.expr import compile_expr
 from engine.evaluate import EntityState, StateMap
 from engine.silences import Silence, silencing, ticket_labels
 from engine.store import Ticket
@@ -66,20 +67,37 @@ class Inhibition:
 
     def __init__(self, config: Config) -> None:
         self.inhibitors = {inv.name: tuple(inv.inhibited_by) for inv in config.invariants if inv.inhibited_by}
+        # `target_up` mutes an invariant only for the targets it reads: a dead Prometheus is no
+        # cause of a PD-read invariant's violation
+        self.targets_read: dict[str, frozenset[str]] = {}
+        for inv in config.invariants:
+            names: set[str] = set()
+            for source in (inv.expr, inv.for_each, inv.key, inv.resolve_when):
+                if source is not None:
+                    names |= compile_expr(source).names
+            self.targets_read[inv.name] = frozenset(
+                config.observations[n].query.target for n in names if n in config.observations)
 
     def mutes(self, ticket: Ticket, context: MuteContext) -> str | None:
         began = context.violated_since.get((ticket.invariant, ticket.entity_key), ticket.first_seen)
         for name in self.inhibitors.get(ticket.invariant, ()):
-            keys = context.firing.get(name)
+            relevant = self._relevant(ticket.invariant, name)
+            keys = tuple(k for k in context.firing.get(name, ()) if relevant(k))
             if keys:
                 return f"inhibited by {name} (firing for {_listed(keys)})"
             # a symptom whose violation began while its cause fired is that cause's, even when
             # its own `for` makes it fire just after the cause resolved
             overlapping = tuple(key for key, fired, resolved in context.episodes.get(name, ())
-                                if fired <= context.now and (resolved is None or resolved >= began))
+                                if relevant(key) and fired <= context.now and (resolved is None or resolved >= began))
             if overlapping:
                 return f"inhibited by {name} (fired for {_listed(overlapping)} while this violation began)"
         return None
+
+    def _relevant(self, invariant: str, inhibitor: str) -> Callable[[str], bool]:
+        if inhibitor != TARGET_UP:
+            return lambda key: True
+        targets = self.targets_read.get(invariant, frozenset())
+        return lambda key: key in targets
 
     def invariants(self) -> list[str]:
         """The inhibiting invariants, whose recent tickets the context needs."""
