@@ -65,7 +65,7 @@ def running(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
     for proc in procs:
         if proc.poll() is None:
             proc.terminate()
-            proc.wait(timeout=10)
+            proc.communicate(timeout=30)  # drains its output: an engine blocked on a full pipe cannot stop
 
 
 @pytest.mark.slow
