@@ -64,7 +64,7 @@ def running(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
     for proc in procs:
         if proc.poll() is None:
             proc.terminate()
-            proc.communicate(timeout=10)  # drained: a full pipe of tick lines would block the loop
+            proc.communicate(timeout=30)  # drains its output: an engine blocked on a full pipe cannot stop
 
 
 @pytest.mark.slow
