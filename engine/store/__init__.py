@@ -35,6 +35,10 @@ its own transaction. Every status change of a proposal or an execution is a comp
 an execution starts in one transaction that checks the gates that read the store once more
 (engine.store.limits), so two processes never run one proposal twice.
 
+History (schema v6): `INSERT OR REPLACE` cannot rewrite events, proposals or executions.
+Incidents (schema v7, engine.store.incidents) and the notification outbox (schema v8,
+engine.store.outbox): tickets grouped by `incidents.group_by`, muting, and notifications written
+in the tick and delivered off it.
 Silences (schema v9, engine.store.silencing): matchers on invariant, key and severity with a
 window, an author and a comment (engine.silences); added and expired with their audit events.
 

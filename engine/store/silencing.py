@@ -1,4 +1,4 @@
-"""The Store's silences (schema v5): add, list, expire; each change writes its audit event in the
+"""The Store's silences (schema v9): add, list, expire; each change writes its audit event in the
 same transaction. The loop reads the active ones every tick, so a silence made by `opctl silence
 add` or the console takes effect on the next tick."""
 
