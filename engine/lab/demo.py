@@ -412,6 +412,7 @@ class _DemoRun:
     def result(self, reasons: list[str]) -> DemoResult:
         progress = self.progress
         actions = [] if self.closed else self._actions()
+        tickets_opened, diagnoses = self._counts()
         ok = not reasons
         self._note("PASS" if ok else "FAIL", "the scenario's expectations held" if ok else "; ".join(reasons))
         return DemoResult(
@@ -421,11 +422,21 @@ class _DemoRun:
             recovered_s=None if progress.recovered_at is None else since(progress.recovered_at, progress.injected_at),
             actions=actions,
             mode=self.mode,
-            tickets_opened=len(self.store.tickets(limit=1_000_000)),
-            diagnoses=self.store.count_events("diagnosis"),
+            tickets_opened=tickets_opened,
+            diagnoses=diagnoses,
             reasons=tuple(reasons),
             store=self.store_path,
         )
+
+    def _counts(self) -> tuple[int, int]:
+        """Tickets opened and diagnosis runs, from the run's store (opened again when an
+        interrupted run already closed it: the result line is printed either way)."""
+        store = Store(self.store_path, clock=self.clock) if self.closed else self.store
+        try:
+            return len(store.tickets(limit=1_000_000)), store.count_events("diagnosis")
+        finally:
+            if store is not self.store:
+                store.close()
 
     # ---------------------------------------------------------------- helpers
 
