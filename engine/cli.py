@@ -42,8 +42,13 @@ MODES = ("observe", "approve", "execute")
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="opctl")
-def main() -> None:
+@click.option("--allow-outside", is_flag=True,
+              help="Let configs name files (context_file, prompts, lab...) outside their root by absolute path.")
+def main(allow_outside: bool) -> None:
     """opctl: a declarative operator for distributed systems."""
+    from engine.config.reach import allow_outside as outside
+
+    outside.set(allow_outside)
 
 
 # ----------------------------------------------------------------------------- validate, schema

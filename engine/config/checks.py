@@ -35,6 +35,7 @@ from engine.config.models import (
     Target,
     Var,
 )
+from engine.config.reach import outside_reason
 from engine.config.typecheck import Scope, check, could_be, kind_of, library_problems
 from engine.config.problems import DocPath, Problem, Severity
 from engine.errors import ExpressionCompileError, ExpressionEvalError
@@ -190,6 +191,10 @@ class Checker:
 
     def file_exists(self, path: DocPath, rel: str, what: str) -> Path | None:
         resolved = (self.doc.base_dir / rel).resolve()
+        outside = outside_reason(self.doc.base_dir, rel)
+        if outside is not None:
+            self.report(path, f"{what} {outside}")
+            return None
         if not resolved.is_file():
             self.report(path, f"{what} '{rel}' does not exist (looked for {resolved})")
             return None
