@@ -735,8 +735,10 @@ def demo(
         result = run_demo(config, scenario_name, mode=mode, emit=emit, settings=DemoSettings(interval=period), lab=lab_file)
     except LabError as exc:  # the lab could not start: still end with the result line
         click.echo(f"error: {safe(exc, multiline=True)}", err=True)
-        failed = {"scenario": scenario_name, "ok": False, "detected_s": None, "recovered_s": None, "actions": [], "mode": mode}
-        click.echo(json.dumps(failed))
+        from engine.lab.demo import DemoResult
+
+        failed = DemoResult(scenario_name, ok=False, detected_s=None, recovered_s=None, actions=[], mode=mode)
+        click.echo(json.dumps(failed.as_json()))
         sys.exit(EXIT_PROBLEMS)
     if result.store is not None:
         click.echo(f"inspect this run: opctl tickets list --store {shlex.quote(str(shown_path(result.store)))}")

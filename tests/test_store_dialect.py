@@ -22,7 +22,8 @@ def test_every_migration_translates_for_postgresql() -> None:
     for number, script in enumerate(MIGRATIONS, start=1):
         for statement in _statements(script):
             translated = POSTGRESQL_DIALECT.migration(statement)
-            assert translated, f"v{number}: {statement}"
+            # only SQLite's REPLACE guards translate to nothing: PostgreSQL has no REPLACE
+            assert translated or "_no_replace BEFORE INSERT" in statement, f"v{number}: {statement}"
             text = " ".join(translated)
             assert "AUTOINCREMENT" not in text and "WITHOUT ROWID" not in text and "RAISE(ABORT" not in text, text
             assert " REAL" not in text, f"v{number}: PostgreSQL's REAL is 4 bytes; times need DOUBLE PRECISION: {text}"

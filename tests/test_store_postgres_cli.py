@@ -47,10 +47,12 @@ def test_run_on_postgres_opens_the_ticket_in_postgres(config: Path, postgres_url
     with Store(postgres_url) as store:
         (ticket,) = store.tickets(status="open")
         assert (ticket.invariant, ticket.entity_key, ticket.message) == ("node_up", "n1", "node n1 is down")
-        # the acting path wrote through it too: the (runbook-less) diagnosis and its outcome
-        assert [e.kind for e in store.events(ticket.id)] == ["firing", "diagnosis", "no_action"]
+        assert [e.kind for e in store.events(ticket.id)] == ["firing", "incident"]  # waits group_wait
     # a second run continues it; the commands that read the store find it by the config or --store
     assert opctl("run", str(config), "--once", "--json", store=postgres_url).returncode == 0
+    with Store(postgres_url) as store:
+        # the acting path wrote through it too: the incident, its (runbook-less) diagnosis, the outcome
+        assert [e.kind for e in store.events(ticket.id)] == ["firing", "incident", "incident_opened", "diagnosis", "no_action"]
     listed = opctl("tickets", "list", str(config), "--json", store=postgres_url)
     assert [(t["id"], t["key"], t["status"]) for t in json.loads(listed.stdout)] == [(ticket.id, "n1", "open")]
     shown = opctl("tickets", "show", "--store", postgres_url, str(ticket.id), "--json", store="unused.db")

@@ -46,7 +46,7 @@ class OutboxStore(StoreBase):
         """Where notifications start, once per store: after the newest event (history from
         before notifications were declared is not sent); a restart continues where it was."""
         with self._transaction() as conn:
-            conn.execute("INSERT INTO notify_cursor (id, event_id) SELECT 1, COALESCE(MAX(id), 0) FROM events ON CONFLICT DO NOTHING")
+            conn.execute("INSERT INTO notify_cursor (id, event_id) SELECT 1, COALESCE(MAX(id), 0) FROM events WHERE true ON CONFLICT DO NOTHING")
 
     def events_to_notify(self, *, limit: int = 1000) -> list[Event]:
         """Audit events after the notification cursor, oldest first."""
