@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import engine.config.loader as loader_module
 from pathlib import Path
 
 import pytest
@@ -260,12 +260,12 @@ def test_undefined_and_self_referencing_aliases() -> None:
         assert problems[0].line == 1
 
 
-def test_billion_laughs_is_refused_quickly() -> None:
+def test_billion_laughs_is_refused_at_the_first_level_past_the_limit() -> None:
+    # refused while counting (a5, 1.1M values), never expanded to a9's 10^10: how fast that is
+    # is a matter for benchmarks, what is counted is asserted here
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
-    started = time.perf_counter()
     document, problems = load("\n".join(lines) + "\n")
-    assert time.perf_counter() - started < 2
     assert document is None
     assert "more than 1,000,000 values" in problems[0].message
     assert problems[0].line == 6  # a5 holds 1,111,111 values: the first level past the limit
@@ -335,12 +335,15 @@ def test_binary_files(tmp_path: Path, content: bytes, needle: str, line: int) ->
     assert len(problems) == 1 and needle in problems[0].message and problems[0].line == line
 
 
-def test_ten_megabyte_file_is_refused_without_parsing(tmp_path: Path) -> None:
+def test_ten_megabyte_file_is_refused_without_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "big.yaml"
     path.write_bytes(b"k: " + b"x" * (10 * 1024 * 1024) + b"\n")
-    started = time.perf_counter()
+
+    def parse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a file over the size limit must not reach the YAML parser")
+
+    monkeypatch.setattr(loader_module.yaml, "parse", parse)
     document, problems = load_document(path)
-    assert time.perf_counter() - started < 2
     assert document is None
     assert problems[0].message.startswith(f"the file is larger than {MAX_BYTES // (1024 * 1024)} MB")
 
