@@ -46,9 +46,10 @@ MODES = ("observe", "approve", "execute")
               help="Let configs name files (context_file, prompts, lab...) outside their root by absolute path.")
 def main(allow_outside: bool) -> None:
     """opctl: a declarative operator for distributed systems."""
-    from engine.config.reach import allow_outside as outside
+    if allow_outside:
+        from engine.config.reach import allow_outside as outside
 
-    outside.set(allow_outside)
+        outside.set(True)
 
 
 # ----------------------------------------------------------------------------- validate, schema

@@ -193,3 +193,14 @@ def store_at(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
     if request.param == "sqlite":
         return tmp_path / "state" / "opctl.db"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def allow_outside() -> Iterator[None]:
+    """What `opctl --allow-outside` sets: configs written to tmp_path may name the repository's
+    files by absolute path (engine/config/reach.py)."""
+    from engine.config.reach import allow_outside as outside
+
+    token = outside.set(True)
+    yield
+    outside.reset(token)

@@ -86,6 +86,8 @@ def test_every_yaml_example_is_valid(doc: Path, tmp_path: Path) -> None:
     if not files:
         return
     copy = tmp_path / "repo"
+    copy.mkdir()
+    shutil.copy(ROOT / ".opctl-root", copy)  # configs/ names ../subjects/: one project root
     for part in ("configs", "subjects", "examples", "schemas"):
         shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
     for relative, body in files.items():

@@ -68,7 +68,7 @@ class Inhibition:
     def __init__(self, config: Config) -> None:
         self.inhibitors = {inv.name: tuple(inv.inhibited_by) for inv in config.invariants if inv.inhibited_by}
         # `target_up` mutes an invariant only for the targets it reads: a dead Prometheus is no
-        # cause of a PD-read invariant's violation
+        # cause of a violation seen through another target
         self.targets_read: dict[str, frozenset[str]] = {}
         for inv in config.invariants:
             names: set[str] = set()

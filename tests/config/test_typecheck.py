@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def copy_of(tmp_path: Path, name: str) -> Path:
+    shutil.copy(ROOT / ".opctl-root", tmp_path)  # configs/ names ../subjects/: one project root
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
     shutil.copytree(ROOT / "subjects", tmp_path / "subjects")
     shutil.copytree(ROOT / "compose", tmp_path / "compose")  # the TiKV lab's Prometheus config

@@ -96,7 +96,7 @@ def test_a_malformed_recording_exits_1_at_file_line_col(tmp_path: Path, mangle: 
     assert first.startswith(f"{path}:") and where in first, first
 
 
-def test_tokens_and_cost_add_up_per_exchange_and_follow_the_price_table(tmp_path: Path) -> None:
+def test_tokens_and_cost_add_up_per_exchange_and_follow_the_price_table(tmp_path: Path, allow_outside: None) -> None:
     config = (Path(__file__).resolve().parents[2] / "configs" / "ratelimiter.yaml").read_text()
     priced = tmp_path / "priced.yaml"
     base = Path(__file__).resolve().parents[2] / "configs"

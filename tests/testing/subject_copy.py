@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def copy_subject(tmp_path: Path, subject: str) -> tuple[Path, Path]:
     """(the copied config, the copied subject's tests directory)."""
     (tmp_path / "configs").mkdir()
+    shutil.copy(ROOT / ".opctl-root", tmp_path)  # configs/ names ../subjects/: one project root
     config = tmp_path / "configs" / f"{subject}.yaml"
     shutil.copy(ROOT / "configs" / f"{subject}.yaml", config)
     shutil.copytree(ROOT / "subjects" / subject, tmp_path / "subjects" / subject)

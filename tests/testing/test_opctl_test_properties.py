@@ -50,6 +50,7 @@ def test_properties_are_skipped_without_the_flag() -> None:
 def test_a_planted_bug_is_found_and_shrunk_to_a_minimal_counterexample(tmp_path: Path) -> None:
     (tmp_path / "configs").mkdir()
     config = tmp_path / "configs" / "ratelimiter.yaml"
+    shutil.copy(ROOT / ".opctl-root", tmp_path)  # configs/ names ../subjects/: one project root
     shutil.copy(ROOT / "configs" / "ratelimiter.yaml", config)
     shutil.copytree(ROOT / "subjects" / "ratelimiter", tmp_path / "subjects" / "ratelimiter")
     # the bug: a `stale` node counts as healthy
@@ -73,6 +74,7 @@ def test_a_planted_bug_is_found_and_shrunk_to_a_minimal_counterexample(tmp_path:
 def test_an_invariant_that_errors_on_valid_data_is_a_failure(tmp_path: Path) -> None:
     (tmp_path / "configs").mkdir()
     config = tmp_path / "configs" / "ratelimiter.yaml"
+    shutil.copy(ROOT / ".opctl-root", tmp_path)  # configs/ names ../subjects/: one project root
     shutil.copy(ROOT / "configs" / "ratelimiter.yaml", config)
     shutil.copytree(ROOT / "subjects" / "ratelimiter", tmp_path / "subjects" / "ratelimiter")
     # well-typed (the checker passes it), but it divides by zero on every node that made no decision

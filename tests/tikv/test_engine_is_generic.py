@@ -139,7 +139,7 @@ def config_with_extra_invariant(directory: Path) -> Path:
     return path
 
 
-def test_a_new_invariant_written_only_in_yaml_fires(tmp_path: Path) -> None:
+def test_a_new_invariant_written_only_in_yaml_fires(tmp_path: Path, allow_outside: None) -> None:
     config = config_with_extra_invariant(tmp_path)
     assert validate_file(config, env={}) == []
     with tikv_lab(tmp_path, config=config, stores=4) as lab:
