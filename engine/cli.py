@@ -46,10 +46,11 @@ MODES = ("observe", "approve", "execute")
               help="Let configs name files (context_file, prompts, lab...) outside their root by absolute path.")
 def main(allow_outside: bool) -> None:
     """opctl: a declarative operator for distributed systems."""
-    if allow_outside:
-        from engine.config.reach import allow_outside as outside
+    from engine.config.reach import allow_outside as outside
 
-        outside.set(True)
+    # for this command only: an in-process caller (tests, CliRunner) keeps its own setting after
+    token = outside.set(allow_outside or outside.get())
+    click.get_current_context().call_on_close(lambda: outside.reset(token))
 
 
 # ----------------------------------------------------------------------------- validate, schema

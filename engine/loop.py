@@ -131,12 +131,16 @@ class Monitor:
             cache=cache if diagnoser is None else None, clock=clock,
         )
         self.incidents = IncidentStage(self.config, store)
-        self.notifier = Notifier(loaded, store, clock=clock, redactor=self.redactor) if self.config.notify else None
         self.replica = replica  # None: the only engine on its store, no lease
         self.lease: Lease | None = None
+        self.notifier = Notifier(loaded, store, clock=clock, redactor=self.redactor, leading=self._leading) if self.config.notify else None
         if replica is None:
             # executions a crash left running are never replayed: their outcome is unknown
             store.interrupted_executions(clock())
+
+    def _leading(self) -> bool:
+        """This engine may act (and notify): the only one on its store, or the lease holder."""
+        return self.replica is None or (self.lease is not None and self.lease.leading)
 
     def _hold_lease(self) -> tuple[Lease | None, str | None]:
         """Renew or take the lease (with replicas); a store error means following this tick."""

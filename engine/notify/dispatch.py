@@ -33,8 +33,11 @@ def backoff(attempts: int) -> float:
 
 class Notifier:
     def __init__(self, loaded: LoadedConfig, store: Store, *, clock: Callable[[], float] = time.time,
-                 redactor: Redactor | None = None) -> None:
+                 redactor: Redactor | None = None, leading: Callable[[], bool] = lambda: True) -> None:
         self.store = store
+        # replicas share one outbox: only the lease holder delivers (a follower's writes are
+        # fenced anyway, and it must not send what it could not record)
+        self.leading = leading
         store.start_notify_cursor()
         self.clock = clock
         self.redactor = redactor or Redactor(loaded.secrets)
@@ -74,6 +77,8 @@ class Notifier:
 
     def deliver_due(self, now: float | None = None) -> None:
         """One delivery pass: due webhook notifications, then Alertmanager when due."""
+        if not self.leading():
+            return
         client = self._client or httpx.Client()
         self._client = client
         now = self.clock() if now is None else now

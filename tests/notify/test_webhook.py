@@ -173,3 +173,25 @@ def test_a_dead_receiver_never_slows_a_tick_and_restart_delivers_once(tmp_path: 
         assert sorted(json.loads(body)["event"] for _, body, _ in receiver.requests) == ["opened", "resolved"]
         assert len(ids) == len(set(ids)) == 2  # each once
         again.notifier.stop()
+
+
+def test_replicas_sharing_a_store_deliver_each_notification_once_from_the_leader(tmp_path: Path, api: JsonServer) -> None:
+    with Receiver() as receiver:
+        clock = Clock()
+        config = tmp_path / "lab.yaml"
+        config.write_text(CONFIG.format(api=api.url, hook=receiver.url, format="json", timeout="2s"))
+        loaded = load_config(config, env={"HOOK_SECRET": SECRET})
+        leader = Monitor(loaded, store=Store(loaded.store_path), clock=clock, replica="a")
+        follower = Monitor(loaded, store=Store(loaded.store_path), clock=clock, replica="b")
+        asyncio.run(leader.tick())  # takes the lease, opens the ticket, queues `opened`
+        asyncio.run(follower.tick())  # observes and evaluates only
+        assert leader.lease is not None and leader.lease.leading and follower.lease is not None and not follower.lease.leading
+        assert leader.notifier is not None and follower.notifier is not None
+        follower.notifier.deliver_due(clock.now)  # the shared outbox is not the follower's to send
+        assert receiver.requests == []
+        leader.notifier.deliver_due(clock.now)
+        follower.notifier.deliver_due(clock.now)
+        assert [json.loads(body)["event"] for _, body, _ in receiver.requests] == ["opened"]
+        for monitor in (leader, follower):
+            assert monitor.notifier is not None
+            monitor.notifier.stop()
