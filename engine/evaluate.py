@@ -372,37 +372,28 @@ class Evaluator:
     ) -> Evaluation:
         """One tick: samples for every entity of every invariant, run through `advance`."""
         with _no_collection_pauses():
-            return self._evaluate(observations, previous, states, now)
-
-    def _evaluate(
-        self,
-        observations: Mapping[str, ObservationResult],
-        previous: Mapping[str, Any],
-        states: Mapping[tuple[str, str], EntityState],
-        now: float,
-    ) -> Evaluation:
-        env: dict[str, Any] = {name: r.value for name, r in observations.items() if r.ok}
-        env["prev"] = previous if isinstance(previous, dict) else dict(previous)
-        env["now"] = now
-        env["vars"] = self._vars
-        run = _Run(states, now)
-        groups: dict[tuple[str, str], list[_Compiled]] = {}
-        for c in self._compiled:
-            failure = _observation_failure(c, observations)
-            if failure is not None:
-                run.fail_invariant(c, failure, "unknown")
-            elif c.for_each is None:
-                run.cluster_wide(c, env)
-            else:
-                groups.setdefault((c.inv.for_each or "", c.inv.key or ""), []).append(c)
-        for members in groups.values():
-            run.per_entity(members, env)
-        return Evaluation(
-            states=StateMap(run.ok_keys, run.unsettled),
-            transitions=run.transitions,
-            entities=run.entities,
-            reports={c.inv.name: run.tally_of(c.inv.name).report(c.inv.name) for c in self._compiled},
-        )
+            env: dict[str, Any] = {name: r.value for name, r in observations.items() if r.ok}
+            env["prev"] = previous if isinstance(previous, dict) else dict(previous)
+            env["now"] = now
+            env["vars"] = self._vars
+            run = _Run(states, now)
+            groups: dict[tuple[str, str], list[_Compiled]] = {}
+            for c in self._compiled:
+                failure = _observation_failure(c, observations)
+                if failure is not None:
+                    run.fail_invariant(c, failure, "unknown")
+                elif c.for_each is None:
+                    run.cluster_wide(c, env)
+                else:
+                    groups.setdefault((c.inv.for_each or "", c.inv.key or ""), []).append(c)
+            for members in groups.values():
+                run.per_entity(members, env)
+            return Evaluation(
+                states=StateMap(run.ok_keys, run.unsettled),
+                transitions=run.transitions,
+                entities=run.entities,
+                reports={c.inv.name: run.tally_of(c.inv.name).report(c.inv.name) for c in self._compiled},
+            )
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from engine.config.validate import load_config
 from engine.loop import Monitor
 from engine.store import PARKED_GROUPED, PARKED_MUTED, Store
 from tests.json_server import JsonServer
+from tests.clock import Clock
 
 CONFIG = """\
 version: 1
@@ -54,13 +55,6 @@ mode: observe
 store: state.db
 """
 
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def nodes(redis: bool, fast: bool, count: int = 3) -> dict[str, object]:

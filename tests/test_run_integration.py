@@ -15,6 +15,7 @@ from engine.config.validate import load_config
 from engine.loop import Monitor
 from engine.store import Store
 from tests.json_server import JsonServer
+from tests.clock import Clock
 
 CONFIG = """\
 version: 1
@@ -42,13 +43,6 @@ invariants:
 store: state.db
 """
 
-
-class Clock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def nodes(*states: str) -> dict[str, object]:

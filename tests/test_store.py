@@ -25,19 +25,13 @@ from engine.store import MIGRATIONS, SCHEMA_VERSION, Execution, Proposal, StartR
 from engine.store.postgres import _WRITER_LOCK
 from tests.ports import free_port
 from tests.store_support import RawDatabase
+from tests.clock import Clock
 
 INV = Invariant.model_validate(
     {"name": "node_up", "expr": "true", "severity": "critical", "labels": {"team": "storage"}, "for": "30s"}
 )
 INVARIANTS = {"node_up": INV}
 
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Driver:
@@ -71,7 +65,7 @@ class Driver:
 @pytest.fixture
 def store(store_at: Path | str) -> Iterator[Store]:
     """A fresh store on each backend (SQLite, PostgreSQL: tests/conftest.py `store_at`)."""
-    s = Store(store_at, clock=Clock())
+    s = Store(store_at, clock=Clock(1000.0))
     yield s
     s.close()
 
@@ -408,7 +402,7 @@ def test_sigkill_mid_episode_keeps_the_ticket_and_its_state(store_at: Path | str
 
 def test_postgres_restart_is_a_loud_error_then_the_store_reconnects_and_loses_nothing(own_postgres: PostgresServer) -> None:
     url = own_postgres.create_database("restarts")
-    store = Store(url, clock=Clock())
+    store = Store(url, clock=Clock(1000.0))
     d = Driver(store)
     d.tick(0, a="violated")
     d.tick(30, a="violated")  # firing: ticket 1
@@ -435,7 +429,7 @@ def test_postgres_restart_is_a_loud_error_then_the_store_reconnects_and_loses_no
 
 
 def test_a_connection_dropped_by_the_server_fails_that_call_only(postgres_url: str) -> None:
-    store = Store(postgres_url, clock=Clock())
+    store = Store(postgres_url, clock=Clock(1000.0))
     store.add_event("note", ticket_id=None, actor="a", data={}, at=1)
     raw = RawDatabase(postgres_url)
     # the server ends every other session of the database (as a restart or a failover does)
@@ -506,7 +500,7 @@ def _proposed(store: Store, status: str, at: float) -> Proposal:
 def test_insert_or_replace_cannot_rewrite_events_proposals_or_executions(tmp_path: Path) -> None:
     # SQLite only: PostgreSQL has no REPLACE (an ON CONFLICT DO UPDATE is an update, refused by
     # the no-update triggers the store suite checks on both backends)
-    store = Store(tmp_path / "replace.db", clock=Clock())
+    store = Store(tmp_path / "replace.db", clock=Clock(1000.0))
     proposal = _proposed(store, "approved", 31)
     rule = StartRule("deregister_node", "a", cooldown=0, max_attempts=3, budget_per_hour=None, total_budget_per_hour=20)
     assert isinstance(store.begin_execution(proposal.id, request={"line": "DELETE /v1/nodes/a"}, at=32, rule=rule), Execution)

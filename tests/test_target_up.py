@@ -12,17 +12,11 @@ from engine.config.validate import load_config
 from engine.loop import Monitor
 from engine.store import Store
 from tests.ports import free_port
+from tests.clock import Clock
 
 ROOT = Path(__file__).resolve().parents[1]
 DECLARED = 7  # the invariants configs/ratelimiter.yaml declares
 
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def dead_subject_monitor(tmp_path: Path, clock: Clock) -> Monitor:

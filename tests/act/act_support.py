@@ -23,6 +23,7 @@ from engine.loop import Monitor, TickReport
 from engine.store import Event, Proposal, Store, Ticket
 from tests.anthropic_replay import ReplayTransport as BaseReplayTransport
 from tests.json_server import JsonServer
+from tests.clock import Clock
 
 RECORDINGS = Path(__file__).parent / "recordings"
 SECRET = "act-s3cr3t-token-77aa"
@@ -37,13 +38,6 @@ class ReplayTransport(BaseReplayTransport):
     recordings = RECORDINGS
     max_retries = 0
 
-
-class Clock:
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def nodes(*down: str, up: tuple[str, ...] = ("n1",)) -> dict[str, Any]:
@@ -160,7 +154,7 @@ def open_engine(
 ) -> Engine:
     """`store_at`: the config's `store:` (a file or a PostgreSQL URL: tests/conftest.py `store_at`)."""
     loaded = write_config(directory, data if store_at is None else {**data, "store": str(store_at)})
-    clock = Clock()
+    clock = Clock(START)
     store = Store(loaded.store_path, clock=clock)
     runner = asyncio.Runner()
     if transport is not None:

@@ -16,6 +16,7 @@ from engine.store import Store
 from tests.json_server import JsonServer
 from tests.notify.alertmanager_server import Alertmanager, requires_alertmanager
 from tests.waiting import wait_for
+from tests.clock import Clock
 
 pytestmark = requires_alertmanager
 
@@ -43,13 +44,6 @@ mode: observe
 store: state.db
 """
 
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

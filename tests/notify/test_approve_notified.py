@@ -21,16 +21,10 @@ from engine.store import Store
 from tests.act.act_support import config_data, nodes
 from tests.json_server import JsonServer
 from tests.notify.receiver import Receiver
+from tests.clock import Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_approval_needed_reaches_the_webhook_and_its_command_executes_on_the_next_tick(tmp_path: Path) -> None:

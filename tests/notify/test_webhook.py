@@ -20,6 +20,7 @@ from engine.notify.dispatch import backoff
 from engine.store import Store
 from tests.json_server import JsonServer
 from tests.notify.receiver import Receiver
+from tests.clock import Clock
 
 SECRET = "hook-secret-42"
 
@@ -48,13 +49,6 @@ mode: observe
 store: state.db
 """
 
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
