@@ -133,6 +133,7 @@ class Monitor:
         self.incidents = IncidentStage(self.config, store)
         self.replica = replica  # None: the only engine on its store, no lease
         self.lease: Lease | None = None
+        self._unwritten = False  # a tick since the store's states were last written or read back
         self.notifier = Notifier(loaded, store, clock=clock, redactor=self.redactor, leading=self._leading) if self.config.notify else None
         if replica is None:
             # executions a crash left running are never replayed: their outcome is unknown
@@ -148,9 +149,13 @@ class Monitor:
             return None, None
         try:
             lease = self.store.hold_lease(self.replica, ttl=self.config.lease_ttl)
-            if lease.acquired:
-                # the store is the truth: continue the previous leader's timers and tickets
+            if lease.acquired or (lease.leading and self._unwritten):
+                # the store is the truth: continue the previous leader's timers and tickets. Also
+                # after ticks this replica could not write (it followed, or the store was down):
+                # its states moved on in memory past transitions the store never recorded
                 self.states = self.store.load_states()
+                self._unwritten = False
+            if lease.acquired:
                 self.store.interrupted_executions(self.clock())
         except StoreError as exc:
             self.lease = self._lost(self.lease) or Lease(None, 0, None, 0.0, self.replica)
@@ -179,12 +184,15 @@ class Monitor:
             except NotLeader as exc:  # another replica took over while this one was paused
                 lease = self.lease = self._lost(lease)
                 store_error = str(exc)
+                self._unwritten = True
             except StoreError as exc:
                 if self.replica is None:
                     raise  # the only engine on its store: a store that fails stops it, as it always did
                 store_error = self.redactor.text(str(exc))
+                self._unwritten = True
         else:
-            self.states = evaluation.states  # a follower stays warm; a takeover reloads the store's
+            self.states = evaluation.states  # a follower stays warm; leading again reloads the store's
+            self._unwritten = True
         self.last_reports = evaluation.reports
         self.previous.update({name: r.value for name, r in results.items() if r.ok})
         self.ticks += 1

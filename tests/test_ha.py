@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import random
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from engine.lab.postgres_server import PostgresServer
 from engine.store import Store
 from tests.node_registry import NodeRegistry
 from tests.replicas import Replicas, opctl, registry, registry_config, replicas  # noqa: F401  (fixtures)
@@ -143,3 +145,39 @@ def test_twenty_rounds_with_a_random_replica_killed_between_them_remediate_exact
     assert len(executions) == ROUNDS and len({e.proposal_id for e in executions}) == ROUNDS
     tokens = [e["token"] for e in leader_events(replicas)]
     assert tokens == sorted(tokens) and len(set(tokens)) == len(tokens)
+
+
+@pytest.mark.slow
+def test_postgresql_restarted_under_two_replicas_loses_no_ticket_and_doubles_nothing(
+    registry: NodeRegistry, tmp_path: Path, own_postgres: PostgresServer
+) -> None:
+    replicas = Replicas(tmp_path, own_postgres.create_database("ha_restart"))
+    try:
+        registry.nodes = {"n1": "up", "n2": "down"}
+        data = registry_config(registry.url)
+        a = replicas.opctl_run("a", data)
+        replicas.wait_leader("a")
+        b = replicas.opctl_run("b", data)
+        wait_for(lambda: b.lines())  # running (a replica that cannot open the store at start exits, and says so)
+        wait_for(lambda: registry.deletes() == ["/v1/nodes/n2"])
+        wait_for(lambda: [t.status for t in read(replicas, "tickets", limit=100)] == ["resolved"])
+        own_postgres.stop()
+        # both keep observing and say loudly that the store is failing; a fault meanwhile waits
+        registry.nodes["n3"] = "down"
+        for replica in (a, b):
+            wait_for(lambda replica=replica: [line for line in replica.lines()[-3:] if line.get("store_error")])
+            assert replica.proc is not None and replica.proc.poll() is None
+        ticks = {replica.name: len(replica.lines()) for replica in (a, b)}
+        wait_for(lambda: all(len(r.lines()) > ticks[r.name] + 3 for r in (a, b)))  # still ticking while it is down
+        assert registry.deletes() == ["/v1/nodes/n2"]  # nothing acted without a store to record it
+        own_postgres.start()
+        wait_for(lambda: registry.deletes() == ["/v1/nodes/n2", "/v1/nodes/n3"])
+        wait_for(lambda: [t.status for t in read(replicas, "tickets", limit=100)] == ["resolved", "resolved"])
+        tickets = read(replicas, "tickets", limit=100)
+        assert sorted(t.entity_key for t in tickets) == ["n2", "n3"]  # no ticket lost, none doubled
+        assert sorted(e.status for e in read(replicas, "executions")) == ["succeeded", "succeeded"]
+        after = {replica.name: len(replica.lines()) for replica in (a, b)}
+        wait_for(lambda: all(len(r.lines()) > after[r.name] + 5 for r in (a, b)))
+        assert registry.deletes() == ["/v1/nodes/n2", "/v1/nodes/n3"]  # and nothing twice afterwards
+    finally:
+        replicas.stop()
