@@ -5,7 +5,6 @@ ticket resolves (only when its effect was confirmed).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
