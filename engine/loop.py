@@ -304,7 +304,7 @@ class Monitor:
         values = {name: r.value for name, r in results.items()}
         out: dict[tuple[str, str], str] = {}
         for ident, entity in evaluation.entities.items():
-            invariant = self.config.invariant(entity.invariant)
+            invariant = self.config.invariant(entity.invariant, entity.key)
             if invariant is not None:
                 state = evaluation.states.get(ident)
                 error = state.last_error if state is not None else None

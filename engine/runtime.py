@@ -98,7 +98,7 @@ def rendered_prompt(config_path: str, ticket_id: int, store_at: str | None = Non
     loaded = load_config(config_path)
     with open_store(config_path, store_at, loaded=loaded) as store:
         ticket = require_ticket(store, ticket_id)
-        invariant = loaded.config.invariant(ticket.invariant)
+        invariant = loaded.config.invariant(ticket.invariant, ticket.entity_key)
         if invariant is None:
             raise ConfigError(f"ticket #{ticket_id} is for invariant {ticket.invariant!r}, which {config_path} no longer declares")
         observations = {k: v for k, v in ticket.snapshot.items() if k != "item"}

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from engine.config.models import TARGET_UP, Config, Invariant, target_up_invariant
+from engine.config.models import TARGET_UP, Config, Invariant
 from engine.durations import format_duration
 from engine.evaluate import Entity, EntityState, Evaluation, InvariantReport, StateMap, Transition, advance
 
@@ -31,7 +31,7 @@ class TargetHealth:
         for name, observation in config.observations.items():
             self.observations_of.setdefault(observation.query.target, []).append(name)
         self.invariants: dict[str, Invariant] = {
-            target: target_up_invariant(severity=config.targets[target].severity, hold=config.down_after(target))
+            target: config.target_up(target)
             for target in sorted(self.observations_of)
             if target in config.targets
         }
@@ -81,7 +81,3 @@ class TargetHealth:
             entities={**evaluation.entities, **entities},
             reports={**evaluation.reports, TARGET_UP: report},
         )
-
-    def invariant_of(self, target: str) -> Invariant | None:
-        """The target's own `target_up` (its severity and `for`), for the ticket it opens."""
-        return self.invariants.get(target)

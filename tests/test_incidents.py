@@ -198,3 +198,35 @@ def test_a_symptom_that_fires_just_after_its_cause_resolved_is_still_muted(tmp_p
     assert cause.status == "resolved" and symptom.first_seen >= (cause.resolved_at or 0)
     assert symptom.muted_by is not None and "while this violation began" in symptom.muted_by
     assert monitor.store.count_events("diagnosis") == 1
+
+
+def test_a_target_that_fails_because_of_a_firing_cause_is_muted_by_its_inhibited_by(tmp_path: Path, srv: JsonServer) -> None:
+    """A second target answers 503 because of the cause redis_reachable already reports: its
+    `target_up` ticket is recorded, muted by the target's `inhibited_by`, and not diagnosed,
+    though it is in an incident of its own (`group_by: [invariant]`). Without the inhibition it
+    is a second diagnosis."""
+    srv.set("/nodes", nodes(redis=False, fast=True))
+
+    def diagnoses(inhibited_by: str) -> tuple[int, list[tuple[str, str, str | None]]]:
+        with JsonServer() as status:
+            status.set("/health", {"detail": "no database"}, status=503)
+            config = tmp_path / f"lab{len(inhibited_by)}.yaml"
+            text = CONFIG.format(api=srv.url, cause_for="2s", symptom_for="2s", incidents="incidents: {group_by: [invariant]}")
+            text = text.replace("interval: 2s\n", f"  status: {{url: \"{status.url}\", down_after: 2s{inhibited_by}}}\ninterval: 2s\n", 1)
+            text = text.replace("invariants:\n", "  health: {http: {target: status, path: /health}, select: body.ok}\ninvariants:\n"
+                                "  - {name: healthy, expr: health, inhibited_by: [target_up]}\n", 1)
+            config.write_text(text.replace("store: state.db", f"store: state{len(inhibited_by)}.db"))
+            loaded = load_config(config)
+            clock = Clock()
+            monitor = Monitor(loaded, store=Store(loaded.store_path), clock=clock)
+            run_ticks(monitor, clock, 4)
+            tickets = [(t.invariant, t.entity_key, t.muted_by) for t in monitor.store.tickets() if t.invariant != "redis_reachable"]
+            return monitor.store.count_events("diagnosis"), tickets
+
+    count, tickets = diagnoses(", inhibited_by: [redis_reachable]")
+    assert count == 1
+    [(invariant, key, muted_by)] = tickets
+    assert (invariant, key) == ("target_up", "status") and muted_by is not None
+    assert muted_by.startswith("inhibited by redis_reachable (firing for 'n1', 'n2', 'n3')")
+    count, tickets = diagnoses("")
+    assert count == 2 and [(i, k) for i, k, m in tickets if m is None] == [("target_up", "status")]

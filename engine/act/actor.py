@@ -183,7 +183,7 @@ class Actor:
         previous: Mapping[str, Any],
         report: ActReport,
     ) -> None:
-        invariant = self.config.invariant(ticket.invariant)
+        invariant = self.config.invariant(ticket.invariant, ticket.entity_key)
         if invariant is None:
             self.store.update_ticket_act(ticket.id, TicketAct(parked=PARKED_NO_ACTION), kind="no_action", actor="engine", at=now,
                                          data={"reason": f"the config no longer declares invariant {ticket.invariant!r}"})

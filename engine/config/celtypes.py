@@ -241,6 +241,11 @@ _REDIS_INTS = frozenset({"DBSIZE", "STRLEN", "HLEN", "ZCARD", "SCARD", "LLEN", "
 HTTP_SELECT_SCOPE = {"body": DYN, "status": INT, "headers": STRING_MAP}
 
 
+# The entity of the built-in `target_up` (engine.target_health builds it), for its runbook's params.
+TARGET_UP_ITEM = Obj((("target", STRING), ("up", BOOL), ("observations", List(STRING)),
+                      ("error", union((STRING, NULL))), ("down_after", STRING)), None)
+
+
 def redis_reply(command: str) -> T:
     if command == "PING":
         return STRING

@@ -217,6 +217,7 @@ class Checker:
         self.check_targets()
         self.check_observations()
         self.check_invariants()
+        self.check_target_runbooks()
         self.check_actions()
         self.check_prompts()
         self.check_diagnosis()
@@ -307,6 +308,20 @@ class Checker:
                 self.template(base + ("message",), inv.message, set(scope) | set(templates.MESSAGE_VARIABLES), f"the message of {what}")
             for i, entry in enumerate(inv.runbook):
                 self.runbook_entry(base + ("runbook", i), entry.action, entry.params, scope | {"key": ct.STRING}, what)
+
+    def check_target_runbooks(self) -> None:
+        """A target's runbook is its `target_up`'s: params see the target's entity as `item`."""
+        observed = {obs.query.target for obs in self.cfg.observations.values()}
+        for name, target in self.cfg.targets.items():
+            if not target.runbook:
+                continue
+            what = f"target_up of target '{name}'"
+            if name not in observed:
+                self.report(("targets", name, "runbook"), f"target '{name}' has a runbook, but no observation reads it, "
+                            "so its target_up never fires", "warning", key=True)
+            scope = self.base_scope() | {"item": ct.TARGET_UP_ITEM, "key": ct.STRING}
+            for i, entry in enumerate(target.runbook):
+                self.runbook_entry(("targets", name, "runbook", i), entry.action, entry.params, scope, what)
 
     def runbook_entry(
         self, path: DocPath, action_name: str, params: dict[str, str], scope: dict[str, ct.T], what: str,

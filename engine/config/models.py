@@ -70,6 +70,14 @@ class Strict(BaseModel):
 # --------------------------------------------------------------------------- subject & targets
 
 
+class RunbookEntry(Strict):
+    """An action the offline runbook provider proposes; params are CEL over the entity."""
+
+    action: Name
+    params: dict[str, Cel] = Field(default_factory=dict)
+    reason: str = ""
+
+
 class Subject(Strict):
     """The system under watch."""
 
@@ -142,6 +150,24 @@ class Target(Strict):
     )
     severity: Literal["critical", "warning", "info"] = Field(
         "critical", description="Severity of this target's `target_up` tickets.", examples=["warning"]
+    )
+    runbook: list[RunbookEntry] = Field(
+        default_factory=list,
+        description=(
+            "What the runbook provider proposes when this target's `target_up` fires. Params are CEL over "
+            "the observations and the target's entity: `item.target`, `item.error` (the last error), "
+            "`item.observations` (the failing ones), `key` (the target's name)."
+        ),
+        examples=[[{"action": "restart_redis", "reason": "Redis stopped answering; start it again."}]],
+    )
+    inhibited_by: list[Name] = Field(
+        default_factory=list,
+        description=(
+            "Invariants that, while one of them fires, mute this target's `target_up` tickets: a target "
+            "that fails because of a cause another invariant already reports (an API answering 503 "
+            "because its database is unreachable)."
+        ),
+        examples=[["node_redis_reachable"]],
     )
 
     @model_validator(mode="after")
@@ -249,14 +275,6 @@ class Observation(Strict):
 
 
 # --------------------------------------------------------------------------- invariants
-
-
-class RunbookEntry(Strict):
-    """An action the offline runbook provider proposes; params are CEL over the entity."""
-
-    action: Name
-    params: dict[str, Cel] = Field(default_factory=dict)
-    reason: str = ""
 
 
 class Invariant(Strict):
@@ -658,7 +676,9 @@ TARGET_UP_MESSAGE = (
 )
 
 
-def target_up_invariant(*, severity: str = "critical", hold: float = 0.0) -> Invariant:
+def target_up_invariant(
+    *, severity: str = "critical", hold: float = 0.0, runbook: list[RunbookEntry] | None = None
+) -> Invariant:
     """`target_up` as an invariant: its entities and samples come from engine.target_health."""
     return Invariant.model_validate({
         "name": TARGET_UP,
@@ -668,7 +688,7 @@ def target_up_invariant(*, severity: str = "critical", hold: float = 0.0) -> Inv
         "key": "item.target",
         "expr": "item.up",
         "message": TARGET_UP_MESSAGE,
-    }).model_copy(update={"hold": hold})
+    }).model_copy(update={"hold": hold, "runbook": list(runbook or ())})
 
 
 # --------------------------------------------------------------------------- the config
@@ -731,12 +751,18 @@ class Config(Strict):
     def action(self, name: str) -> Action | None:
         return next((a for a in self.actions if a.name == name), None)
 
-    def invariant(self, name: str) -> Invariant | None:
-        """A declared invariant, or the built-in `target_up`."""
+    def invariant(self, name: str, key: str | None = None) -> Invariant | None:
+        """A declared invariant, or the built-in `target_up`: of the target `key` names (its
+        severity, `down_after` and runbook) when it names one."""
         found = next((i for i in self.invariants if i.name == name), None)
         if found is None and name == TARGET_UP:
-            return target_up_invariant()
+            return self.target_up(key) if key in self.targets else target_up_invariant()
         return found
+
+    def target_up(self, target: str) -> Invariant:
+        """`target_up` for one declared target."""
+        declared = self.targets[target]
+        return target_up_invariant(severity=declared.severity, hold=self.down_after(target), runbook=declared.runbook)
 
     def invariants_by_name(self) -> dict[str, Invariant]:
         """Every invariant by name: the declared ones and the built-in `target_up`."""

@@ -171,7 +171,7 @@ def _run_case(
 
 async def _replayed_moment(evals: LoadedEvals, case: CaseSpec, recording: Recording, on_moment: Callable[[At], object]) -> str | None:
     """A live case from its recorded moment: no lab; a fresh store for the gate."""
-    invariant = evals.loaded.config.invariant(recording.moment.invariant)
+    invariant = evals.loaded.config.invariant(recording.moment.invariant, recording.moment.key)
     if invariant is None:
         return f"the recorded moment is of invariant {recording.moment.invariant!r}, which the config no longer declares"
     with tempfile.TemporaryDirectory(prefix="opctl-eval-") as tmp:

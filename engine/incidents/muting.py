@@ -3,7 +3,8 @@
 One protocol, several sources (as in Alertmanager, where inhibitions and silences are both a
 `Muter`): each source answers `mutes(ticket, context)` with a reason or None, and `muted_by`
 asks them in order. Inhibition is the first source: an invariant's `inhibited_by` names
-invariants (or `target_up`) that, while one of their entities fires, mute its tickets. Silences
+invariants (or `target_up`) that, while one of their entities fires, mute its tickets; a
+target's `inhibited_by` does the same for its `target_up` tickets. Silences
 are the second (matchers with a window, in the store). A new kind of muting is one more class
 with `mutes` and one more entry in `muters_of`.
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.config.models import TARGET_UP, Config
-from engine.expr import compile_expr
+from engine.config.reads import targets_read
 from engine.evaluate import EntityState, StateMap
 from engine.silences import Silence, silencing, ticket_labels
 from engine.store import Ticket
@@ -63,24 +64,21 @@ class Muter(Protocol):
 
 
 class Inhibition:
-    """`inhibited_by`: while one of the named invariants fires, the invariant only records."""
+    """`inhibited_by`: while one of the named invariants fires, the invariant (or a target's
+    `target_up`) only records."""
 
     def __init__(self, config: Config) -> None:
         self.inhibitors = {inv.name: tuple(inv.inhibited_by) for inv in config.invariants if inv.inhibited_by}
+        self.target_inhibitors = {name: tuple(t.inhibited_by) for name, t in config.targets.items() if t.inhibited_by}
         # `target_up` mutes an invariant only for the targets it reads: a dead Prometheus is no
         # cause of a violation seen through another target
-        self.targets_read: dict[str, frozenset[str]] = {}
-        for inv in config.invariants:
-            names: set[str] = set()
-            for source in (inv.expr, inv.for_each, inv.key, inv.resolve_when):
-                if source is not None:
-                    names |= compile_expr(source).names
-            self.targets_read[inv.name] = frozenset(
-                config.observations[n].query.target for n in names if n in config.observations)
+        self.targets_read = {inv.name: targets_read(inv, config.observations) for inv in config.invariants}
 
     def mutes(self, ticket: Ticket, context: MuteContext) -> str | None:
         began = context.violated_since.get((ticket.invariant, ticket.entity_key), ticket.first_seen)
-        for name in self.inhibitors.get(ticket.invariant, ()):
+        inhibitors = self.target_inhibitors.get(ticket.entity_key, ()) if ticket.invariant == TARGET_UP \
+            else self.inhibitors.get(ticket.invariant, ())
+        for name in inhibitors:
             relevant = self._relevant(ticket.invariant, name)
             keys = tuple(k for k in context.firing.get(name, ()) if relevant(k))
             if keys:
@@ -101,7 +99,8 @@ class Inhibition:
 
     def invariants(self) -> list[str]:
         """The inhibiting invariants, whose recent tickets the context needs."""
-        return sorted({name for names in self.inhibitors.values() for name in names})
+        every = (*self.inhibitors.values(), *self.target_inhibitors.values())
+        return sorted({name for names in every for name in names})
 
 
 def _listed(keys: Sequence[str]) -> str:

@@ -147,7 +147,7 @@ def _prompt_renderer(test: LoadedTest, store: Store, observer: FixtureObserver, 
         if not tickets:
             raise LookupError(f"there is no ticket of {invariant}[{key!r}] to render a prompt for")
         ticket = tickets[0]  # newest first
-        inv = test.loaded.config.invariant(invariant)
+        inv = test.loaded.config.invariant(invariant, key)
         assert inv is not None  # the loader checked the name
         request = DiagnosisRequest(
             ticket=ticket,

@@ -9,6 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from engine.cli import main
+from engine.documents import validate_paths
 from tests.config.test_validate import BASE, line_of, problems_of, write
 
 
@@ -54,6 +55,35 @@ def test_target_up_is_built_in(tmp_path: Path) -> None:
     text = BASE.replace("  - name: memory_ok\n", "  - name: target_up\n", 1)
     [(_, _, path, message)] = problems_of(tmp_path, text)
     assert path == "invariants.1.name" and "built-in invariant" in message
+
+
+def target_with_runbook(entry: str, target: str = "api", url: str = "http://127.0.0.1:9") -> str:
+    return BASE.replace(f'  {target}: {{url: "{url}"}}\n', f'  {target}:\n    url: "{url}"\n    runbook:\n      - {entry}\n', 1)
+
+
+def test_a_target_runbook_is_checked_like_an_invariant_runbook_over_target_ups_entity(tmp_path: Path) -> None:
+    assert problems_of(tmp_path, target_with_runbook("{action: drop_node, params: {node_id: key}}")) == []
+    assert problems_of(tmp_path, target_with_runbook("{action: drop_node, params: {node_id: item.target}}")) == []
+    text = target_with_runbook("{action: drop_nod, params: {node_id: key}}")
+    [(line, _, path, message)] = problems_of(tmp_path, text)
+    assert path == "targets.api.runbook.0.action" and line == line_of(text, "action: drop_nod")
+    assert "runbook of target_up of target 'api' names unknown action 'drop_nod'" in message and "did you mean 'drop_node'?" in message
+    # target_up's entity has fields; a typo or a wrong type is found where it is written
+    [(_, _, path, message)] = problems_of(tmp_path, target_with_runbook("{action: drop_node, params: {node_id: item.targt}}"))
+    assert path == "targets.api.runbook.0.params.node_id" and "targt" in message
+    [(_, _, path, message)] = problems_of(tmp_path, target_with_runbook("{action: drop_node, params: {node_id: item.up}}"))
+    assert path == "targets.api.runbook.0.params.node_id" and "gives a bool" in message and "takes a string" in message
+
+
+def test_a_runbook_on_a_target_no_observation_reads_is_a_warning(tmp_path: Path) -> None:
+    text = target_with_runbook("{action: drop_node, params: {node_id: key}}").replace(
+        "  cache: {url: \"redis://127.0.0.1:9/0\"}\n", "  cache: {url: \"redis://127.0.0.1:9/0\"}\n  spare:\n    url: \"http://127.0.0.1:9\"\n"
+        "    runbook: [{action: drop_node, params: {node_id: key}}]\n", 1)
+    assert problems_of(tmp_path, text) == []
+    warnings = [p for p in validate_paths([write(tmp_path, text)], env={}) if p.severity == "warning"]
+    assert [(".".join(map(str, p.path)), p.line) for p in warnings if "runbook" in p.message] == [
+        ("targets.spare.runbook", line_of(text, "runbook: [{action: drop_node"))]
+    assert "no observation reads it, so its target_up never fires" in warnings[0].message
 
 
 def test_run_and_validate_exit_1_with_the_place(tmp_path: Path) -> None:
@@ -103,3 +133,28 @@ def test_an_invalid_url_is_located_without_printing_an_environment_value(tmp_pat
     path_ = write(tmp_path, BASE + NOTIFY.replace("${HOOK_URL:-http://127.0.0.1:9/hook}", "${HOOK_URL}"))
     result = CliRunner(env={"HOOK_URL": "hooks.example/T0KEN-123"}).invoke(main, ["validate", str(path_)])
     assert result.exit_code == 1 and "from ${HOOK_URL}" in result.output and "T0KEN-123" not in result.output
+
+
+def target_inhibited_by(target: str, names: str, text: str = BASE) -> str:
+    url = {"api": "http://127.0.0.1:9", "cache": "redis://127.0.0.1:9/0"}[target]
+    return text.replace(f'  {target}: {{url: "{url}"}}\n', f'  {target}:\n    url: "{url}"\n    inhibited_by: {names}\n', 1)
+
+
+def test_a_targets_inhibited_by_names_declared_invariants_only(tmp_path: Path) -> None:
+    assert problems_of(tmp_path, target_inhibited_by("cache", "[node_up]")) == []
+    text = target_inhibited_by("cache", "[node_upp]")
+    [(line, _, path, message)] = problems_of(tmp_path, text)
+    assert (path, line) == ("targets.cache.inhibited_by.0", line_of(text, "inhibited_by: [node_upp]"))
+    assert "target 'cache' is inhibited_by unknown invariant 'node_upp'" in message and "did you mean 'node_up'?" in message
+    [(_, _, path, message)] = problems_of(tmp_path, target_inhibited_by("cache", "[target_up]"))
+    assert path == "targets.cache.inhibited_by.0" and "cannot be inhibited_by target_up" in message
+
+
+def test_an_inhibition_cycle_through_a_targets_health_is_refused_and_other_targets_are_not_a_cycle(tmp_path: Path) -> None:
+    # node_up reads api: muted by api's target_up, which node_up would mute in turn
+    text = target_inhibited_by("api", "[node_up]", with_inhibitions("[target_up]"))
+    [(line, _, path, message)] = problems_of(tmp_path, text)
+    assert "inhibition cycle: node_up -> target_up[api] -> node_up" in message
+    assert path == "invariants.0.inhibited_by.0" and line == line_of(text, "inhibited_by: [target_up]")
+    # node_up does not read cache: cache's target_up never mutes it, so this is no cycle
+    assert problems_of(tmp_path, target_inhibited_by("cache", "[node_up]", with_inhibitions("[target_up]"))) == []
