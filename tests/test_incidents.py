@@ -151,6 +151,23 @@ def test_group_by_invariant_and_key_makes_one_incident_per_entity(tmp_path: Path
     assert monitor.store.count_events("diagnosis") == 2
 
 
+@pytest.mark.parametrize("symptom_for", ["2s", "4s"])  # born in the cause's tick, or a tick later
+def test_inhibited_symptoms_are_listed_under_their_causes_incident_whatever_the_grouping(
+    tmp_path: Path, srv: JsonServer, symptom_for: str,
+) -> None:
+    srv.set("/nodes", nodes(redis=False, fast=False, count=2))
+    clock = Clock()
+    monitor = monitor_for(tmp_path, srv, clock, symptom_for=symptom_for, incidents="incidents: {group_by: [invariant], group_wait: 0s}")
+    run_ticks(monitor, clock, 5)
+    [incident] = monitor.store.incidents()
+    assert incident.group_key == "invariant=redis_reachable"
+    members = [monitor.store.ticket(i) for i in incident.ticket_ids]
+    assert sorted((t.invariant, t.entity_key) for t in members if t is not None) == [
+        ("latency", "n1"), ("latency", "n2"), ("redis_reachable", "n1"), ("redis_reachable", "n2")]
+    assert all(t.muted_by is not None for t in members if t is not None and t.invariant == "latency")
+    assert monitor.store.count_events("diagnosis") == 1
+
+
 def test_incident_resolves_with_its_last_ticket_and_a_new_episode_is_a_new_incident(tmp_path: Path, srv: JsonServer) -> None:
     srv.set("/nodes", nodes(redis=False, fast=True, count=1))
     clock = Clock()
@@ -207,7 +224,7 @@ def test_a_target_that_fails_because_of_a_firing_cause_is_muted_by_its_inhibited
     is a second diagnosis."""
     srv.set("/nodes", nodes(redis=False, fast=True))
 
-    def diagnoses(inhibited_by: str) -> tuple[int, list[tuple[str, str, str | None]]]:
+    def diagnoses(inhibited_by: str) -> tuple[int, list[tuple[str, str, str | None]], list[str]]:
         with JsonServer() as status:
             status.set("/health", {"detail": "no database"}, status=503)
             config = tmp_path / f"lab{len(inhibited_by)}.yaml"
@@ -221,12 +238,14 @@ def test_a_target_that_fails_because_of_a_firing_cause_is_muted_by_its_inhibited
             monitor = Monitor(loaded, store=Store(loaded.store_path), clock=clock)
             run_ticks(monitor, clock, 4)
             tickets = [(t.invariant, t.entity_key, t.muted_by) for t in monitor.store.tickets() if t.invariant != "redis_reachable"]
-            return monitor.store.count_events("diagnosis"), tickets
+            return monitor.store.count_events("diagnosis"), tickets, sorted(i.group_key for i in monitor.store.incidents())
 
-    count, tickets = diagnoses(", inhibited_by: [redis_reachable]")
+    count, tickets, incidents = diagnoses(", inhibited_by: [redis_reachable]")
     assert count == 1
     [(invariant, key, muted_by)] = tickets
     assert (invariant, key) == ("target_up", "status") and muted_by is not None
     assert muted_by.startswith("inhibited by redis_reachable (firing for 'n1', 'n2', 'n3')")
-    count, tickets = diagnoses("")
-    assert count == 2 and [(i, k) for i, k, m in tickets if m is None] == [("target_up", "status")]
+    assert incidents == ["invariant=redis_reachable"]  # the target's ticket is listed under its cause
+    count, tickets, incidents = diagnoses("")
+    assert count == 2 and incidents == ["invariant=redis_reachable", "invariant=target_up"]
+    assert [(i, k) for i, k, m in tickets if m is None] == [("target_up", "status")]

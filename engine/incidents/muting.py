@@ -58,6 +58,16 @@ class MuteContext:
                    {name: tuple(sorted(e)) for name, e in by_invariant.items()}, since)
 
 
+@dataclass(frozen=True)
+class Cause:
+    """What inhibits a ticket: an invariant and its entities that fire (or fired while the
+    ticket's violation began: `while_began`)."""
+
+    invariant: str
+    keys: tuple[str, ...]
+    while_began: bool
+
+
 class Muter(Protocol):
     def mutes(self, ticket: Ticket, context: MuteContext) -> str | None:
         """Why this source mutes the ticket now, or None."""
@@ -75,6 +85,15 @@ class Inhibition:
         self.targets_read = {inv.name: targets_read(inv, config.observations) for inv in config.invariants}
 
     def mutes(self, ticket: Ticket, context: MuteContext) -> str | None:
+        found = self.cause(ticket, context)
+        if found is None:
+            return None
+        if found.while_began:
+            return f"inhibited by {found.invariant} (fired for {_listed(found.keys)} while this violation began)"
+        return f"inhibited by {found.invariant} (firing for {_listed(found.keys)})"
+
+    def cause(self, ticket: Ticket, context: MuteContext) -> Cause | None:
+        """The first inhibitor that mutes this ticket now, with its entities; None when none does."""
         began = context.violated_since.get((ticket.invariant, ticket.entity_key), ticket.first_seen)
         inhibitors = self.target_inhibitors.get(ticket.entity_key, ()) if ticket.invariant == TARGET_UP \
             else self.inhibitors.get(ticket.invariant, ())
@@ -82,13 +101,13 @@ class Inhibition:
             relevant = self._relevant(ticket.invariant, name)
             keys = tuple(k for k in context.firing.get(name, ()) if relevant(k))
             if keys:
-                return f"inhibited by {name} (firing for {_listed(keys)})"
+                return Cause(name, keys, while_began=False)
             # a symptom whose violation began while its cause fired is that cause's, even when
             # its own `for` makes it fire just after the cause resolved
             overlapping = tuple(key for key, fired, resolved in context.episodes.get(name, ())
                                 if relevant(key) and fired <= context.now and (resolved is None or resolved >= began))
             if overlapping:
-                return f"inhibited by {name} (fired for {_listed(overlapping)} while this violation began)"
+                return Cause(name, overlapping, while_began=True)
         return None
 
     def _relevant(self, invariant: str, inhibitor: str) -> Callable[[str], bool]:

@@ -1,7 +1,8 @@
 """The incident stage of a tick: group new tickets, mute, and say which tickets the acting stage
 may attempt.
 
-After the tick is stored, `record` puts each new ticket into its incident and resolves
+After the tick is stored, `record` puts each new ticket into its incident (a symptom muted by
+an inhibition into its cause's, so one cause is listed as one incident) and resolves
 incidents whose every ticket resolved. Then, for each due ticket, the acting stage asks `admit`:
 a muted ticket is parked with the reason, recorded only for the rest of its episode (a symptom
 that outlives its cause by a tick is still that cause's symptom, not a new problem to diagnose); a ticket of an incident younger than `group_wait` waits (later tickets of the same cause
@@ -17,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from engine.config.models import Config
 from engine.evaluate import EntityState
 from engine.incidents.grouping import group_key
-from engine.incidents.muting import Inhibition, MuteContext, Muter, muted_by, muters_of
-from engine.store import Store, TickChanges, Ticket
+from engine.incidents.muting import Cause, Inhibition, MuteContext, Muter, muted_by, muters_of
+from engine.store import Incident, Store, TickChanges, Ticket
 
 _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 
@@ -33,16 +34,48 @@ class IncidentStage:
         self.horizon = max((inv.hold for inv in config.invariants), default=0.0) + 2 * config.interval
 
     def record(self, changes: TickChanges, states: Mapping[tuple[str, str], EntityState], now: float) -> None:
-        for ticket in changes.opened:
-            self.store.join_incident(ticket.id, group_key(ticket, self.config.incidents.group_by, self.config.subject.name), at=now)
+        """New tickets join incidents: an inhibited one (a symptom) the open incident of its
+        cause's ticket, so one cause is listed as one incident; any other its group's."""
+        if changes.opened:
+            causes = self._causes(changes.opened, states, now)
+            joined: dict[tuple[str, str], Incident] = {}
+            for ticket in sorted(changes.opened, key=lambda t: t.id in causes):  # causes first
+                cause = causes.get(ticket.id)
+                group = (self._group_of_cause(cause, joined) if cause is not None else None) \
+                    or group_key(ticket, self.config.incidents.group_by, self.config.subject.name)
+                joined[(ticket.invariant, ticket.entity_key)] = self.store.join_incident(ticket.id, group, at=now)
         if changes.resolved:
             self.store.close_incidents(at=now)
 
-    def muted_by(self, ticket: Ticket, states: Mapping[tuple[str, str], EntityState], now: float) -> str | None:
-        """Why the ticket is muted now (the first muting source that says so), or None."""
+    def _causes(self, tickets: Sequence[Ticket], states: Mapping[tuple[str, str], EntityState], now: float) -> dict[int, Cause]:
+        """The tickets an inhibition mutes now, with what inhibits each."""
+        inhibition = next((m for m in self.muters if isinstance(m, Inhibition)), None)
+        if inhibition is None:
+            return {}
+        context = self._context(states, now)
+        found = {t.id: inhibition.cause(t, context) for t in tickets}
+        return {ticket_id: cause for ticket_id, cause in found.items() if cause is not None}
+
+    def _group_of_cause(self, cause: Cause, joined: Mapping[tuple[str, str], Incident]) -> str | None:
+        """The group of the open incident a cause's ticket is in, or None (it has none open)."""
+        for key in cause.keys:
+            if (cause.invariant, key) in joined:
+                return joined[(cause.invariant, key)].group_key
+        for ticket in self.store.tickets(status="open", limit=10_000):
+            if ticket.invariant == cause.invariant and ticket.entity_key in cause.keys and ticket.incident_id is not None:
+                incident = self.store.incident(ticket.incident_id)
+                if incident is not None and incident.resolved_at is None:
+                    return incident.group_key
+        return None
+
+    def _context(self, states: Mapping[tuple[str, str], EntityState], now: float) -> MuteContext:
         inhibitors = [name for m in self.muters if isinstance(m, Inhibition) for name in m.invariants()]
         episodes = self.store.episodes(inhibitors, since=now - self.horizon) if inhibitors else []
-        return muted_by(ticket, MuteContext.of(states, now, episodes), self.muters)
+        return MuteContext.of(states, now, episodes)
+
+    def muted_by(self, ticket: Ticket, states: Mapping[tuple[str, str], EntityState], now: float) -> str | None:
+        """Why the ticket is muted now (the first muting source that says so), or None."""
+        return muted_by(ticket, self._context(states, now), self.muters)
 
     def admit(self, ticket: Ticket, states: Mapping[tuple[str, str], EntityState], now: float) -> bool:
         """May the acting stage attempt this due ticket now?"""
