@@ -518,7 +518,7 @@ class Lease(Strict):
     ttl: Duration | None = Field(
         None,
         description="How long the lease lasts unless renewed (every tick), by the store's clock; default 3 × interval. "
-        "A follower takes over at most ttl + one interval after the leader stopped.",
+        "A follower takes over at most ttl + one interval after the leader stopped. Must be longer than interval.",
         examples=["30s"],
     )
 

@@ -17,12 +17,13 @@ from engine.config.checks import PartialConfig, run_checks
 from engine.config.incident_checks import incident_problems
 from engine.config.notify_checks import notify_problems
 from engine.config.schema_errors import schema_problems
-from engine.config.loader import load_document
+from engine.config.loader import LoadedDocument, load_document
 from engine.config.models import (
     Action, Config, Diagnosis, Incidents, Invariant, Notify, Observation, Prompts, Subject, Target, Var,
 )
 from engine.config.problems import Problem, sort_key
 from engine.config.secrets import positional_secrets
+from engine.durations import format_duration
 from engine.errors import ConfigError
 from engine.redact import Redactor
 
@@ -82,6 +83,8 @@ def check_config(
     problems.extend(run_checks(doc, partial, strict))
     problems.extend(incident_problems(doc, partial))
     problems.extend(notify_problems(doc, partial))
+    if config is not None:
+        problems.extend(_lease_problems(doc, config))
     # A place the loader already faulted (say, an unset ${VAR}) gets no follow-on problems.
     problems = problems[:loader_count] + [p for p in problems[loader_count:] if p.path not in located]
     problems = _unique(problems)
@@ -90,6 +93,18 @@ def check_config(
     problems = [replace(p, message=redactor.text(p.message)) for p in problems]
     loaded = None if config is None else LoadedConfig(config, Path(path).resolve(), doc.base_dir, secrets)
     return sorted(problems, key=sort_key), loaded
+
+
+def _lease_problems(doc: LoadedDocument, config: Config) -> list[Problem]:
+    """A lease that lasts no longer than a tick expires between two renewals: the leader would
+    lose it every tick and replicas would take turns acting."""
+    ttl = config.lease.ttl
+    if ttl is None or ttl > config.interval:
+        return []
+    mark = doc.mark_for(("lease", "ttl"))
+    return [Problem(doc.file, mark.line, mark.column, ("lease", "ttl"),
+                    f"lease.ttl ({format_duration(ttl)}) must be longer than interval ({format_duration(config.interval)}): "
+                    "the lease is renewed once a tick, so it would expire between renewals; leave it out for 3 x interval")]
 
 
 # ---------------------------------------------------------------------------- partial config

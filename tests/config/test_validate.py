@@ -410,3 +410,11 @@ def test_reverts_do_not_chain(tmp_path: Path) -> None:
     )
     messages = [m for _, _, _, m in problems_of(tmp_path, text)]
     assert "the revert of action 'drop_node' is action 'add_node', which declares a revert itself; reverts do not chain" in messages
+
+
+def test_a_lease_no_longer_than_a_tick_is_refused_at_its_place(tmp_path: Path) -> None:
+    assert problems_of(tmp_path, BASE + "lease: {ttl: 11s}\n") == []
+    text = BASE + "lease:\n  ttl: 5s\n"
+    [(line, _, path, message)] = problems_of(tmp_path, text)
+    assert (line, path) == (line_of(text, "ttl: 5s"), "lease.ttl")
+    assert "lease.ttl (5s) must be longer than interval (5s)" in message and "expire between renewals" in message
