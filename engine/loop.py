@@ -119,6 +119,7 @@ class Monitor:
         self.redactor = Redactor(loaded.secrets)
         self.states = store.load_states()  # restored: a restart continues pending/firing timers
         self.previous: dict[str, Any] = {}
+        self.variables = self.config.variable_values()  # `vars`, for ticket messages
         self.last_reports: dict[str, InvariantReport] = {}  # the latest tick's, by invariant
         self.ticks = 0
         self.executor: Executor = executor or TargetExecutor(loaded)
@@ -308,7 +309,8 @@ class Monitor:
             if invariant is not None:
                 state = evaluation.states.get(ident)
                 error = state.last_error if state is not None else None
-                out[ident] = self.redactor.text(render_message(invariant, entity, values, now, error=error))
+                out[ident] = self.redactor.text(render_message(invariant, entity, values, now, error=error,
+                                                               previous=self.previous, variables=self.variables))
         return out
 
     def _snapshot(self, evaluation: Evaluation, results: Mapping[str, ObservationResult]) -> dict[str, Any]:
@@ -326,9 +328,12 @@ class Monitor:
 
 
 def render_message(
-    invariant: Invariant, entity: Entity, values: Mapping[str, Any], now: float, *, error: str | None = None
+    invariant: Invariant, entity: Entity, values: Mapping[str, Any], now: float, *, error: str | None = None,
+    previous: Mapping[str, Any] | None = None, variables: Mapping[str, Any] | None = None,
 ) -> str:
-    """The ticket message: the invariant's template, or a plain default; never raises.
+    """The ticket message: the invariant's template, or a plain default; never raises. It sees
+    what the invariant's expressions see (the observations, `prev`, `vars`, `now`, `item`,
+    `key`), as validate checks it, plus `invariant`, `severity` and `labels`.
 
     On an error sample (`on_error: firing`) the template's data is missing: the message says
     so, with the reason, instead of rendering a half-empty template.
@@ -339,8 +344,10 @@ def render_message(
         return f"{default} (no current data: {error})"
     if invariant.message is None:
         return default
-    variables = {
+    names = {
         **values,
+        "prev": dict(previous or {}),
+        "vars": dict(variables or {}),
         "item": entity.item,
         "key": entity.key,
         "invariant": invariant.name,
@@ -349,7 +356,7 @@ def render_message(
         "now": now,
     }
     try:
-        return templates.render(invariant.message, variables).strip()
+        return templates.render(invariant.message, names).strip()
     except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
         return f"{default} (message template failed: {exc})"
 

@@ -15,7 +15,7 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-# Names a ticket `message` template sees, besides every observation by name.
+# Names a ticket `message` template sees, besides every observation by name, `prev` and `vars`.
 MESSAGE_VARIABLES = frozenset({"item", "key", "invariant", "severity", "labels", "now"})
 
 # Names a diagnosis prompt template sees (built by engine.diagnose).
@@ -30,6 +30,7 @@ PROMPT_VARIABLES = frozenset(
         "events",
         "similar_tickets",
         "actions",
+        "vars",
         "mode",
         "now",
     }

@@ -30,6 +30,14 @@ Message: {{ ticket.message }}
 Invariant: {{ invariant.description or invariant.name }}
 Must hold: `{{ invariant.expr }}`{% if invariant.for_each %} for each `{{ invariant.for_each }}` keyed by `{{ invariant.key }}`{% endif %}
 
+{% if vars %}
+Config values (`vars.<name>` in expressions):
+{% for name, var in vars.items() %}
+- `vars.{{ name }}` = {{ var.value | tojson }}{% if var.description %}: {{ var.description }}{% endif %}
+
+{% endfor %}
+
+{% endif %}
 {% if entity is not none %}
 The entity:
 {{ entity | tojson(2) }}

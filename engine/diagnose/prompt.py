@@ -59,6 +59,7 @@ def prompt_context(loaded: LoadedConfig, request: DiagnosisRequest, mode: str, n
     observations = {name: request.observations.get(name) for name in names}
     events = [_event(e) for e in [e for e in request.events if e.kind not in UNTOLD_EVENTS][-MAX_EVENTS:]]
     similar = [_similar(t) for t in list(request.similar_tickets)[:MAX_SIMILAR]]
+    values = config.variable_values()
     return {
         "subject": {"name": config.subject.name, "description": config.subject.description},
         "context": clean(subject_context(loaded), CONTEXT_BUDGET),
@@ -71,6 +72,9 @@ def prompt_context(loaded: LoadedConfig, request: DiagnosisRequest, mode: str, n
         "events": [clean(e, EVENTS_BUDGET // MAX_EVENTS) for e in events],
         "similar_tickets": [clean(t, SIMILAR_BUDGET // MAX_SIMILAR) for t in similar],
         "actions": [_action(a) for a in config.actions],
+        # what `vars.<name>` in the expressions above stands for
+        "vars": {name: {"type": var.type, "value": redactor.value(values[name]), "description": var.description}
+                 for name, var in config.vars.items()},
         "mode": mode,
         "now": iso(now),
     }

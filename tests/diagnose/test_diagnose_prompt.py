@@ -206,3 +206,27 @@ def test_a_huge_key_and_message_are_trimmed_too() -> None:
     context = prompt_context(loaded, request, "execute", NOW)
     assert len(context["ticket"]["entity_key"]) < 2_100 and context["ticket"]["entity_key"].endswith("more characters]")
     assert len(context["ticket"]["message"]) < 2_100
+
+
+def test_the_prompt_says_what_the_vars_an_expression_reads_stand_for(tmp_path: Path) -> None:
+    """`vars.most` in an expression means nothing to a model without its value; a secret value
+    is masked like any other."""
+    data = config_data("http://127.0.0.1:9")
+    data["vars"] = {
+        "most": {"type": "int", "value": 3, "description": "Nodes a region may lose."},
+        "api_token": {"type": "string", "value": "${API_TOKEN}"},
+    }
+    data["invariants"][0]["expr"] = 'item.state == "up" || nodes.size() > vars.most'
+    loaded = write_config(tmp_path, data)
+    invariant = loaded.config.invariant("node_up")
+    assert invariant is not None
+    request = DiagnosisRequest(ticket=ticket("node_up", "n2"), invariant=invariant, item={"id": "n2", "state": "down"},
+                               key="n2", observations={"nodes": []}, events=[], similar_tickets=[])
+    context = prompt_context(loaded, request, "observe", NOW)
+    assert context["vars"]["most"] == {"type": "int", "value": 3, "description": "Nodes a region may lose."}
+    _, user = render_prompts(loaded, request, "observe", NOW)
+    assert "- `vars.most` = 3: Nodes a region may lose." in user
+    assert SECRET not in user and f"- `vars.api_token` = \"{MASK}\"" in user
+    # a config without vars says nothing about them
+    _, plain = render_prompts(shipped(), heartbeat_request(shipped()), "observe", NOW)
+    assert "vars." not in plain
