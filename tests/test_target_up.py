@@ -88,3 +88,22 @@ def test_target_up_ticket_stays_single_across_more_ticks_and_a_restart(tmp_path:
     assert asyncio.run(ticks(monitor, 6)) == 3
     again = Monitor(monitor.loaded, store=Store(monitor.loaded.store_path), clock=clock)
     assert asyncio.run(ticks(again, 4)) == 0  # restored firing states: no second ticket per target
+
+
+def test_the_entity_target_up_builds_is_the_one_validate_types_its_runbook_against(tmp_path: Path) -> None:
+    """A target's runbook params are type-checked against celtypes.TARGET_UP_ITEM: the entity
+    the engine builds must have exactly those fields, of those kinds."""
+    from engine.config import celtypes as ct
+    from engine.observe import ObservationResult
+    from engine.target_health import TargetHealth
+
+    clock = Clock()
+    monitor = dead_subject_monitor(tmp_path, clock)
+    health = TargetHealth(monitor.config)
+    failed = {name: ObservationResult(name=name, ok=False, value=None, error="connection refused", duration_s=0.0, endpoint=None)
+              for name in monitor.config.observations}
+    evaluation = health.add_to(monitor.evaluator.evaluate(failed, {}, {}, clock.now), failed, {}, clock.now)
+    items = [e.item for (invariant, _), e in evaluation.entities.items() if invariant == "target_up"]
+    assert items and all(list(item) == ct.TARGET_UP_ITEM.names for item in items)
+    kinds = {"target": str, "up": bool, "observations": list, "error": str, "down_after": str}
+    assert all(isinstance(item[field], kinds[field]) for item in items for field in kinds)

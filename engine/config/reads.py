@@ -1,8 +1,9 @@
 """Which targets an invariant reads: the targets of the observations its expressions name.
 
 `target_up` of a target mutes an invariant only when the invariant reads that target (a dead
-Prometheus is no cause of a violation seen through PD), so muting and the inhibition-cycle check
-both need this; an expression that does not compile reads nothing (validate reports it)."""
+metrics server is no cause of a violation seen through another API), so muting and the
+inhibition-cycle check both need this; an expression that does not compile reads nothing
+(validate reports it)."""
 
 from __future__ import annotations
 

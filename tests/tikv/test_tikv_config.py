@@ -138,7 +138,7 @@ class TikvLab:
         action = self.action(name)
         assert action.when is not None
         compiled = compile_expr(action.when)
-        env = {**self.monitor.previous, "params": params, "now": self.clock()}
+        env = {**self.monitor.previous, "params": params, "now": self.clock(), "vars": self.loaded.config.variable_values()}
         return bool(compiled.evaluate({n: env[n] for n in compiled.names if n in env}))
 
     def send(self, name: str, params: dict[str, Any], endpoint: str | None = None) -> httpx.Response:
