@@ -1,4 +1,5 @@
-"""Which targets an invariant reads: the targets of the observations its expressions name.
+"""What an invariant reads: the names its expressions use, and the targets of the observations
+among them.
 
 `target_up` of a target mutes an invariant only when the invariant reads that target (a dead
 metrics server is no cause of a violation seen through another API), so muting and the
@@ -14,7 +15,8 @@ from engine.errors import ExpressionCompileError
 from engine.expr import compile_expr
 
 
-def targets_read(invariant: Invariant, observations: Mapping[str, Observation]) -> frozenset[str]:
+def names_read(invariant: Invariant) -> frozenset[str]:
+    """Every name its expressions read (`expr`, `for_each`, `key`, `resolve_when`)."""
     names: set[str] = set()
     for source in (invariant.expr, invariant.for_each, invariant.key, invariant.resolve_when):
         if source is not None:
@@ -22,4 +24,8 @@ def targets_read(invariant: Invariant, observations: Mapping[str, Observation]) 
                 names |= compile_expr(source).names
             except ExpressionCompileError:
                 continue
-    return frozenset(observations[n].query.target for n in names if n in observations)
+    return frozenset(names)
+
+
+def targets_read(invariant: Invariant, observations: Mapping[str, Observation]) -> frozenset[str]:
+    return frozenset(observations[n].query.target for n in names_read(invariant) if n in observations)

@@ -17,6 +17,7 @@ import jinja2
 
 from engine import templates
 from engine.config.models import Action, Invariant
+from engine.config.reads import names_read
 from engine.config.validate import LoadedConfig
 from engine.diagnose import default_prompts
 from engine.diagnose.types import DiagnosisRequest
@@ -104,10 +105,8 @@ def subject_context(loaded: LoadedConfig) -> str:
 def referenced_observations(invariant: Invariant, declared: Iterable[str]) -> list[str]:
     """Observations the invariant reads (expressions, message, runbook params), in declared order;
     all of them when it names none (a prompt without data helps nobody)."""
-    sources = [invariant.expr, invariant.for_each, invariant.key, invariant.resolve_when]
-    sources += [p for entry in invariant.runbook for p in entry.params.values()]
-    used: set[str] = set()
-    for source in sources:
+    used = set(names_read(invariant))
+    for source in (p for entry in invariant.runbook for p in entry.params.values()):
         if source:
             try:
                 used |= compile_expr(source).names

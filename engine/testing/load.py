@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from engine.act import GATES
 from engine.config.loader import LoadedDocument, load_document
 from engine.config.problems import DocPath, Problem, sort_key
+from engine.config.reads import names_read
 from engine.config.schema_errors import schema_problems
 from engine.config.validate import LoadedConfig, load_config
 from engine.durations import format_duration
@@ -265,11 +266,7 @@ class _Checker:
             if inv is None:
                 self._unknown(where + ("invariant",), "invariant", prop.invariant, invariants)
                 continue
-            names: set[str] = set()
-            for field in ("expr", "for_each", "key", "resolve_when"):
-                source = getattr(inv, field)
-                if source is not None:
-                    names |= compile_expr(source).names
+            names = set(names_read(inv))
             for field in ("fires_iff", "assume"):
                 source = getattr(prop, field)
                 if source is None:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
 from engine.config.models import Config, Invariant
+from engine.config.reads import names_read
 from engine.errors import ExpressionEvalError
 from engine.evaluate import EntityState, Evaluator
 from engine.expr import CompiledExpr, compile_expr, to_python
@@ -50,10 +51,7 @@ class PropertyCheck:
         self.fires_iff: CompiledExpr = compile_expr(prop.fires_iff)
         self.assume: CompiledExpr | None = compile_expr(prop.assume) if prop.assume else None
         self.evaluator = Evaluator(config.model_copy(update={"invariants": [invariant]}))
-        read: set[str] = set(self.fires_iff.names) | (self.assume.names if self.assume else set())
-        for source in (invariant.expr, invariant.for_each, invariant.key, invariant.resolve_when):
-            if source is not None:
-                read |= compile_expr(source).names
+        read = set(self.fires_iff.names) | (self.assume.names if self.assume else set()) | names_read(invariant)
         self.names = sorted(read & set(config.observations))
         self.strategy = st.fixed_dictionaries({name: strategy_for(shapes[name], f"shape of {name}") for name in self.names})
 
