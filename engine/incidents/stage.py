@@ -32,17 +32,27 @@ class IncidentStage:
         self.group_wait = config.incidents.group_wait if config.incidents.group_wait is not None else config.interval
         # how far back a cause's ticket can matter: the longest violation before firing, and a tick
         self.horizon = max((inv.hold for inv in config.invariants), default=0.0) + 2 * config.interval
+        self._context_of: tuple[float, Mapping[tuple[str, str], EntityState], MuteContext] | None = None
 
     def record(self, changes: TickChanges, states: Mapping[tuple[str, str], EntityState], now: float) -> None:
         """New tickets join incidents: an inhibited one (a symptom) the open incident of its
         cause's ticket, so one cause is listed as one incident; any other its group's."""
         if changes.opened:
             causes = self._causes(changes.opened, states, now)
+            # (invariant, key) -> incident of the open tickets: this tick's as they join, older
+            # ones read once, when a cause is not among this tick's
             joined: dict[tuple[str, str], Incident] = {}
+            older: dict[tuple[str, str], int] | None = None
             for ticket in sorted(changes.opened, key=lambda t: t.id in causes):  # causes first
                 cause = causes.get(ticket.id)
-                group = (self._group_of_cause(cause, joined) if cause is not None else None) \
-                    or group_key(ticket, self.config.incidents.group_by, self.config.subject.name)
+                group = None
+                if cause is not None:
+                    if older is None and not any((cause.invariant, k) in joined for k in cause.keys):
+                        older = {(t.invariant, t.entity_key): t.incident_id for t in self.store.tickets(status="open", limit=10_000)
+                                 if t.incident_id is not None}
+                    group = self._group_of_cause(cause, joined, older or {})
+                if group is None:
+                    group = group_key(ticket, self.config.incidents.group_by, self.config.subject.name)
                 joined[(ticket.invariant, ticket.entity_key)] = self.store.join_incident(ticket.id, group, at=now)
         if changes.resolved:
             self.store.close_incidents(at=now)
@@ -56,22 +66,29 @@ class IncidentStage:
         found = {t.id: inhibition.cause(t, context) for t in tickets}
         return {ticket_id: cause for ticket_id, cause in found.items() if cause is not None}
 
-    def _group_of_cause(self, cause: Cause, joined: Mapping[tuple[str, str], Incident]) -> str | None:
+    def _group_of_cause(self, cause: Cause, joined: Mapping[tuple[str, str], Incident],
+                        older: Mapping[tuple[str, str], int]) -> str | None:
         """The group of the open incident a cause's ticket is in, or None (it has none open)."""
         for key in cause.keys:
             if (cause.invariant, key) in joined:
                 return joined[(cause.invariant, key)].group_key
-        for ticket in self.store.tickets(status="open", limit=10_000):
-            if ticket.invariant == cause.invariant and ticket.entity_key in cause.keys and ticket.incident_id is not None:
-                incident = self.store.incident(ticket.incident_id)
-                if incident is not None and incident.resolved_at is None:
-                    return incident.group_key
+        for key in cause.keys:
+            incident_id = older.get((cause.invariant, key))
+            incident = self.store.incident(incident_id) if incident_id is not None else None
+            if incident is not None and incident.resolved_at is None:
+                return incident.group_key
         return None
 
     def _context(self, states: Mapping[tuple[str, str], EntityState], now: float) -> MuteContext:
+        """What muting looks at this tick: read once per tick (every admitted ticket and every
+        lead candidate asks), as the tick's states and the inhibitors' tickets stay put in it."""
+        if self._context_of is not None and self._context_of[0] == now and self._context_of[1] is states:
+            return self._context_of[2]
         inhibitors = [name for m in self.muters if isinstance(m, Inhibition) for name in m.invariants()]
         episodes = self.store.episodes(inhibitors, since=now - self.horizon) if inhibitors else []
-        return MuteContext.of(states, now, episodes)
+        context = MuteContext.of(states, now, episodes)
+        self._context_of = (now, states, context)
+        return context
 
     def muted_by(self, ticket: Ticket, states: Mapping[tuple[str, str], EntityState], now: float) -> str | None:
         """Why the ticket is muted now (the first muting source that says so), or None."""
