@@ -312,6 +312,7 @@ class Checker:
     def check_target_runbooks(self) -> None:
         """A target's runbook is its `target_up`'s: params see the target's entity as `item`."""
         observed = {obs.query.target for obs in self.cfg.observations.values()}
+        scope = self.base_scope() | {"item": ct.TARGET_UP_ITEM, "key": ct.STRING}
         for name, target in self.cfg.targets.items():
             if not target.runbook:
                 continue
@@ -319,7 +320,6 @@ class Checker:
             if name not in observed:
                 self.report(("targets", name, "runbook"), f"target '{name}' has a runbook, but no observation reads it, "
                             "so its target_up never fires", "warning", key=True)
-            scope = self.base_scope() | {"item": ct.TARGET_UP_ITEM, "key": ct.STRING}
             for i, entry in enumerate(target.runbook):
                 self.runbook_entry(("targets", name, "runbook", i), entry.action, entry.params, scope, what)
 

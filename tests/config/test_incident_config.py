@@ -57,8 +57,14 @@ def test_target_up_is_built_in(tmp_path: Path) -> None:
     assert path == "invariants.1.name" and "built-in invariant" in message
 
 
-def target_with_runbook(entry: str, target: str = "api", url: str = "http://127.0.0.1:9") -> str:
-    return BASE.replace(f'  {target}: {{url: "{url}"}}\n', f'  {target}:\n    url: "{url}"\n    runbook:\n      - {entry}\n', 1)
+def with_target_field(target: str, field: str, text: str = BASE) -> str:
+    """BASE with one more field (YAML lines, indented under the target) on target `api` or `cache`."""
+    url = {"api": "http://127.0.0.1:9", "cache": "redis://127.0.0.1:9/0"}[target]
+    return text.replace(f'  {target}: {{url: "{url}"}}\n', f'  {target}:\n    url: "{url}"\n    {field}\n', 1)
+
+
+def target_with_runbook(entry: str) -> str:
+    return with_target_field("api", f"runbook:\n      - {entry}")
 
 
 def test_a_target_runbook_is_checked_like_an_invariant_runbook_over_target_ups_entity(tmp_path: Path) -> None:
@@ -136,8 +142,7 @@ def test_an_invalid_url_is_located_without_printing_an_environment_value(tmp_pat
 
 
 def target_inhibited_by(target: str, names: str, text: str = BASE) -> str:
-    url = {"api": "http://127.0.0.1:9", "cache": "redis://127.0.0.1:9/0"}[target]
-    return text.replace(f'  {target}: {{url: "{url}"}}\n', f'  {target}:\n    url: "{url}"\n    inhibited_by: {names}\n', 1)
+    return with_target_field(target, f"inhibited_by: {names}", text)
 
 
 def test_a_targets_inhibited_by_names_declared_invariants_only(tmp_path: Path) -> None:
